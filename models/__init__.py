@@ -1,0 +1,1 @@
+"""eotrials science layer: plain Python (numpy, rasterio, xarray, torch, econml), no Dagster."""

@@ -1,0 +1,223 @@
+"""Chip sequences: a T x C x H x W stack centred on every unit, written as a Zarr cube.
+
+Reads are grouped by scene and by neighbourhood: units are sorted into spatial tiles, and for each
+tile every scene's file is read once over the tile's bounding window, from which the chips are
+sliced. Each raster is read in its own CRS (the unit point is reprojected, not the raster). Memory
+is bounded by one tile window per scene plus one flush of chips.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import rasterio
+import xarray as xr
+from pyproj import Transformer
+from rasterio.errors import RasterioError
+from rasterio.transform import rowcol
+from rasterio.windows import Window
+
+from models.catalog import CatalogError
+from models.storage import atomic_path
+
+UNIT_CHUNK = 64
+
+
+@dataclass
+class Scene:
+    """Open file handles of one date plus how to turn their values into physical units."""
+
+    paths: list[str]
+    crs: str
+    nodata: list[float]
+    scales: list[float]
+    offsets: list[float]
+    handles: list = field(default_factory=list)
+
+    def __enter__(self) -> "Scene":
+        try:
+            self.handles = [rasterio.open(p) for p in self.paths]
+        except RasterioError as err:
+            raise CatalogError(f"cannot open raster: {err}") from err
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self.handles:
+            h.close()
+
+    @property
+    def transform(self):
+        return self.handles[0].transform
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.handles[0].height, self.handles[0].width
+
+    def read(self, row0: int, col0: int, height: int, width: int) -> np.ndarray:
+        """(C, height, width) float32 in physical units; outside the raster and nodata are NaN."""
+        out = np.full((len(self.nodata), height, width), np.nan, dtype=np.float32)
+        r0, c0 = max(row0, 0), max(col0, 0)
+        r1, c1 = min(row0 + height, self.shape[0]), min(col0 + width, self.shape[1])
+        if r1 <= r0 or c1 <= c0:
+            return out
+        window = Window(c0, r0, c1 - c0, r1 - r0)
+        band = 0
+        for path, handle in zip(self.paths, self.handles):
+            try:
+                raw = handle.read(window=window)
+            except RasterioError as err:
+                raise CatalogError(f"cannot read raster {path}: {err}") from err
+            for b in range(raw.shape[0]):
+                values = raw[b].astype(np.float32)
+                nodata = self.nodata[band]
+                bad = np.isnan(values) if np.isnan(nodata) else (raw[b] == nodata) | np.isnan(values)
+                values = values * self.scales[band] + self.offsets[band]
+                values[bad] = np.nan
+                out[band, r0 - row0 : r1 - row0, c0 - col0 : c1 - col0] = values
+                band += 1
+        return out
+
+
+def scenes_from_catalog(catalog: pd.DataFrame) -> list[Scene]:
+    return [Scene(list(r.paths), r.crs, list(r.nodata), list(r.scales), list(r.offsets)) for r in catalog.itertuples()]
+
+
+def chip_origins(x: np.ndarray, y: np.ndarray, transform, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-left (row, col) of the ``size`` x ``size`` window whose centre pixel holds (x, y).
+
+    For even sizes the unit's pixel is at index ``size // 2`` in both axes.
+    """
+    rows, cols = rowcol(transform, x, y, op=np.floor)
+    return np.asarray(rows, dtype=np.int64) - size // 2, np.asarray(cols, dtype=np.int64) - size // 2
+
+
+def unit_origins(lon: np.ndarray, lat: np.ndarray, scenes: list[Scene], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(T, N) chip origins: each unit's point reprojected into each scene's own CRS."""
+    rows, cols = [], []
+    for scene in scenes:
+        x, y = Transformer.from_crs("EPSG:4326", scene.crs, always_xy=True).transform(lon, lat)
+        r, c = chip_origins(np.asarray(x), np.asarray(y), scene.transform, size)
+        rows.append(r)
+        cols.append(c)
+    return np.stack(rows), np.stack(cols)
+
+
+def _read_tile(scene: Scene, rows: np.ndarray, cols: np.ndarray, size: int) -> np.ndarray:
+    """Chips (n, C, size, size) for units whose origins are ``rows``, ``cols``: one read per scene."""
+    r0, c0 = int(rows.min()), int(cols.min())
+    block = scene.read(r0, c0, int(rows.max()) - r0 + size, int(cols.max()) - c0 + size)
+    offsets = np.arange(size)
+    rr = (rows - r0)[:, None, None] + offsets[None, :, None]
+    cc = (cols - c0)[:, None, None] + offsets[None, None, :]
+    return block[:, rr, cc].transpose(1, 0, 2, 3)
+
+
+def spatial_tiles(rows: np.ndarray, cols: np.ndarray, tile_px: int) -> list[np.ndarray]:
+    """Unit indices grouped by the ``tile_px`` grid cell that holds their chip origin."""
+    key = (rows // tile_px) * 1_000_003 + (cols // tile_px)
+    order = np.argsort(key, kind="stable")
+    _, starts = np.unique(key[order], return_index=True)
+    return np.split(order, starts[1:])
+
+
+def iter_chip_tiles(lon, lat, scenes: list[Scene], size: int, tile_px: int = 512, workers: int = 2) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (unit indices, chips of shape (n, T, C, size, size)) tile by tile."""
+    rows, cols = unit_origins(np.asarray(lon), np.asarray(lat), scenes, size)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for idx in spatial_tiles(rows[0], cols[0], tile_px):
+            frames = pool.map(lambda t: _read_tile(scenes[t], rows[t, idx], cols[t, idx], size), range(len(scenes)))
+            yield idx, np.stack(list(frames), axis=1)
+
+
+@dataclass
+class CubeSummary:
+    n_units: int
+    dropped_all_nodata: list[str]
+    valid_fraction: float
+
+
+class _CubeAppender:
+    """Buffers chips and appends them to a Zarr store in whole unit chunks."""
+
+    def __init__(self, path: Path, dates, bands: list[str], size: int, flush_units: int):
+        self.path, self.dates, self.bands, self.size, self.flush_units = path, dates, bands, size, flush_units
+        self.chips: list[np.ndarray] = []
+        self.meta: list[pd.DataFrame] = []
+        self.written = 0
+
+    def add(self, chips: np.ndarray, meta: pd.DataFrame) -> None:
+        self.chips.append(chips)
+        self.meta.append(meta)
+        if sum(len(m) for m in self.meta) >= self.flush_units:
+            self.flush(final=False)
+
+    def flush(self, final: bool = True) -> None:
+        if not self.meta:
+            return
+        chips, meta = np.concatenate(self.chips), pd.concat(self.meta)
+        n = len(meta) if final else (len(meta) // UNIT_CHUNK) * UNIT_CHUNK
+        batch = _cube_batch(chips[:n], meta.iloc[:n], self.dates, self.bands, self.size)
+        if self.written == 0:
+            chunks = (UNIT_CHUNK, len(self.dates), len(self.bands), self.size, self.size)
+            encoding = {"reflectance": {"chunks": chunks}, "valid": {"chunks": chunks[:2] + chunks[3:]}}
+            batch.to_zarr(self.path, mode="w", encoding=encoding, consolidated=False, zarr_format=3)
+        else:
+            batch.to_zarr(self.path, append_dim="unit", consolidated=False)
+        self.written += n
+        self.chips, self.meta = ([chips[n:]], [meta.iloc[n:]]) if n < len(meta) else ([], [])
+
+
+def _cube_batch(chips: np.ndarray, units: pd.DataFrame, dates, bands, size: int) -> xr.Dataset:
+    valid = ~np.isnan(chips).any(axis=2)
+    offsets = np.arange(size) - size // 2
+    return xr.Dataset(
+        {
+            "reflectance": (("unit", "time", "band", "y", "x"), chips),
+            "valid": (("unit", "time", "y", "x"), valid),
+        },
+        coords={
+            "unit": units["unit_id"].astype(str).to_numpy(dtype=object),
+            "time": np.asarray(dates, dtype="datetime64[ns]"),
+            "band": np.asarray(bands, dtype=object),
+            "y": offsets,
+            "x": offsets,
+            "lon": ("unit", units["lon"].to_numpy(dtype=np.float64)),
+            "lat": ("unit", units["lat"].to_numpy(dtype=np.float64)),
+        },
+    )
+
+
+def write_sequence_cube(units: pd.DataFrame, catalog: pd.DataFrame, path: str | Path, size: int = 32, flush_units: int = 1024, tile_px: int = 512, workers: int = 2) -> CubeSummary:
+    """Extract every unit's chip sequence and write the Zarr cube at ``path`` atomically.
+
+    ``units`` needs unit_id, lon, lat (EPSG:4326). Units whose whole sequence is nodata are
+    dropped and reported. The cube's unit order is spatial (for read locality): select by ``unit``.
+    """
+    scenes = scenes_from_catalog(catalog)
+    dropped: list[str] = []
+    valid_px = total_px = 0
+    with atomic_path(path) as tmp, contextlib.ExitStack() as stack:
+        for scene in scenes:
+            stack.enter_context(scene)
+        cube = _CubeAppender(tmp, catalog["date"].to_numpy(), list(catalog["band_names"].iloc[0]), size, flush_units)
+        for idx, chips in iter_chip_tiles(units["lon"], units["lat"], scenes, size, tile_px, workers):
+            has_data = ~np.isnan(chips).all(axis=(1, 2, 3, 4))
+            dropped += units["unit_id"].iloc[idx[~has_data]].astype(str).tolist()
+            kept = chips[has_data]
+            valid_px += int((~np.isnan(kept)).sum())
+            total_px += kept.size
+            cube.add(kept, units.iloc[idx[has_data]])
+        cube.flush()
+        if cube.written == 0:
+            raise ValueError("every unit's chip sequence is all nodata: the units do not overlap the imagery")
+    return CubeSummary(cube.written, dropped, valid_px / max(total_px, 1))
+
+
+def open_cube(path: str | Path) -> xr.Dataset:
+    """Open a cube lazily (no dask needed): index it, then ``.values`` reads only what is asked."""
+    return xr.open_zarr(path, chunks=None, consolidated=False)

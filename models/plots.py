@@ -1,0 +1,51 @@
+"""Figures for the asset pages and for notebooks: plain matplotlib, returned unsaved."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import rasterio  # noqa: E402
+from rasterio.enums import Resampling  # noqa: E402
+
+
+def _stretch(img: np.ndarray) -> np.ndarray:
+    lo, hi = np.nanpercentile(img, [2, 98]) if np.isfinite(img).any() else (0.0, 1.0)
+    return np.clip((img - lo) / (hi - lo + 1e-9), 0, 1)
+
+
+def study_area_map(scene_path: str, units: pd.DataFrame, band: int = 4, max_px: int = 800) -> plt.Figure:
+    """One band of a scene (decimated read, never the full raster) with units coloured by arm."""
+    with rasterio.open(scene_path) as src:
+        factor = max(1, int(np.ceil(max(src.width, src.height) / max_px)))
+        shape = (src.height // factor, src.width // factor)
+        img = src.read(min(band, src.count), out_shape=shape, resampling=Resampling.average, masked=True).astype(float).filled(np.nan)
+        left, bottom, right, top = src.bounds
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.imshow(_stretch(img), cmap="gray", extent=(left, right, bottom, top))
+    for arm, colour in ((0, "tab:blue"), (1, "tab:orange")):
+        sel = units[units["treatment"] == arm]
+        ax.scatter(sel["x"], sel["y"], s=6, c=colour, label=f"{'treated' if arm else 'control'} (n={len(sel)})")
+    ax.set_title("study area: units over band %d" % band)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("y (m)")
+    fig.tight_layout()
+    return fig
+
+
+def sequence_strip(reflectance: np.ndarray, dates: list[str], bands: list[str], title: str) -> plt.Figure:
+    """True-colour strip of one unit's T x C x H x W sequence (masked pixels shown black)."""
+    rgb_idx = [bands.index(b) if b in bands else i for i, b in enumerate(("red", "green", "blue"))]
+    rgb = _stretch(reflectance[:, rgb_idx].transpose(0, 2, 3, 1))
+    rgb = np.nan_to_num(rgb)
+    fig, axes = plt.subplots(1, len(dates), figsize=(1.6 * len(dates), 2.0), squeeze=False)
+    for ax, frame, date in zip(axes[0], rgb, dates):
+        ax.imshow(frame)
+        ax.set_title(str(date)[:10], fontsize=7)
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

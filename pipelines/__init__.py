@@ -1,0 +1,1 @@
+"""The eotrials Dagster code location: definitions, jobs, schedules, sensors, resources, IO."""

@@ -1,0 +1,23 @@
+"""The one ``Definitions`` object of the eotrials code location."""
+
+import dagster as dg
+
+from assets import ingest
+from pipelines.automation import all_assets_job, ingest_job, new_imagery_sensor, weekly_refresh
+from pipelines.io_managers import LocalStorageIOManager
+from pipelines.resources import StorageResource, StudySource
+
+storage = StorageResource(root=dg.EnvVar("EOTRIALS_DATA").get_value("data"))
+
+defs = dg.Definitions(
+    assets=dg.load_assets_from_modules([ingest]),
+    asset_checks=dg.load_asset_checks_from_modules([ingest]),
+    jobs=[all_assets_job, ingest_job],
+    schedules=[weekly_refresh],
+    sensors=[new_imagery_sensor],
+    resources={
+        "io_manager": LocalStorageIOManager(storage=storage),
+        "storage": storage,
+        "source": StudySource(),
+    },
+)
