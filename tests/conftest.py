@@ -1,0 +1,56 @@
+"""Shared fixtures: a small simulated study and tiny hand-made rasters."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from pyproj import Transformer
+from rasterio.transform import from_origin
+
+from models.simulate import SimulationConfig, simulate_study
+
+NC_LANDSAT = Path(__file__).parent / "data" / "nc_landsat7_2000"
+SMALL = SimulationConfig(n_units=150, n_survey=200, n_dates=4, region_px=256, chip_size=16, seed=1)
+
+
+@pytest.fixture(scope="session")
+def small_study(tmp_path_factory):
+    return simulate_study(SMALL, tmp_path_factory.mktemp("study"))
+
+
+def write_raster(path: Path, data: np.ndarray, crs: str, transform, nodata=None) -> Path:
+    """Write a (C, H, W) array as a GeoTIFF."""
+    with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0], dtype=data.dtype, crs=crs, transform=transform, nodata=nodata) as dst:
+        dst.write(data)
+    return path
+
+
+def ramp(height: int = 40, width: int = 50, bands: int = 2) -> np.ndarray:
+    """Band b, row r, col c holds 1000 * b + 100 * r + c: every pixel identifies itself."""
+    b, r, c = np.mgrid[0:bands, 0:height, 0:width]
+    return (1000 * b + 100 * r + c).astype(np.float32)
+
+
+def lonlat_of_pixel(crs: str, transform, row: float, col: float) -> tuple[float, float]:
+    """EPSG:4326 coordinates of the centre of pixel (row, col)."""
+    x, y = transform * (col + 0.5, row + 0.5)
+    lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(x, y)
+    return float(lon), float(lat)
+
+
+UTM36 = "EPSG:32636"
+GRID = from_origin(500_000, 60_000, 10, 10)
+
+
+def pytest_collection_modifyitems(config, items):
+    """GPU tests run where CUDA is present and are reported as skipped (with the reason) elsewhere."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    marker = pytest.mark.skip(reason="needs a CUDA device: run `pytest -m gpu` on the GPU machine")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(marker)

@@ -1,0 +1,141 @@
+"""Chip extraction against windows computed by hand, plus the real Landsat scene."""
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+from pyproj import Transformer
+from rasterio.transform import from_origin
+
+from models.catalog import CatalogError, build_catalog, date_from_name
+from models.chips import open_cube, write_sequence_cube
+from tests.conftest import GRID, NC_LANDSAT, UTM36, lonlat_of_pixel, ramp, write_raster
+
+
+def units_at(pixels, crs=UTM36, transform=GRID) -> pd.DataFrame:
+    coords = [lonlat_of_pixel(crs, transform, r, c) for r, c in pixels]
+    return pd.DataFrame({"unit_id": [f"u{i}" for i in range(len(pixels))], "lon": [c[0] for c in coords], "lat": [c[1] for c in coords]})
+
+
+def cube_for(units, folder, size=4):
+    summary = write_sequence_cube(units, build_catalog(folder), folder.parent / "cube.zarr", size=size)
+    return summary, open_cube(folder.parent / "cube.zarr")
+
+
+def test_interior_chip_matches_hand_window(tmp_path):
+    folder = tmp_path / "img"
+    folder.mkdir()
+    data = ramp()
+    write_raster(folder / "scene_2020-01-01.tif", data, UTM36, GRID)
+    _, cube = cube_for(units_at([(10, 20)]), folder)
+    chip = cube["reflectance"].sel(unit="u0").isel(time=0).values
+    # size 4: the unit's pixel sits at index 2, so rows 8..11 and cols 18..21
+    np.testing.assert_array_equal(chip, data[:, 8:12, 18:22])
+    assert cube["valid"].values.all()
+
+
+def test_edge_chip_is_padded_and_masked(tmp_path):
+    folder = tmp_path / "img"
+    folder.mkdir()
+    data = ramp()
+    write_raster(folder / "scene_2020-01-01.tif", data, UTM36, GRID)
+    _, cube = cube_for(units_at([(0, 1)]), folder)
+    chip = cube["reflectance"].sel(unit="u0").isel(time=0).values
+    assert np.isnan(chip[:, :2, :]).all() and np.isnan(chip[:, :, 0]).all()
+    np.testing.assert_array_equal(chip[:, 2:, 1:], data[:, 0:2, 0:3])
+    valid = cube["valid"].sel(unit="u0").isel(time=0).values
+    assert valid.sum() == 2 * 3
+
+
+def test_nodata_is_masked_per_band(tmp_path):
+    folder = tmp_path / "img"
+    folder.mkdir()
+    data = ramp()
+    data[1, 10, 20] = -9999
+    write_raster(folder / "scene_2020-01-01.tif", data, UTM36, GRID, nodata=-9999)
+    _, cube = cube_for(units_at([(10, 20)]), folder)
+    assert np.isnan(cube["reflectance"].sel(unit="u0", band="b2").isel(time=0).values[2, 2])
+    assert not cube["valid"].sel(unit="u0").isel(time=0).values[2, 2]
+    assert cube["valid"].sel(unit="u0").isel(time=0).values.sum() == 15
+
+
+def test_raster_in_another_crs_reprojects_the_point(tmp_path):
+    folder = tmp_path / "img"
+    folder.mkdir()
+    data = ramp()
+    write_raster(folder / "scene_2020-01-01.tif", data, UTM36, GRID)
+    units = units_at([(10, 20)])
+    # second date: the same pixels on a grid in UTM 35N, placed so the unit falls in pixel (15, 12)
+    x, y = Transformer.from_crs("EPSG:4326", "EPSG:32635", always_xy=True).transform(units.lon[0], units.lat[0])
+    other = from_origin(np.floor(x / 10) * 10 - 12 * 10, np.floor(y / 10) * 10 + 16 * 10, 10, 10)
+    write_raster(folder / "scene_2021-01-01.tif", data + 5, "EPSG:32635", other)
+    catalog = build_catalog(folder)
+    assert list(catalog["crs"]) == [UTM36, "EPSG:32635"]
+    with rasterio.open(folder / "scene_2021-01-01.tif") as src:
+        assert src.index(x, y) == (15, 12)
+    _, cube = cube_for(units, folder)
+    np.testing.assert_array_equal(cube["reflectance"].sel(unit="u0").isel(time=1).values, data[:, 13:17, 10:14] + 5)
+
+
+def test_all_nodata_units_are_dropped_and_listed(tmp_path):
+    folder = tmp_path / "img"
+    folder.mkdir()
+    data = ramp()
+    data[:, 25:, :] = -9999
+    write_raster(folder / "scene_2020-01-01.tif", data, UTM36, GRID, nodata=-9999)
+    summary, cube = cube_for(units_at([(10, 20), (35, 30)]), folder)
+    assert summary.dropped_all_nodata == ["u1"]
+    assert list(cube["unit"].values) == ["u0"]
+
+
+def test_catalog_rejects_inconsistent_and_corrupt_rasters(tmp_path):
+    folder = tmp_path / "img"
+    folder.mkdir()
+    write_raster(folder / "scene_2020-01-01.tif", ramp(), UTM36, GRID)
+    write_raster(folder / "scene_2021-01-01.tif", ramp(bands=3), UTM36, GRID)
+    with pytest.raises(CatalogError, match="scene_2021-01-01.tif has 3 bands"):
+        build_catalog(folder)
+    write_raster(folder / "scene_2021-01-01.tif", ramp(), UTM36, from_origin(500_000, 60_000, 20, 20))
+    with pytest.raises(CatalogError, match="pixel size"):
+        build_catalog(folder)
+    (folder / "scene_2021-01-01.tif").write_bytes(b"II*\x00 this is not a tiff")
+    with pytest.raises(CatalogError, match="scene_2021-01-01.tif"):
+        build_catalog(folder)
+    (folder / "scene_2021-01-01.tif").unlink()
+    write_raster(folder / "scene_2022-01-01.tif", ramp(), None, GRID)
+    with pytest.raises(CatalogError, match="no CRS"):
+        build_catalog(folder)
+
+
+def test_dates_from_file_names():
+    assert date_from_name("S2_20210315_T36.tif") == pd.Timestamp(2021, 3, 15)
+    assert date_from_name("scene_2019-07-15.tif") == pd.Timestamp(2019, 7, 15)
+    assert date_from_name("lsat7_2000_10.tif") == pd.Timestamp(2000, 7, 1)
+    with pytest.raises(CatalogError, match="no date"):
+        date_from_name("mosaic.tif")
+
+
+def test_real_landsat_scene_with_mixed_dtypes_and_state_plane_crs(tmp_path):
+    catalog = build_catalog(NC_LANDSAT, band_names=["blue", "green", "red", "nir", "swir1", "swir2"])
+    assert len(catalog) == 1 and catalog.loc[0, "crs"] == "EPSG:32119"
+    assert catalog.loc[0, "dtypes"] == ["float32"] * 5 + ["int16"]
+    assert catalog.loc[0, "nodata"] == [-99999.0] * 5 + [-32768.0]
+    files = catalog.loc[0, "paths"]
+    with rasterio.open(files[5]) as src:
+        swir2 = src.read(1)
+        transform, crs = src.transform, src.crs.to_string()
+    with rasterio.open(files[0]) as src:
+        blue_all = src.read(1)
+    valid_rc = (220, 240)
+    # a real quirk: the int16 band has nodata (-32768) where the float32 bands have data
+    edge_rc = tuple(np.argwhere((swir2 == -32768) & (blue_all != -99999))[0])
+    units = units_at([valid_rc, edge_rc], crs, transform)
+    write_sequence_cube(units, catalog, tmp_path / "nc.zarr", size=8)
+    cube = open_cube(tmp_path / "nc.zarr")
+    with rasterio.open(files[0]) as src:
+        blue = src.read(1, window=((valid_rc[0] - 4, valid_rc[0] + 4), (valid_rc[1] - 4, valid_rc[1] + 4)))
+    np.testing.assert_array_equal(cube["reflectance"].sel(unit="u0", band="blue").isel(time=0).values, blue)
+    np.testing.assert_array_equal(cube["reflectance"].sel(unit="u0", band="swir2").isel(time=0).values, swir2[216:224, 236:244])
+    edge = cube["reflectance"].sel(unit="u1", band="swir2").isel(time=0).values
+    assert np.isnan(edge[4, 4])  # -32768 became NaN, not a reflectance
+    assert not np.isnan(cube["reflectance"].sel(unit="u1", band="blue").isel(time=0).values[4, 4])
+    assert not cube["valid"].sel(unit="u1").isel(time=0).values[4, 4]
