@@ -16,17 +16,22 @@ def units_at(pixels, crs=UTM36, transform=GRID) -> pd.DataFrame:
     return pd.DataFrame({"unit_id": [f"u{i}" for i in range(len(pixels))], "lon": [c[0] for c in coords], "lat": [c[1] for c in coords]})
 
 
+def ramp_folder(tmp_path, data):
+    """A folder holding one UTM 36N scene with ``data`` (nodata -9999)."""
+    folder = tmp_path / "img"
+    folder.mkdir()
+    write_raster(folder / "scene_2020-01-01.tif", data, UTM36, GRID, nodata=-9999)
+    return folder
+
+
 def cube_for(units, folder, size=4):
     summary = write_sequence_cube(units, build_catalog(folder), folder.parent / "cube.zarr", size=size)
     return summary, open_cube(folder.parent / "cube.zarr")
 
 
 def test_interior_chip_matches_hand_window(tmp_path):
-    folder = tmp_path / "img"
-    folder.mkdir()
     data = ramp()
-    write_raster(folder / "scene_2020-01-01.tif", data, UTM36, GRID)
-    _, cube = cube_for(units_at([(10, 20)]), folder)
+    _, cube = cube_for(units_at([(10, 20)]), ramp_folder(tmp_path, data))
     chip = cube["reflectance"].sel(unit="u0").isel(time=0).values
     # size 4: the unit's pixel sits at index 2, so rows 8..11 and cols 18..21
     np.testing.assert_array_equal(chip, data[:, 8:12, 18:22])
@@ -34,11 +39,8 @@ def test_interior_chip_matches_hand_window(tmp_path):
 
 
 def test_edge_chip_is_padded_and_masked(tmp_path):
-    folder = tmp_path / "img"
-    folder.mkdir()
     data = ramp()
-    write_raster(folder / "scene_2020-01-01.tif", data, UTM36, GRID)
-    _, cube = cube_for(units_at([(0, 1)]), folder)
+    _, cube = cube_for(units_at([(0, 1)]), ramp_folder(tmp_path, data))
     chip = cube["reflectance"].sel(unit="u0").isel(time=0).values
     assert np.isnan(chip[:, :2, :]).all() and np.isnan(chip[:, :, 0]).all()
     np.testing.assert_array_equal(chip[:, 2:, 1:], data[:, 0:2, 0:3])
@@ -47,22 +49,17 @@ def test_edge_chip_is_padded_and_masked(tmp_path):
 
 
 def test_nodata_is_masked_per_band(tmp_path):
-    folder = tmp_path / "img"
-    folder.mkdir()
     data = ramp()
     data[1, 10, 20] = -9999
-    write_raster(folder / "scene_2020-01-01.tif", data, UTM36, GRID, nodata=-9999)
-    _, cube = cube_for(units_at([(10, 20)]), folder)
+    _, cube = cube_for(units_at([(10, 20)]), ramp_folder(tmp_path, data))
     assert np.isnan(cube["reflectance"].sel(unit="u0", band="b2").isel(time=0).values[2, 2])
     assert not cube["valid"].sel(unit="u0").isel(time=0).values[2, 2]
     assert cube["valid"].sel(unit="u0").isel(time=0).values.sum() == 15
 
 
 def test_raster_in_another_crs_reprojects_the_point(tmp_path):
-    folder = tmp_path / "img"
-    folder.mkdir()
     data = ramp()
-    write_raster(folder / "scene_2020-01-01.tif", data, UTM36, GRID)
+    folder = ramp_folder(tmp_path, data)
     units = units_at([(10, 20)])
     # second date: the same pixels on a grid in UTM 35N, placed so the unit falls in pixel (15, 12)
     x, y = Transformer.from_crs("EPSG:4326", "EPSG:32635", always_xy=True).transform(units.lon[0], units.lat[0])
@@ -77,12 +74,9 @@ def test_raster_in_another_crs_reprojects_the_point(tmp_path):
 
 
 def test_all_nodata_units_are_dropped_and_listed(tmp_path):
-    folder = tmp_path / "img"
-    folder.mkdir()
     data = ramp()
     data[:, 25:, :] = -9999
-    write_raster(folder / "scene_2020-01-01.tif", data, UTM36, GRID, nodata=-9999)
-    summary, cube = cube_for(units_at([(10, 20), (35, 30)]), folder)
+    summary, cube = cube_for(units_at([(10, 20), (35, 30)]), ramp_folder(tmp_path, data))
     assert summary.dropped_all_nodata == ["u1"]
     assert list(cube["unit"].values) == ["u0"]
 
