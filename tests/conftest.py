@@ -35,7 +35,7 @@ def ramp(height: int = 40, width: int = 50, bands: int = 2) -> np.ndarray:
 
 def lonlat_of_pixel(crs: str, transform, row: float, col: float) -> tuple[float, float]:
     """EPSG:4326 coordinates of the centre of pixel (row, col)."""
-    x, y = transform * (col + 0.5, row + 0.5)
+    x, y = rasterio.transform.xy(transform, row, col)  # pixel centre
     lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(x, y)
     return float(lon), float(lat)
 
