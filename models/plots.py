@@ -49,3 +49,39 @@ def sequence_strip(reflectance: np.ndarray, dates: list[str], bands: list[str], 
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def training_curves(histories: list[list[dict]], title: str) -> plt.Figure:
+    """Loss per epoch, one line per fold."""
+    fig, ax = plt.subplots(figsize=(5, 3))
+    for k, history in enumerate(histories):
+        if history:
+            ax.plot([r["epoch"] for r in history], [r["loss"] for r in history], marker="o", label=f"fold {k}" if len(histories) > 1 else "loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def embedding_pca(embeddings: np.ndarray, colour_by: dict[str, np.ndarray], title: str) -> plt.Figure:
+    """First two principal components, one panel per colouring (e.g. treatment arm, land cover)."""
+    from sklearn.decomposition import PCA
+
+    from models.landcover import PALETTE, WORLDCOVER
+
+    xy = PCA(n_components=2).fit_transform(embeddings)
+    fig, axes = plt.subplots(1, len(colour_by), figsize=(4.5 * len(colour_by), 4), squeeze=False)
+    for ax, (name, labels) in zip(axes[0], colour_by.items()):
+        for value in np.unique(labels):
+            sel = labels == value
+            colour = np.array(PALETTE[int(value)]) / 255 if name == "land cover" and int(value) in PALETTE else None
+            label = WORLDCOVER.get(int(value), str(value)) if name == "land cover" else f"{name}={value}"
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=5, color=colour, label=label)
+        ax.set_title(f"{title}: {name}", fontsize=9)
+        ax.set_xlabel("PC1")
+        ax.set_ylabel("PC2")
+        ax.legend(fontsize=6, markerscale=2)
+    fig.tight_layout()
+    return fig

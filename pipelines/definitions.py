@@ -2,16 +2,16 @@
 
 import dagster as dg
 
-from assets import ingest
+from assets import ingest, representation
 from pipelines.automation import all_assets_job, ingest_job, new_imagery_sensor, weekly_refresh
 from pipelines.io_managers import LocalStorageIOManager
-from pipelines.resources import StorageResource, StudySource
+from pipelines.resources import ComputeResource, StorageResource, StudySource
 
 storage = StorageResource(root=dg.EnvVar("EOTRIALS_DATA").get_value("data"))
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([ingest]),
-    asset_checks=dg.load_asset_checks_from_modules([ingest]),
+    assets=dg.load_assets_from_modules([ingest, representation]),
+    asset_checks=dg.load_asset_checks_from_modules([ingest, representation]),
     jobs=[all_assets_job, ingest_job],
     schedules=[weekly_refresh],
     sensors=[new_imagery_sensor],
@@ -19,5 +19,6 @@ defs = dg.Definitions(
         "io_manager": LocalStorageIOManager(storage=storage),
         "storage": storage,
         "source": StudySource(),
+        "compute": ComputeResource(device=dg.EnvVar("EOTRIALS_DEVICE").get_value("auto")),
     },
 )

@@ -17,16 +17,17 @@ from models.chips import open_cube
 from models.storage import atomic_path, replace_path, write_json
 from pipelines.resources import StorageResource
 
-SUFFIXES = (".parquet", ".zarr", ".tif", ".json")
+SUFFIXES = (".parquet", ".zarr", ".tif", ".safetensors", ".json")
+STAGED = (".zarr", ".tif", ".safetensors")
 
 
 class LocalStorageIOManager(dg.ConfigurableIOManager):
     """Stores each asset under ``storage.root/<asset key>`` in the format its value calls for.
 
     - GeoDataFrame -> GeoParquet, DataFrame -> Parquet, dict -> JSON;
-    - ``Path`` to a staged ``.zarr`` or ``.tif`` the asset wrote itself -> renamed into place.
+    - ``Path`` to a staged ``.zarr``, ``.tif`` or ``.safetensors`` the asset wrote -> renamed into place.
     Loading gives back a (Geo)DataFrame, a dict, a lazy ``xarray.Dataset`` for Zarr, or the
-    ``Path`` of a GeoTIFF.
+    ``Path`` of a GeoTIFF or safetensors file.
     """
 
     storage: StorageResource
@@ -42,7 +43,7 @@ class LocalStorageIOManager(dg.ConfigurableIOManager):
                 obj.to_parquet(tmp, index=False)
         elif isinstance(obj, dict):
             target = write_json(obj, base.with_suffix(".json"))
-        elif isinstance(obj, Path) and obj.suffix in (".zarr", ".tif"):
+        elif isinstance(obj, Path) and obj.suffix in STAGED:
             target = base.with_suffix(obj.suffix)
             replace_path(obj, target)
             shutil.rmtree(obj.parent, ignore_errors=True)  # the emptied staging folder

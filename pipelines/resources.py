@@ -56,3 +56,19 @@ class StudySource(dg.ConfigurableResource):
     @property
     def is_demo(self) -> bool:
         return self.rct_table is None
+
+
+class ComputeResource(dg.ConfigurableResource):
+    """Where torch runs: ``auto`` picks CUDA when present, else CPU (``num_threads`` caps CPU threads)."""
+
+    device: str = "auto"
+    num_threads: int | None = None
+
+    def torch_device(self):
+        import torch
+
+        from models.training import resolve_device
+
+        if self.num_threads:
+            torch.set_num_threads(self.num_threads)
+        return resolve_device(self.device)

@@ -44,6 +44,22 @@ UTM36 = "EPSG:32636"
 GRID = from_origin(500_000, 60_000, 10, 10)
 
 
+def materialize_modules(modules, root, source=None, ops=None, raise_on_error=True):
+    """Materialize every asset and check of ``modules`` with storage under ``root``."""
+    import dagster as dg
+
+    from pipelines.io_managers import LocalStorageIOManager
+    from pipelines.resources import ComputeResource, StorageResource, StudySource
+
+    storage = StorageResource(root=str(root))
+    return dg.materialize(
+        [*dg.load_assets_from_modules(modules), *dg.load_asset_checks_from_modules(modules)],
+        resources={"storage": storage, "source": source or StudySource(), "compute": ComputeResource(device="cpu"), "io_manager": LocalStorageIOManager(storage=storage)},
+        run_config=dg.RunConfig(ops=ops or {}),
+        raise_on_error=raise_on_error,
+    )
+
+
 def pytest_collection_modifyitems(config, items):
     """GPU tests run where CUDA is present and are reported as skipped (with the reason) elsewhere."""
     import torch

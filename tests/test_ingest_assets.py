@@ -1,7 +1,6 @@
 """The ingest half of the asset graph, materialized for real with dagster.materialize."""
 import shutil
 
-import dagster as dg
 import geopandas as gpd
 import pandas as pd
 import pytest
@@ -9,22 +8,15 @@ import xarray as xr
 
 from assets import ingest
 from assets.ingest import ChipsConfig, DemoStudyConfig, UnitsConfig
-from pipelines.io_managers import LocalStorageIOManager
-from pipelines.resources import StorageResource, StudySource
+from pipelines.resources import StudySource
+from tests.conftest import materialize_modules
 
 SMALL_DEMO = DemoStudyConfig(n_units=120, n_survey=50, n_dates=4, region_px=256, chip_size=16, seed=3)
 
 
 def materialize(root, source=StudySource(), ops=None, raise_on_error=True):
-    storage = StorageResource(root=str(root))
-    assets = [*dg.load_assets_from_modules([ingest]), *dg.load_asset_checks_from_modules([ingest])]
     ops = {"study_inputs": SMALL_DEMO, "unit_image_sequences": ChipsConfig(chip_size=16), **(ops or {})}
-    return dg.materialize(
-        assets,
-        resources={"storage": storage, "source": source, "io_manager": LocalStorageIOManager(storage=storage)},
-        run_config=dg.RunConfig(ops=ops),
-        raise_on_error=raise_on_error,
-    )
+    return materialize_modules([ingest], root, source, ops, raise_on_error)
 
 
 @pytest.fixture(scope="module")
