@@ -29,5 +29,6 @@ ui: install
 
 bench: install
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/encoder.py
 
 .PHONY: install demo test ui bench
