@@ -85,3 +85,34 @@ def embedding_pca(embeddings: np.ndarray, colour_by: dict[str, np.ndarray], titl
         ax.legend(fontsize=6, markerscale=2)
     fig.tight_layout()
     return fig
+
+
+def toc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "TOC") -> plt.Figure:
+    """Targeting operator characteristic curves, one per priority rule."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for name, (q, curve) in curves.items():
+        ax.plot(q, curve, label=name)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xlabel("share treated, by priority (q)")
+    ax.set_ylabel("TOC(q)")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def metric_bars(table: pd.DataFrame, metric: str, by: str, hue: str, title: str) -> plt.Figure:
+    """Mean (and sd error bars) of ``metric`` grouped by ``by`` with one bar per ``hue`` value."""
+    summary = table.groupby([by, hue])[metric].agg(["mean", "std"]).reset_index()
+    groups, hues = list(summary[by].unique()), list(summary[hue].unique())
+    width = 0.8 / len(hues)
+    fig, ax = plt.subplots(figsize=(1.8 * len(groups) + 2, 3.5))
+    for i, h in enumerate(hues):
+        sel = summary[summary[hue] == h].set_index(by).reindex(groups)
+        ax.bar(np.arange(len(groups)) + i * width, sel["mean"], width, yerr=sel["std"].fillna(0), label=str(h), capsize=2)
+    ax.set_xticks(np.arange(len(groups)) + width * (len(hues) - 1) / 2, groups, fontsize=8)
+    ax.set_ylabel(metric)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
