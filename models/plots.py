@@ -116,3 +116,18 @@ def metric_bars(table: pd.DataFrame, metric: str, by: str, hue: str, title: str)
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def cate_map(cate: np.ndarray, outside: np.ndarray, extent: tuple[float, float, float, float], title: str = "CATE") -> plt.Figure:
+    """The CATE grid beside it with cells outside the trial's support hatched out."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+    im = axes[0].imshow(cate, cmap="viridis", extent=extent)
+    fig.colorbar(im, ax=axes[0], shrink=0.8, label="CATE")
+    axes[0].set_title(title)
+    masked = np.where(outside > 0, np.nan, cate)
+    im2 = axes[1].imshow(masked, cmap="viridis", extent=extent, vmin=np.nanmin(cate), vmax=np.nanmax(cate))
+    axes[1].contourf(np.flipud(outside > 0), levels=[0.5, 1.5], colors="none", hatches=["///"], extent=extent)
+    axes[1].set_title("CATE where the trial has support (hatched: extrapolation)")
+    fig.colorbar(im2, ax=axes[1], shrink=0.8)
+    fig.tight_layout()
+    return fig

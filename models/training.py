@@ -216,6 +216,11 @@ class FittedEncoders:
                 out[idx] = embed(model, data.subset(idx), device)
         return out, folds
 
+    def transform_each(self, data: SequenceData, device: torch.device) -> list[np.ndarray]:
+        """Embeddings of places outside the trial by every fold model. Fold models have different
+        embedding spaces, so average what is predicted from each, never the embeddings themselves."""
+        return [embed(model, data, device) for model in self.models]
+
 
 def fit_encoders(
     spec: EncoderSpec,
