@@ -81,13 +81,15 @@ def cate_estimates(
     return dg.Output(out, metadata={"units": len(trial), "fits": table_md(pd.DataFrame(timings))})
 
 
-@dg.asset_check(asset="tabular_features", additional_ins={"rct_units": dg.AssetIn("rct_units")}, blocking=True, description="Arms are balanced on covariates (|standardized difference| <= 0.25).")
+@dg.asset_check(asset="tabular_features", additional_ins={"rct_units": dg.AssetIn("rct_units")}, blocking=True, description="Arms are balanced on covariates (no Bonferroni-adjusted p < 0.001).")
 def covariates_balanced(tabular_features: pd.DataFrame, rct_units: gpd.GeoDataFrame) -> dg.AssetCheckResult:
-    """A randomization check: large covariate imbalance means the assignment or the data is broken."""
+    """A randomization check: imbalance beyond chance means the assignment or the data is broken."""
     treatment = rct_units.set_index("unit_id").loc[tabular_features["unit_id"], "treatment"].to_numpy()
-    smd = standardized_differences(tabular_features.drop(columns="unit_id"), treatment)
-    worst = float(smd["smd"].abs().max())
-    return dg.AssetCheckResult(passed=worst <= 0.25, severity=dg.AssetCheckSeverity.ERROR, metadata={"max_abs_smd": worst, "balance": table_md(smd)})
+    balance = standardized_differences(tabular_features.drop(columns="unit_id"), treatment)
+    return dg.AssetCheckResult(
+        passed=bool(balance["p_adjusted"].min() >= 1e-3), severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"max_abs_smd": float(balance["smd"].abs().max()), "min_p_adjusted": float(balance["p_adjusted"].min()), "balance": table_md(balance)},
+    )
 
 
 def _truth(study_inputs: dict) -> pd.DataFrame | None:

@@ -53,15 +53,17 @@ def outcome_model(cfg: LearnerConfig) -> HistGradientBoostingRegressor:
 
 
 def make_learner(name: Learner, cfg: LearnerConfig = LearnerConfig()):
+    """An unfitted econml learner (forests get ``n_estimators`` rounded up to econml's multiple of 4)."""
+    n_trees = 4 * -(-cfg.n_estimators // 4)
     if name == "causal_forest":
         return CausalForestDML(
             model_y=outcome_model(cfg), model_t=KnownPropensity(), discrete_treatment=True, cv=cfg.inner_folds,
-            n_estimators=cfg.n_estimators, min_samples_leaf=cfg.min_samples_leaf, random_state=cfg.seed, n_jobs=cfg.n_jobs,
+            n_estimators=n_trees, min_samples_leaf=cfg.min_samples_leaf, random_state=cfg.seed, n_jobs=cfg.n_jobs,
         )
     if name == "dr_learner":
         return ForestDRLearner(
             model_regression=outcome_model(cfg), model_propensity=KnownPropensity(), cv=cfg.inner_folds,
-            n_estimators=cfg.n_estimators, min_samples_leaf=cfg.min_samples_leaf, random_state=cfg.seed, n_jobs=cfg.n_jobs,
+            n_estimators=n_trees, min_samples_leaf=cfg.min_samples_leaf, random_state=cfg.seed, n_jobs=cfg.n_jobs,
         )
     if name == "t_learner":
         return TLearner(models=outcome_model(cfg))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 
 def assignment_probability(units: pd.DataFrame) -> np.ndarray:
@@ -16,10 +17,12 @@ def assignment_probability(units: pd.DataFrame) -> np.ndarray:
 
 
 def standardized_differences(features: pd.DataFrame, treatment: np.ndarray) -> pd.DataFrame:
-    """Standardized mean difference of each covariate between arms (pooled sd), a balance check."""
+    """Per covariate: standardized mean difference between arms (pooled sd) and a Welch t-test
+    p-value, Bonferroni-adjusted over covariates: imbalance beyond chance shows as a tiny p."""
     rows = []
     for col in features.columns:
         x1, x0 = features.loc[treatment == 1, col], features.loc[treatment == 0, col]
         pooled = np.sqrt((x1.var(ddof=1) + x0.var(ddof=1)) / 2)
-        rows.append({"covariate": col, "mean_treated": x1.mean(), "mean_control": x0.mean(), "smd": (x1.mean() - x0.mean()) / pooled if pooled > 0 else 0.0})
+        p = stats.ttest_ind(x1, x0, equal_var=False).pvalue if pooled > 0 else 1.0
+        rows.append({"covariate": col, "mean_treated": x1.mean(), "mean_control": x0.mean(), "smd": (x1.mean() - x0.mean()) / pooled if pooled > 0 else 0.0, "p_adjusted": min(1.0, p * features.shape[1])})
     return pd.DataFrame(rows)

@@ -19,7 +19,7 @@ def grid_cells(scene: pd.Series, step_px: int) -> tuple[pd.DataFrame, Affine, tu
     res_x, res_y = scene["res_x"] * step_px, scene["res_y"] * step_px
     transform = Affine(res_x, 0, scene["left"], 0, -res_y, scene["top"])
     r, c = np.mgrid[0:rows, 0:cols]
-    x, y = transform * (c.ravel() + 0.5, r.ravel() + 0.5)
+    x, y = rasterio.transform.xy(transform, r.ravel(), c.ravel())  # cell centres
     lon, lat = Transformer.from_crs(scene["crs"], "EPSG:4326", always_xy=True).transform(x, y)
     cells = pd.DataFrame({"unit_id": [f"cell_{i}_{j}" for i, j in zip(r.ravel(), c.ravel())], "lon": lon, "lat": lat, "row": r.ravel(), "col": c.ravel()})
     return cells, transform, (rows, cols)

@@ -1,0 +1,91 @@
+"""Representation -> causal -> generalization on a tiny demo, then the simulation study, on CPU."""
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+
+from assets import causal, generalization, ingest, representation, simulation
+from assets.causal import CateConfig
+from assets.generalization import CateMapConfig
+from assets.ingest import ChipsConfig, DemoStudyConfig
+from assets.representation import EncoderConfig, ImageEncoderConfig
+from assets.simulation import SimulationStudyConfig
+from models.simulation_study import StudyGrid, run_setting
+from models.training import resolve_device
+from tests.conftest import materialize_modules
+
+OPS = {
+    "study_inputs": DemoStudyConfig(n_units=240, n_survey=20, n_dates=3, region_px=192, chip_size=16, seed=5),
+    "unit_image_sequences": ChipsConfig(chip_size=16),
+    "sequence_encoder": EncoderConfig(epochs=1, batch_size=32),
+    "image_encoder": ImageEncoderConfig(epochs=1, batch_size=32),
+    "cate_estimates": CateConfig(learners=["causal_forest", "t_learner"], folds=3, n_estimators=50),
+    "cate_map": CateMapConfig(step_px=16, n_estimators=50),
+}
+
+
+@pytest.fixture(scope="module")
+def causal_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    return root, materialize_modules([ingest, representation, causal, generalization], root, ops=OPS)
+
+
+def test_cate_estimates_cover_every_choice_and_learner(causal_run):
+    root, result = causal_run
+    assert result.success
+    cate = pd.read_parquet(root / "cate_estimates.parquet")
+    assert set(cate["data_choice"]) == {"tabular", "image", "image_sequence", "image_sequence_tabular"}
+    assert set(cate["learner"]) == {"causal_forest", "t_learner"}
+    per = cate.groupby(["data_choice", "learner"]).size()
+    assert per.nunique() == 1 and sorted(cate["fold"].unique()) == [0, 1, 2]
+    forest = cate[cate["learner"] == "causal_forest"]
+    assert forest["se"].gt(0).all() and (forest["lower"] <= forest["tau"]).all()
+    assert cate[cate["learner"] == "t_learner"]["se"].isna().all()
+
+
+def test_evaluation_ate_and_checks(causal_run):
+    root, result = causal_run
+    evaluation = pd.read_parquet(root / "heterogeneity_evaluation.parquet")
+    assert len(evaluation) == 8 and {"autoc_ratio", "qini_ratio", "blp_differential", "pehe", "rank_correlation"} <= set(evaluation.columns)
+    assert evaluation["autoc_ratio"].is_monotonic_decreasing
+    summary = pd.read_parquet(root / "ate_summary.parquet").set_index("method")
+    dr, dim = summary.loc["doubly robust (AIPW)"], summary.loc["difference in means"]
+    assert abs(dr["estimate"] - dim["estimate"]) < 2 * dim["std_error"]
+    assert dr["ci_lower"] < summary.loc["truth (mean simulated CATE)", "estimate"] + 3 * dr["std_error"]
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert checks["covariates_balanced"].passed and "rate_is_significant" in checks
+    assert "data:image/png;base64" in result.asset_materializations_for_node("heterogeneity_evaluation")[0].metadata["toc"].value
+
+
+def test_cate_map_is_a_georeferenced_grid(causal_run):
+    root, result = causal_run
+    with rasterio.open(root / "cate_map.tif") as src:
+        assert src.crs.to_string() == "EPSG:32636" and src.count == 3 and src.shape == (12, 12)
+        assert src.descriptions == ("cate", "extrapolation_ratio", "outside_support")
+        assert src.transform.a == 16 * 30.0 and np.isnan(src.nodata)
+        layers = src.read()
+    finite = np.isfinite(layers[0])
+    assert finite.mean() > 0.8 and set(np.unique(layers[2][finite])) <= {0.0, 1.0}
+    np.testing.assert_array_equal(layers[2][finite], (layers[1][finite] > 1).astype(float))
+
+
+def test_balance_check_fails_on_an_unbalanced_trial(causal_run):
+    root, _ = causal_run
+    import geopandas as gpd
+
+    features = pd.read_parquet(root / "tabular_features.parquet")
+    units = gpd.read_parquet(root / "rct_units.parquet")
+    units["treatment"] = (features["baseline_assets"] > features["baseline_assets"].median()).astype(int).to_numpy()
+    assert not causal.covariates_balanced(tabular_features=features, rct_units=units).passed
+
+
+def test_simulation_study_setting_and_asset(tmp_path):
+    grid = StudyGrid(seeds=(0,), n_units=(200,), heterogeneity=("change",), encoders=("small:random",), epochs=1, region_px=128, n_dates=3, folds=3, n_estimators=50, n_boot=30)
+    rows = pd.DataFrame(run_setting({"seed": 0, "n_units": 200, "effect_strength": 1.0, "heterogeneity": "change"}, grid, tmp_path / "s", resolve_device("cpu"), log=lambda m: None))
+    assert set(rows["data_choice"]) == {"tabular", "image", "image_sequence", "image_sequence_tabular"}
+    assert rows["pehe"].gt(0).all() and rows["rank_correlation"].between(-1, 1).all()
+    config = SimulationStudyConfig(seeds=[0], n_units=[150], heterogeneity=["static"], encoders=["small:random"], epochs=1, region_px=128, n_dates=3)
+    result = materialize_modules([simulation], tmp_path / "data", ops={"simulation_study": config})
+    table = pd.read_parquet(tmp_path / "data" / "simulation_study.parquet")
+    assert len(table) == 4 and set(table["heterogeneity"]) == {"static"}
+    assert "data:image/png;base64" in result.asset_materializations_for_node("simulation_study")[0].metadata["rate_ratio"].value
