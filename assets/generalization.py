@@ -9,10 +9,9 @@ import pandas as pd
 from assets.causal import trial_frame
 from assets.metadata import figure_md
 from models.cate import LearnerConfig, fit_full
-from models.chips import open_cube, write_sequence_cube
-from models.generalization import extrapolation_ratio, grid_cells, write_grid_geotiff
+from models.generalization import embed_places, extrapolation_ratio, grid_cells, to_grid, write_grid_geotiff
 from models.plots import cate_map as cate_map_figure
-from models.training import load_encoders, load_sequences
+from models.training import load_encoders
 from pipelines.resources import ComputeResource, StorageResource, StudySource
 
 GROUP = "generalization"
@@ -55,23 +54,17 @@ def cate_map(
     X = embeddings_image_sequence.drop(columns=["unit_id", "fold"]).to_numpy()
     model = fit_full(config.learner, X, trial["treatment"].to_numpy(), trial["outcome"].to_numpy(), trial["propensity"].to_numpy(), LearnerConfig(n_estimators=config.n_estimators, seed=config.seed))
     with storage.staging() as folder:
-        summary = write_sequence_cube(cells, imagery_catalog, folder / "grid.zarr", size=chip)
-        data = load_sequences(open_cube(folder / "grid.zarr"), frames=fitted.frames, stats=(fitted.band_mean, fitted.band_std))
-        per_model = fitted.transform_each(data, compute.torch_device())
+        located, per_model = embed_places(cells, imagery_catalog, fitted, chip, folder, compute.torch_device())
         tau = np.mean([model.effect(e) for e in per_model], axis=0)
         ratio = np.mean([extrapolation_ratio(X, e) for e in per_model], axis=0)
-        located = cells.set_index("unit_id").loc[list(data.unit_ids)]
-        layers = {name: np.full(shape, np.nan, dtype=np.float32) for name in ("cate", "extrapolation_ratio", "outside_support")}
-        for name, values in (("cate", tau), ("extrapolation_ratio", ratio), ("outside_support", (ratio > 1).astype(float))):
-            layers[name][located["row"], located["col"]] = values
+        layers = {name: to_grid(v, located, shape) for name, v in (("cate", tau), ("extrapolation_ratio", ratio), ("outside_support", (ratio > 1).astype(float)))}
         path = write_grid_geotiff(folder / "cate_map.tif", layers, transform, scene["crs"])
         extent = (scene["left"], scene["left"] + shape[1] * transform.a, scene["top"] + shape[0] * transform.e, scene["top"])
         yield dg.Output(
             path,
             metadata={
                 "cells": int(np.prod(shape)),
-                "cells_with_imagery": len(data.unit_ids),
-                "cells_without_imagery": len(summary.dropped_all_nodata),
+                "cells_with_imagery": len(located),
                 "share_outside_support": float(np.mean(ratio > 1)),
                 "cate_range": dg.MetadataValue.json([float(np.nanmin(tau)), float(np.nanmax(tau))]),
                 "map": figure_md(cate_map_figure(layers["cate"], layers["outside_support"], extent, f"CATE ({config.learner}, image sequence)"), "CATE map"),

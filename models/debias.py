@@ -34,6 +34,15 @@ class LinearCalibrationCorrection:
     def transform(self, prediction: np.ndarray) -> np.ndarray:
         return (np.asarray(prediction, float) - self.a_) / self.b_
 
+    def to_dict(self) -> dict:
+        return {"a": self.a_, "b": self.b_, "a_se": self.a_se_, "b_se": self.b_se_}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LinearCalibrationCorrection":
+        self = cls()
+        self.a_, self.b_, self.a_se_, self.b_se_ = d["a"], d["b"], d["a_se"], d["b_se"]
+        return self
+
 
 class TweedieCorrection:
     """Tweedie's correction: corrected = prediction - sigma**2 * d/dz log p(z) at z = prediction.
@@ -65,6 +74,16 @@ class TweedieCorrection:
         if outside.any():
             warnings.warn(f"{int(outside.sum())} predictions lie outside the calibration predictions' support {self.support_}; their Tweedie scores are extrapolated", stacklevel=2)
         return prediction - self.sigma_**2 * np.interp(prediction, self.grid_, self.score_)
+
+    def to_dict(self) -> dict:
+        return {"sigma": self.sigma_, "bandwidth": self.bandwidth_, "support": list(self.support_), "grid": self.grid_.tolist(), "score": self.score_.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TweedieCorrection":
+        self = cls(grid_size=len(d["grid"]))
+        self.sigma_, self.bandwidth_, self.support_ = d["sigma"], d["bandwidth"], tuple(d["support"])
+        self.grid_, self.score_ = np.asarray(d["grid"]), np.asarray(d["score"])
+        return self
 
 
 def _check_pair(prediction: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

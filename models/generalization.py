@@ -44,3 +44,24 @@ def write_grid_geotiff(path: str | Path, layers: dict[str, np.ndarray], transfor
             dst.write(stack)
             dst.descriptions = tuple(layers)
     return Path(path)
+
+
+def embed_places(places: pd.DataFrame, catalog: pd.DataFrame, fitted, chip_size: int, workdir: Path, device) -> tuple[pd.DataFrame, list[np.ndarray]]:
+    """Chip sequences and embeddings (one array per fold model) for places given as unit_id, lon, lat.
+
+    Places whose sequence is all nodata are left out; the returned frame lists the kept ones, in order.
+    """
+    from models.chips import open_cube, write_sequence_cube
+    from models.training import load_sequences
+
+    write_sequence_cube(places, catalog, Path(workdir) / "places.zarr", size=chip_size)
+    data = load_sequences(open_cube(Path(workdir) / "places.zarr"), frames=fitted.frames, stats=(fitted.band_mean, fitted.band_std))
+    kept = places.set_index("unit_id").loc[list(data.unit_ids)].reset_index()
+    return kept, fitted.transform_each(data, device)
+
+
+def to_grid(values: np.ndarray, cells: pd.DataFrame, shape: tuple[int, int]) -> np.ndarray:
+    """Scatter per-cell values onto a (rows, cols) float32 grid; cells without a value are NaN."""
+    grid = np.full(shape, np.nan, dtype=np.float32)
+    grid[cells["row"].to_numpy(), cells["col"].to_numpy()] = values
+    return grid

@@ -131,3 +131,15 @@ def cate_map(cate: np.ndarray, outside: np.ndarray, extent: tuple[float, float, 
     fig.colorbar(im2, ax=axes[1], shrink=0.8)
     fig.tight_layout()
     return fig
+
+
+def raster_panels(layers: dict[str, np.ndarray], extent: tuple[float, float, float, float], cmap: str = "RdYlGn") -> plt.Figure:
+    """Side-by-side maps on a shared colour scale (e.g. naive vs debiased wealth)."""
+    lo = min(np.nanpercentile(v, 2) for v in layers.values())
+    hi = max(np.nanpercentile(v, 98) for v in layers.values())
+    fig, axes = plt.subplots(1, len(layers), figsize=(4.2 * len(layers), 4), squeeze=False)
+    for ax, (name, values) in zip(axes[0], layers.items()):
+        im = ax.imshow(values, cmap=cmap, extent=extent, vmin=lo, vmax=hi)
+        ax.set_title(name, fontsize=9)
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
+    return fig

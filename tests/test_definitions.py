@@ -48,8 +48,9 @@ def test_cli_materializes_the_whole_graph(tmp_path):
     """The README's main command, on a small demo, in a fresh Dagster home."""
     home, data = tmp_path / "home", tmp_path / "data"
     home.mkdir()
-    config = {"ops": {"study_inputs": {"config": {"n_units": 80, "n_survey": 40, "n_dates": 3, "region_px": 192, "chip_size": 16}}, "unit_image_sequences": {"config": {"chip_size": 16}}, "sequence_encoder": {"config": {"epochs": 1}}, "image_encoder": {"config": {"epochs": 1}},
-        "cate_estimates": {"config": {"learners": ["t_learner"], "folds": 2}}, "cate_map": {"config": {"step_px": 16, "n_estimators": 20}},
+    config = {"ops": {"study_inputs": {"config": {"n_units": 80, "n_survey": 300, "n_dates": 3, "region_px": 192, "chip_size": 16}}, "unit_image_sequences": {"config": {"chip_size": 16}}, "sequence_encoder": {"config": {"epochs": 1}}, "image_encoder": {"config": {"epochs": 1}},
+        "cate_estimates": {"config": {"learners": ["t_learner"], "folds": 2}}, "cate_map": {"config": {"step_px": 16, "n_estimators": 20}}, "wealth_map": {"config": {"step_px": 32}},
+        "trial_outcomes": {"config": {"n_trials": 10, "units_per_trial": 40}},
         "simulation_study": {"config": {"seeds": [0], "n_units": [100], "heterogeneity": ["change"], "encoders": ["small:random"], "region_px": 96, "n_dates": 2}}}}
     env = {**os.environ, "DAGSTER_HOME": str(home), "EOTRIALS_DATA": str(data)}
     cmd = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "pipelines.definitions", "--select", "*", "--config-json", json.dumps(config)]
@@ -59,3 +60,4 @@ def test_cli_materializes_the_whole_graph(tmp_path):
     assert (data / "unit_image_sequences.zarr").is_dir()
     assert len(pd.read_parquet(data / "embeddings_image_sequence_tabular.parquet")) == 80
     assert (data / "cate_map.tif").exists() and len(pd.read_parquet(data / "simulation_study.parquet")) == 4
+    assert (data / "debiased_wealth_map.tif").exists() and len(pd.read_parquet(data / "debiasing_evaluation.parquet")) == 5

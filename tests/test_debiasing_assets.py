@@ -1,0 +1,47 @@
+"""The wealth map, its corrections and the many-trials evaluation, materialized on a small demo."""
+import json
+
+import numpy as np
+import pandas as pd
+import rasterio
+
+from assets import debiasing, ingest, representation
+from assets.debiasing import TrialOutcomesConfig, WealthMapConfig
+from assets.ingest import ChipsConfig, DemoStudyConfig
+from assets.representation import EncoderConfig, ImageEncoderConfig
+from tests.conftest import materialize_modules
+
+
+def test_wealth_map_corrections_and_evaluation(tmp_path):
+    ops = {
+        "study_inputs": DemoStudyConfig(n_units=120, n_survey=900, n_dates=3, region_px=192, chip_size=16, seed=6),
+        "unit_image_sequences": ChipsConfig(chip_size=16),
+        "sequence_encoder": EncoderConfig(epochs=2, batch_size=32),
+        "image_encoder": ImageEncoderConfig(objective="random"),
+        "wealth_map": WealthMapConfig(step_px=16),
+        "trial_outcomes": TrialOutcomesConfig(n_trials=60, units_per_trial=150, effect=1.0),
+    }
+    result = materialize_modules([ingest, representation, debiasing], tmp_path, ops=ops)
+    assert result.success
+    model = json.loads((tmp_path / "wealth_model.json").read_text())
+    assert model["r2"]["test"] > 0.2 and len(model["coef"]) == 32
+    survey = pd.read_parquet(tmp_path / "survey_predictions.parquet")
+    assert set(survey["split"]) == {"train", "calibration", "test"}
+    for name, bands in (("wealth_map", ("wealth_prediction",)), ("debiased_wealth_map", ("naive", "lcc", "tweedie"))):
+        with rasterio.open(tmp_path / f"{name}.tif") as src:
+            assert src.crs.to_string() == "EPSG:32636" and src.descriptions == bands and src.dtypes[0] == "float32"
+            assert np.isnan(src.nodata) and src.transform.a == 16 * 30.0 and src.shape == (12, 12)
+            assert np.isfinite(src.read(1)).mean() > 0.8
+    corrections = json.loads((tmp_path / "wealth_corrections.json").read_text())
+    assert 0 < corrections["lcc"]["b"] < 1 and corrections["diagnostics"]["correction_warranted"]
+    evaluation = pd.read_parquet(tmp_path / "debiasing_evaluation.parquet").set_index("method")
+    assert list(evaluation.index) == ["oracle", "naive", "lcc", "tweedie", "ppi"]
+    # the naive estimate is attenuated (true effect 1.0); both corrections undo attenuation. Their
+    # bias is checked in closed form in test_debias.py: on this tiny, weakly trained map the small
+    # calibration split makes both overshoot (see the issue note), so only direction is asserted here.
+    assert abs(evaluation.loc["oracle", "bias"]) < 0.1
+    assert evaluation.loc["naive", "mean_estimate"] < 0.9
+    for method in ("lcc", "tweedie"):
+        assert evaluation.loc[method, "mean_estimate"] > evaluation.loc["naive", "mean_estimate"] + 0.2, method
+    outcomes = pd.read_parquet(tmp_path / "trial_outcomes.parquet")
+    assert set(outcomes.loc[outcomes["trial"] == "demo_rct", "method"]) == {"oracle", "naive", "lcc", "tweedie", "ppi"}
