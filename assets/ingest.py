@@ -7,7 +7,6 @@ from typing import Literal
 
 import dagster as dg
 import geopandas as gpd
-import numpy as np
 import pandas as pd
 import xarray as xr
 from scipy.stats import binomtest

@@ -1,5 +1,4 @@
 """Representation: trained image and image-sequence encoders, and one embedding table per data choice."""
-import time
 from pathlib import Path
 from typing import Literal
 
@@ -9,7 +8,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from assets.metadata import figure_md, table_md
+from assets.metadata import figure_md
 from models.encoders import EncoderSpec
 from models.plots import embedding_pca, training_curves
 from models.training import FittedEncoders, TrainConfig, fit_encoders, load_encoders, load_sequences, save_encoders

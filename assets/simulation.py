@@ -1,6 +1,5 @@
 """Simulation: the comparison of data and model choices on simulated trials with known CATEs."""
 import dagster as dg
-import pandas as pd
 
 from assets.metadata import figure_md, table_md
 from models.plots import metric_bars

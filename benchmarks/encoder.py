@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from models.encoders import EncoderSpec, parameter_count, SequenceEncoder
+from models.encoders import EncoderSpec, SequenceEncoder, parameter_count
 from models.training import SequenceData, TrainConfig, resolve_device, train_encoder
 
 

@@ -134,7 +134,7 @@ def iter_chip_tiles(lon, lat, scenes: list[Scene], size: int, tile_px: int = 512
     rows, cols = unit_origins(np.asarray(lon), np.asarray(lat), scenes, size)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for idx in spatial_tiles(rows[0], cols[0], tile_px):
-            frames = pool.map(lambda t: _read_tile(scenes[t], rows[t, idx], cols[t, idx], size), range(len(scenes)))
+            frames = pool.map(lambda t, idx=idx: _read_tile(scenes[t], rows[t, idx], cols[t, idx], size), range(len(scenes)))
             yield idx, np.stack(list(frames), axis=1)
 
 

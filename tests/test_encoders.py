@@ -1,14 +1,23 @@
 """Encoders: shapes, masking, save/load, cross-fitting, and the GPU path."""
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from models.chips import open_cube, write_sequence_cube
 from models.catalog import build_catalog
+from models.chips import open_cube, write_sequence_cube
 from models.encoders import EncoderSpec, SequenceEncoder, parameter_count
-from models.training import SequenceData, TrainConfig, fit_encoders, fold_of, load_encoders, load_sequences, resolve_device, save_encoders, train_encoder
-
-import pandas as pd
+from models.training import (
+    SequenceData,
+    TrainConfig,
+    fit_encoders,
+    fold_of,
+    load_encoders,
+    load_sequences,
+    resolve_device,
+    save_encoders,
+    train_encoder,
+)
 
 CPU = torch.device("cpu")
 
