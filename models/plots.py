@@ -51,18 +51,24 @@ def sequence_strip(reflectance: np.ndarray, dates: list[str], bands: list[str], 
     return fig
 
 
-def training_curves(histories: list[list[dict]], title: str) -> plt.Figure:
-    """Loss per epoch, one line per fold."""
-    fig, ax = plt.subplots(figsize=(5, 3))
-    for k, history in enumerate(histories):
-        if history:
-            ax.plot([r["epoch"] for r in history], [r["loss"] for r in history], marker="o", label=f"fold {k}" if len(histories) > 1 else "loss")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
+def _lines(series: dict[str, tuple[np.ndarray, np.ndarray]], xlabel: str, ylabel: str, title: str, zero_line: bool = False, marker: str | None = None) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for name, (x, y) in series.items():
+        ax.plot(x, y, label=name, marker=marker)
+    if zero_line:
+        ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def training_curves(histories: list[list[dict]], title: str) -> plt.Figure:
+    """Loss per epoch, one line per fold."""
+    series = {(f"fold {k}" if len(histories) > 1 else "loss"): ([r["epoch"] for r in h], [r["loss"] for r in h]) for k, h in enumerate(histories) if h}
+    return _lines(series, "epoch", "loss", title, marker="o")
 
 
 def embedding_pca(embeddings: np.ndarray, colour_by: dict[str, np.ndarray], title: str) -> plt.Figure:
@@ -89,16 +95,7 @@ def embedding_pca(embeddings: np.ndarray, colour_by: dict[str, np.ndarray], titl
 
 def toc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "TOC") -> plt.Figure:
     """Targeting operator characteristic curves, one per priority rule."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    for name, (q, curve) in curves.items():
-        ax.plot(q, curve, label=name)
-    ax.axhline(0, color="grey", lw=0.8)
-    ax.set_xlabel("share treated, by priority (q)")
-    ax.set_ylabel("TOC(q)")
-    ax.set_title(title)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    return _lines(curves, "share treated, by priority (q)", "TOC(q)", title, zero_line=True)
 
 
 def metric_bars(table: pd.DataFrame, metric: str, by: str, hue: str, title: str) -> plt.Figure:
