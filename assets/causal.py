@@ -1,12 +1,12 @@
 """Causal: CATEs per data choice and learner, heterogeneity evaluation, ATE, and randomization checks."""
 import time
-from pathlib import Path
 
 import dagster as dg
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from assets.ingest import simulated_truth
 from assets.metadata import figure_md, table_md
 from models.cate import LEARNERS, LearnerConfig, cross_fit_cate, outcome_predictions
 from models.design import assignment_probability, standardized_differences
@@ -92,17 +92,12 @@ def covariates_balanced(tabular_features: pd.DataFrame, rct_units: gpd.GeoDataFr
     )
 
 
-def _truth(study_inputs: dict) -> pd.DataFrame | None:
-    path = study_inputs.get("truth", {}).get("units")
-    return pd.read_parquet(path).set_index("unit_id") if path and Path(path).exists() else None
-
-
 @dg.asset(group_name=GROUP, kinds={"parquet"})
 def heterogeneity_evaluation(cate_estimates: pd.DataFrame, rct_units: gpd.GeoDataFrame, study_inputs: dict) -> dg.Output:
     """RATE (AUTOC and Qini, half-sample bootstrap SEs, the RATE ratio as headline) and the BLP
     calibration test per data choice and learner, all out of fold; PEHE, rank correlation and
     coverage where the simulator's truth exists. The TOC plot compares the data choices."""
-    truth = _truth(study_inputs)
+    truth = simulated_truth(study_inputs)
     clusters = rct_units.set_index("unit_id")["cluster"] if "cluster" in rct_units else None
     rows, curves = [], {}
     for (choice, learner), part in cate_estimates.groupby(["data_choice", "learner"], sort=False):
@@ -144,7 +139,7 @@ def ate_summary(cate_estimates: pd.DataFrame, rct_units: gpd.GeoDataFrame, study
     trial = trial_frame(rct_units, source.outcomes[0]).set_index("unit_id").loc[first["unit_id"]]
     estimates = {"doubly robust (AIPW)": ate(first["gamma"].to_numpy()), "difference in means": difference_in_means(trial["outcome"].to_numpy(), trial["treatment"].to_numpy())}
     rows = [{"method": k, "estimate": v.estimate, "std_error": v.se, "ci_lower": v.ci[0], "ci_upper": v.ci[1]} for k, v in estimates.items()]
-    truth = _truth(study_inputs)
+    truth = simulated_truth(study_inputs)
     if truth is not None:
         rows.append({"method": "truth (mean simulated CATE)", "estimate": float(truth.loc[first["unit_id"], "tau"].mean()), "std_error": np.nan, "ci_lower": np.nan, "ci_upper": np.nan})
     table = pd.DataFrame(rows)

@@ -5,17 +5,19 @@ import dagster as dg
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import rasterio
 import xarray as xr
 from sklearn.linear_model import RidgeCV
 from sklearn.metrics import r2_score
 
+from assets.ingest import simulated_truth
 from assets.metadata import figure_md, table_md
 from models.debias import LinearCalibrationCorrection, TweedieCorrection, diagnostics
-from models.generalization import embed_places, grid_cells, to_grid, write_grid_geotiff
+from models.generalization import embed_places, grid_cells, grid_extent, to_grid, write_grid_geotiff
 from models.many_trials import METHODS, evaluate, simulate_trials, trial_ates
 from models.plots import metric_bars, raster_panels
 from models.rct import locate_units, read_table
-from models.training import fold_of, load_encoders
+from models.training import fold_of, load_encoders, load_sequences
 from pipelines.resources import ComputeResource, StorageResource
 
 GROUP = "debiasing"
@@ -67,7 +69,7 @@ class WealthMapConfig(dg.Config):
     group_name=GROUP,
     outs={"wealth_map": dg.AssetOut(kinds={"geotiff"}), "unit_wealth_predictions": dg.AssetOut(kinds={"parquet"})},
 )
-def wealth_map(config: WealthMapConfig, wealth_model: dict, imagery_catalog: pd.DataFrame, rct_units: gpd.GeoDataFrame, sequence_encoder: Path, unit_image_sequences: xr.Dataset, storage: StorageResource, compute: ComputeResource):
+def wealth_map(config: WealthMapConfig, wealth_model: dict, imagery_catalog: pd.DataFrame, sequence_encoder: Path, unit_image_sequences: xr.Dataset, storage: StorageResource, compute: ComputeResource):
     """Predicted wealth on a grid over the whole region (GeoTIFF, float32, nodata NaN) and at every
     trial unit: the one map that many trials can use as an outcome."""
     scene = imagery_catalog.iloc[0]
@@ -76,12 +78,14 @@ def wealth_map(config: WealthMapConfig, wealth_model: dict, imagery_catalog: pd.
     chip = unit_image_sequences.sizes["x"]
     with storage.staging() as folder:
         located, per_model = embed_places(cells, imagery_catalog, fitted, chip, folder / "grid", compute.torch_device())
-        units, unit_emb = embed_places(pd.DataFrame(rct_units[["unit_id", "lon", "lat"]]), imagery_catalog, fitted, chip, folder / "units", compute.torch_device())
         grid = to_grid(_ridge_predict(wealth_model, per_model[wealth_model["encoder_model"]]), located, shape)
         path = write_grid_geotiff(folder / "wealth_map.tif", {"wealth_prediction": grid}, transform, scene["crs"])
-        extent = (scene["left"], scene["left"] + shape[1] * transform.a, scene["top"] + shape[0] * transform.e, scene["top"])
+        extent = grid_extent(transform, shape)
         yield dg.Output(path, output_name="wealth_map", metadata={"cells": int(np.prod(shape)), "cells_with_imagery": len(located), "map": figure_md(raster_panels({"predicted wealth": grid}, extent), "wealth map")})
-    units_pred = pd.DataFrame({"unit_id": units["unit_id"], "prediction": _ridge_predict(wealth_model, unit_emb[wealth_model["encoder_model"]])})
+    # trial units: their chips are already in the cube, no need to read the rasters again
+    data = load_sequences(unit_image_sequences, frames=fitted.frames, stats=(fitted.band_mean, fitted.band_std))
+    unit_emb = fitted.transform_each(data, compute.torch_device())[wealth_model["encoder_model"]]
+    units_pred = pd.DataFrame({"unit_id": data.unit_ids.astype(str), "prediction": _ridge_predict(wealth_model, unit_emb)})
     yield dg.Output(units_pred, output_name="unit_wealth_predictions", metadata={"units": len(units_pred)})
 
 
@@ -105,16 +109,14 @@ def _corrections(d: dict) -> tuple[LinearCalibrationCorrection, TweedieCorrectio
 @dg.asset(group_name=GROUP, kinds={"geotiff"})
 def debiased_wealth_map(wealth_map: Path, wealth_corrections: dict, storage: StorageResource):
     """The wealth map with both corrections applied once (bands: naive, lcc, tweedie)."""
-    import rasterio
-
     lcc, tweedie = _corrections(wealth_corrections)
     with rasterio.open(wealth_map) as src:
-        naive, transform, crs, bounds = src.read(1), src.transform, src.crs.to_string(), src.bounds
+        naive, transform, crs = src.read(1), src.transform, src.crs.to_string()
     ok = np.isfinite(naive)
     layers = {"naive": naive, "lcc": np.where(ok, lcc.transform(np.nan_to_num(naive)), np.nan), "tweedie": np.where(ok, tweedie.transform(np.nan_to_num(naive)), np.nan)}
     with storage.staging() as folder:
         path = write_grid_geotiff(folder / "debiased_wealth_map.tif", layers, transform, crs)
-        extent = (bounds.left, bounds.right, bounds.bottom, bounds.top)
+        extent = grid_extent(transform, naive.shape)
         yield dg.Output(path, metadata={"sd": dg.MetadataValue.json({k: float(np.nanstd(v)) for k, v in layers.items()}), "maps": figure_md(raster_panels(layers, extent), "debiased maps")})
 
 
@@ -136,9 +138,9 @@ def trial_outcomes(config: TrialOutcomesConfig, survey_predictions: pd.DataFrame
     pool = survey_predictions[survey_predictions["split"] == "test"].rename(columns={"wealth": "truth"})
     simulated = simulate_trials(pool, lcc, tweedie, config.n_trials, config.units_per_trial, config.effect, config.labeled_share, config.seed).assign(trial=lambda d: "sim_" + d["trial"].astype(str))
     rows = [simulated]
-    truth_path = study_inputs.get("truth", {}).get("units")
-    if truth_path and Path(truth_path).exists():
-        demo = unit_wealth_predictions.merge(rct_units[["unit_id", "treatment"]], on="unit_id").merge(pd.read_parquet(truth_path)[["unit_id", "wealth"]], on="unit_id")
+    truth = simulated_truth(study_inputs)
+    if truth is not None:
+        demo = unit_wealth_predictions.merge(rct_units[["unit_id", "treatment"]], on="unit_id").merge(truth[["wealth"]].reset_index(), on="unit_id")
         labeled = np.random.default_rng(config.seed).random(len(demo)) < config.labeled_share
         ests = trial_ates(demo["wealth"].to_numpy(), demo["prediction"].to_numpy(), demo["treatment"].to_numpy(), lcc, tweedie, labeled)
         rows.append(pd.DataFrame([{"trial": "demo_rct", "method": m, "estimate": e.estimate, "std_error": e.se, "true_effect": 0.0, "covered": e.ci[0] <= 0 <= e.ci[1]} for m, e in ests.items()]))

@@ -9,7 +9,7 @@ import pandas as pd
 from assets.causal import trial_frame
 from assets.metadata import figure_md
 from models.cate import LearnerConfig, fit_full
-from models.generalization import embed_places, extrapolation_ratio, grid_cells, to_grid, write_grid_geotiff
+from models.generalization import embed_places, extrapolation_ratio, grid_cells, grid_extent, to_grid, write_grid_geotiff
 from models.plots import cate_map as cate_map_figure
 from models.training import load_encoders
 from pipelines.resources import ComputeResource, StorageResource, StudySource
@@ -59,7 +59,7 @@ def cate_map(
         ratio = np.mean([extrapolation_ratio(X, e) for e in per_model], axis=0)
         layers = {name: to_grid(v, located, shape) for name, v in (("cate", tau), ("extrapolation_ratio", ratio), ("outside_support", (ratio > 1).astype(float)))}
         path = write_grid_geotiff(folder / "cate_map.tif", layers, transform, scene["crs"])
-        extent = (scene["left"], scene["left"] + shape[1] * transform.a, scene["top"] + shape[0] * transform.e, scene["top"])
+        extent = grid_extent(transform, shape)
         yield dg.Output(
             path,
             metadata={

@@ -8,12 +8,11 @@ from typing import Literal
 import dagster as dg
 import geopandas as gpd
 import pandas as pd
-import xarray as xr
 from scipy.stats import binomtest
 
 from assets.metadata import figure_md, table_md
 from models.catalog import build_catalog
-from models.chips import write_sequence_cube
+from models.chips import open_cube, write_sequence_cube
 from models.plots import sequence_strip, study_area_map
 from models.rct import check_dropped_share, locate_units, read_table, tabular_matrix, validate_rct
 from models.simulate import SimulationConfig, StudyPaths, simulate_study
@@ -68,6 +67,13 @@ def study_inputs(context: dg.AssetExecutionContext, config: DemoStudyConfig, sou
         "survey_table": str(paths.survey_table),
         "truth": {"units": str(paths.unit_truth), "landcover": str(paths.landcover_dir), "wealth": str(paths.wealth_truth)},
     }
+
+
+def simulated_truth(study_inputs: dict) -> pd.DataFrame | None:
+    """The simulator's per-unit truth, indexed by unit_id (None for real studies). For evaluation
+    and plots only: no estimator reads it."""
+    path = study_inputs.get("truth", {}).get("units")
+    return pd.read_parquet(path).set_index("unit_id") if path and Path(path).exists() else None
 
 
 @dg.asset(group_name=GROUP, kinds={"parquet", "geotiff"})
@@ -181,7 +187,7 @@ def unit_image_sequences(context: dg.AssetExecutionContext, config: ChipsConfig,
 
 
 def _cube_metadata(path: Path, summary) -> dict:
-    cube = xr.open_zarr(path, chunks=None, consolidated=False)
+    cube = open_cube(path)
     unit = cube["unit"].values[0]
     dates = [str(d)[:10] for d in cube["time"].values]
     strip = sequence_strip(cube["reflectance"].sel(unit=unit).values, dates, list(cube["band"].values), f"unit {unit}")

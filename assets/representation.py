@@ -8,9 +8,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from assets.ingest import simulated_truth
 from assets.metadata import figure_md
 from models.encoders import EncoderSpec
 from models.plots import embedding_pca, training_curves
+from models.rct import standardize
 from models.training import FittedEncoders, TrainConfig, fit_encoders, load_encoders, load_sequences, save_encoders
 from pipelines.resources import ComputeResource, StorageResource, StudySource
 
@@ -92,10 +94,10 @@ def _embedding_frame(unit_ids, values: np.ndarray, prefix: str) -> pd.DataFrame:
 
 def _true_landcover(study_inputs: dict, unit_ids) -> np.ndarray | None:
     """Dominant true land-cover class at the last date, where the simulator's truth exists (plots only)."""
-    path = study_inputs.get("truth", {}).get("units")
-    if not path or not Path(path).exists():
+    truth = simulated_truth(study_inputs)
+    if truth is None:
         return None
-    truth = pd.read_parquet(path).set_index("unit_id").reindex(list(unit_ids))
+    truth = truth.reindex(list(unit_ids))
     cols = [c for c in truth.columns if c.startswith("frac_") and c.endswith("_last")]
     return np.array([int(c.split("_")[1]) for c in cols])[np.argmax(truth[cols].to_numpy(), axis=1)]
 
@@ -122,8 +124,7 @@ def _embed(encoder_path: Path, cube: xr.Dataset, compute: ComputeResource) -> tu
 @dg.asset(group_name=GROUP, kinds={"parquet"})
 def embeddings_tabular(tabular_features: pd.DataFrame, rct_units: gpd.GeoDataFrame, study_inputs: dict) -> dg.Output:
     """Tabular-only representation: the covariates, standardized."""
-    values = tabular_features.drop(columns="unit_id")
-    table = pd.concat([tabular_features[["unit_id"]], (values - values.mean()) / values.std(ddof=0).replace(0, 1)], axis=1)
+    table = pd.concat([tabular_features[["unit_id"]], standardize(tabular_features.drop(columns="unit_id"))], axis=1)
     return _embedding_output(table, rct_units, study_inputs, "tabular")
 
 

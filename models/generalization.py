@@ -25,6 +25,11 @@ def grid_cells(scene: pd.Series, step_px: int) -> tuple[pd.DataFrame, Affine, tu
     return cells, transform, (rows, cols)
 
 
+def grid_extent(transform: Affine, shape: tuple[int, int]) -> tuple[float, float, float, float]:
+    """(left, right, bottom, top) of a north-up grid, as matplotlib's ``imshow`` wants it."""
+    return transform.c, transform.c + shape[1] * transform.a, transform.f + shape[0] * transform.e, transform.f
+
+
 def extrapolation_ratio(trial: np.ndarray, new: np.ndarray, quantile: float = 0.95) -> np.ndarray:
     """Distance from each new point to its nearest trial unit (standardized feature space), over the
     ``quantile`` of nearest-neighbour distances within the trial. Above 1: outside the trial's support."""

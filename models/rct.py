@@ -134,6 +134,11 @@ def check_dropped_share(n_total: int, dropped: pd.DataFrame, max_share: float) -
         )
 
 
+def standardize(features: pd.DataFrame) -> pd.DataFrame:
+    """Zero mean, unit variance per column (constant columns are only centred)."""
+    return (features - features.mean()) / features.std(ddof=0).replace(0, 1)
+
+
 def tabular_matrix(units: pd.DataFrame, spec: RCTSpec = RCTSpec()) -> pd.DataFrame:
     """Covariate matrix keyed by unit_id: numeric covariates, median-imputed with missing indicators."""
     cols = covariate_columns(units, spec)

@@ -27,7 +27,7 @@ from models.chips import open_cube, write_sequence_cube
 from models.design import assignment_probability
 from models.encoders import EncoderSpec
 from models.heterogeneity import dr_scores, rate, truth_metrics
-from models.rct import locate_units, read_table, tabular_matrix, validate_rct
+from models.rct import locate_units, read_table, standardize, tabular_matrix, validate_rct
 from models.simulate import SimulationConfig, simulate_study
 from models.training import TrainConfig, fit_encoders, fold_of, load_sequences, resolve_device
 
@@ -82,7 +82,7 @@ def _prepare(setting: dict, grid: StudyGrid, root: Path) -> _Trial:
     table = pd.DataFrame(units.drop(columns="geometry")).set_index("unit_id").loc[ids].reset_index()
     tab = tabular_matrix(table).drop(columns="unit_id")
     truth = pd.read_parquet(paths.unit_truth).set_index("unit_id").loc[ids]
-    return _Trial(ids, table["treatment"].to_numpy(), table["outcome"].to_numpy(), assignment_probability(table), truth["tau"].to_numpy(), ((tab - tab.mean()) / tab.std(ddof=0).replace(0, 1)).to_numpy(), fold_of(ids, grid.folds, setting["seed"]), cube)
+    return _Trial(ids, table["treatment"].to_numpy(), table["outcome"].to_numpy(), assignment_probability(table), truth["tau"].to_numpy(), standardize(tab).to_numpy(), fold_of(ids, grid.folds, setting["seed"]), cube)
 
 
 def _embeddings(trial: _Trial, encoder: str, grid: StudyGrid, seed: int, device: torch.device, frames: list[int] | None) -> np.ndarray:
