@@ -1,17 +1,21 @@
 """CATE learner fit time, peak memory and PEHE: eotrials settings vs econml's defaults.
 
-    python benchmarks/cate.py                          # N = 1,000, 10,000, 50,000; 64-dim features
-    python benchmarks/cate.py --units 1000 --learners causal_forest
-    python benchmarks/cate.py --simulator-data data   # after `make demo`: PEHE on the simulator
+    python benchmarks/cate.py                               # N = 1,000, 10,000, 50,000; 64-dim features
+    python benchmarks/cate.py --units 1000 --learners causal_forest --seeds 0 1 2
+    python benchmarks/cate.py --simulator-data data        # after `make demo`: PEHE on the simulator
 
-Data: 64-dimensional Gaussian 'embeddings', randomized treatment (p = 0.5), a CATE that depends
-non-linearly on three of the dimensions, outcome noise sd 1; PEHE is measured on 2,000 held-out
-units. Each fit runs in its own process (peak RSS is its own) with a wall-clock limit.
+Synthetic data: 64-dimensional Gaussian 'embeddings', randomized treatment (p = 0.5), a CATE that
+depends non-linearly on three dimensions, a linear prognostic part, outcome noise sd 1; PEHE on
+2,000 held-out units, one row per data seed. Each fit runs in its own process (peak RSS is its
+own) with a wall-clock limit.
 
-eotrials settings: the known propensity instead of an estimated one, HistGradientBoosting outcome
-models, 200 trees (forests). econml defaults: the learner with no arguments ('auto' first stages,
-estimated propensity); TLearner has no default model, so scikit-learn's GradientBoostingRegressor,
-as in econml's documentation.
+Simulator: the materialized demo's embeddings and trial, 5-fold out-of-fold CATEs for every
+learner and data choice, PEHE against the simulator's true CATE.
+
+eotrials settings: the known propensity instead of an estimated one, outcome models chosen by CV
+between ridge and depth-3 boosted trees (``models.cate.outcome_model``), 200 trees (forests).
+econml defaults: the learner with no arguments ('auto' first stages, estimated propensity);
+TLearner has no default model, so scikit-learn's GradientBoostingRegressor, as in econml's docs.
 """
 from __future__ import annotations
 
@@ -46,9 +50,9 @@ def econml_default(name: str):
     return {"causal_forest": lambda: CausalForestDML(discrete_treatment=True), "dr_learner": lambda: ForestDRLearner(), "t_learner": lambda: TLearner(models=GradientBoostingRegressor())}[name]()
 
 
-def _fit(name: str, variant: str, n: int, queue) -> None:
-    X, T, Y, _ = dgp(n, 0)
-    Xt, _, _, tau_t = dgp(2000, 1)
+def _fit(name: str, variant: str, n: int, seed: int, queue) -> None:
+    X, T, Y, _ = dgp(n, seed)
+    Xt, _, _, tau_t = dgp(2000, 1000 + seed)
     model = make_learner(name, LearnerConfig()) if variant == "eotrials" else econml_default(name)
     started = time.perf_counter()
     if name == "t_learner":
@@ -62,10 +66,10 @@ def _fit(name: str, variant: str, n: int, queue) -> None:
     queue.put({"seconds": round(seconds, 1), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "pehe": round(pehe, 3)})
 
 
-def run(name: str, variant: str, n: int, limit: float) -> dict:
+def run(name: str, variant: str, n: int, seed: int, limit: float) -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_fit, args=(name, variant, n, queue))
+    proc = ctx.Process(target=_fit, args=(name, variant, n, seed, queue))
     proc.start()
     proc.join(limit)
     if proc.is_alive():
@@ -74,49 +78,62 @@ def run(name: str, variant: str, n: int, limit: float) -> dict:
     return queue.get() if not queue.empty() else {"seconds": "failed", "peak_rss_mb": None, "pehe": None}
 
 
-def simulator_pehe(data: Path, folds: int = 5) -> dict:
-    """Causal forest on the materialized demo (image sequence + tabular embeddings), out of fold:
-    eotrials settings vs econml's default, PEHE against the simulator's true CATE."""
+def simulator_pehe(data: Path, learners: list[str], folds: int = 5) -> pd.DataFrame:
+    """Every learner x data choice on the materialized demo, out of fold: eotrials settings vs
+    econml's defaults, PEHE against the simulator's true CATE."""
     import geopandas as gpd
-    from econml.dml import CausalForestDML
 
     from models.cate import cross_fit_cate
+    from models.design import assignment_probability
+    from models.simulate import StudyPaths
     from models.training import fold_of
 
-    emb = pd.read_parquet(data / "embeddings_image_sequence_tabular.parquet")
-    units = gpd.read_parquet(data / "rct_units.parquet").set_index("unit_id").loc[emb["unit_id"]]
-    tau = pd.read_parquet(data / "demo_study" / "truth" / "units.parquet").set_index("unit_id").loc[emb["unit_id"], "tau"].to_numpy()
-    X, T, Y = emb.drop(columns=["unit_id", "fold"]).to_numpy(), units["treatment"].to_numpy(), units["outcome"].to_numpy()
-    k = fold_of(emb["unit_id"].to_numpy(), folds)
-    started = time.perf_counter()
-    ours = cross_fit_cate("causal_forest", X, T, Y, np.full(len(T), 0.5), k, LearnerConfig())["tau"].to_numpy()
-    ours_s = time.perf_counter() - started
-    default = np.empty(len(T))
-    started = time.perf_counter()
-    for f in range(folds):
-        default[k == f] = CausalForestDML(discrete_treatment=True).fit(Y[k != f], T[k != f], X=X[k != f]).effect(X[k == f])
-    default_s = time.perf_counter() - started
-    pehe = lambda est: round(float(np.sqrt(np.mean((est - tau) ** 2))), 3)  # noqa: E731
-    return {"units": len(T), "eotrials_pehe": pehe(ours), "eotrials_seconds": round(ours_s, 1), "econml_default_pehe": pehe(default), "econml_default_seconds": round(default_s, 1)}
+    units = gpd.read_parquet(data / "rct_units.parquet").set_index("unit_id")
+    truth = pd.read_parquet(StudyPaths.under(data / "demo_study").unit_truth).set_index("unit_id")["tau"]
+    rows = []
+    for choice in ("tabular", "image", "image_sequence", "image_sequence_tabular"):
+        emb = pd.read_parquet(data / f"embeddings_{choice}.parquet")
+        trial, tau = units.loc[emb["unit_id"]], truth.loc[emb["unit_id"]].to_numpy()
+        X = emb.drop(columns=["unit_id", "fold"], errors="ignore").to_numpy()
+        T, Y, p = trial["treatment"].to_numpy(), trial["outcome"].to_numpy(), assignment_probability(trial.reset_index())
+        k = fold_of(emb["unit_id"].to_numpy(), folds)
+        for name in learners:
+            started = time.perf_counter()
+            ours = cross_fit_cate(name, X, T, Y, p, k, LearnerConfig())["tau"].to_numpy()
+            rows.append({"data_choice": choice, "learner": name, "settings": "eotrials", "seconds": time.perf_counter() - started, "pehe": _pehe(ours, tau)})
+            started, default = time.perf_counter(), np.empty(len(T))
+            for f in range(folds):
+                default[k == f] = econml_default(name).fit(Y[k != f], T[k != f], X=X[k != f]).effect(X[k == f])
+            rows.append({"data_choice": choice, "learner": name, "settings": "econml default", "seconds": time.perf_counter() - started, "pehe": _pehe(default, tau)})
+            print(rows[-2], rows[-1], sep="\n", flush=True)
+    return pd.DataFrame(rows).round(3)
+
+
+def _pehe(estimate: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((estimate - truth) ** 2)))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--units", type=int, nargs="+", default=[1000, 10000, 50000])
     parser.add_argument("--learners", nargs="+", default=["causal_forest", "dr_learner", "t_learner"])
-    parser.add_argument("--limit", type=float, default=600, help="seconds per fit before it is stopped")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="data seeds (one fit each)")
+    parser.add_argument("--limit", type=float, default=1200, help="seconds per fit before it is stopped")
     parser.add_argument("--out", default="benchmarks/results/cate.json")
     parser.add_argument("--simulator-data", default=None, help="a materialized demo data folder (make demo): compare PEHE on the simulator instead")
     args = parser.parse_args()
     if args.simulator_data:
-        print(simulator_pehe(Path(args.simulator_data)))
+        table = simulator_pehe(Path(args.simulator_data), args.learners)
+        print(table.to_markdown(index=False))
+        Path(args.out).with_name("cate_simulator.md").write_text(table.to_markdown(index=False) + "\n")
         return
     rows = []
     for n in args.units:
-        for name in args.learners:
-            for variant in ("eotrials", "econml default"):
-                rows.append({"units": n, "learner": name, "settings": variant, **run(name, variant, n, args.limit)})
-                print(rows[-1], flush=True)
+        for seed in args.seeds:
+            for name in args.learners:
+                for variant in ("eotrials", "econml default"):
+                    rows.append({"units": n, "seed": seed, "learner": name, "settings": variant, **run(name, variant, n, seed, args.limit)})
+                    print(rows[-1], flush=True)
     print(pd.DataFrame(rows).to_markdown(index=False))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))

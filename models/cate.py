@@ -16,6 +16,9 @@ from econml.dr import ForestDRLearner
 from econml.metalearners import TLearner
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.linear_model import RidgeCV
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
 
 Learner = Literal["causal_forest", "dr_learner", "t_learner"]
 LEARNERS: tuple[Learner, ...] = ("causal_forest", "dr_learner", "t_learner")
@@ -43,13 +46,21 @@ class LearnerConfig:
     n_estimators: int = 200
     min_samples_leaf: int = 5
     inner_folds: int = 2
-    outcome_iter: int = 100
     n_jobs: int = 1
     seed: int = 0
 
 
-def outcome_model(cfg: LearnerConfig) -> HistGradientBoostingRegressor:
-    return HistGradientBoostingRegressor(max_iter=cfg.outcome_iter, learning_rate=0.1, random_state=cfg.seed)
+def outcome_model(cfg: LearnerConfig) -> GridSearchCV:
+    """E[Y | X] chosen by 5-fold CV between ridge and shallow boosted trees.
+
+    Like econml's ``'auto'`` (lasso vs. forest), but ~10x cheaper: embeddings often carry
+    a near-linear prognostic signal that deep trees overfit, and sometimes not.
+    """
+    candidates = [
+        RidgeCV(alphas=np.logspace(-3, 3, 13)),
+        HistGradientBoostingRegressor(max_depth=3, max_iter=500, early_stopping=True, random_state=cfg.seed),
+    ]
+    return GridSearchCV(Pipeline([("model", candidates[0])]), {"model": candidates}, n_jobs=cfg.n_jobs)
 
 
 def make_learner(name: Learner, cfg: LearnerConfig = LearnerConfig()):
