@@ -13,7 +13,7 @@ Simulator: the materialized demo's embeddings and trial, 5-fold out-of-fold CATE
 learner and data choice, PEHE against the simulator's true CATE.
 
 eotrials settings: the known propensity instead of an estimated one, outcome models chosen by CV
-between ridge and depth-3 boosted trees (``models.cate.outcome_model``), 200 trees (forests).
+between the lasso and depth-3 boosted trees (``models.cate.outcome_model``), 200 trees (forests).
 econml defaults: the learner with no arguments ('auto' first stages, estimated propensity);
 TLearner has no default model, so scikit-learn's GradientBoostingRegressor, as in econml's docs.
 """
@@ -41,19 +41,24 @@ def dgp(n: int, seed: int, dim: int = 64):
     return X, T, Y, tau
 
 
-def econml_default(name: str):
+def econml_default(name: str, seed: int = 0):
+    """The learner as econml ships it; only the random seed is set, for reproducible rows."""
     from econml.dml import CausalForestDML
     from econml.dr import ForestDRLearner
     from econml.metalearners import TLearner
     from sklearn.ensemble import GradientBoostingRegressor
 
-    return {"causal_forest": lambda: CausalForestDML(discrete_treatment=True), "dr_learner": lambda: ForestDRLearner(), "t_learner": lambda: TLearner(models=GradientBoostingRegressor())}[name]()
+    return {
+        "causal_forest": lambda: CausalForestDML(discrete_treatment=True, random_state=seed),
+        "dr_learner": lambda: ForestDRLearner(random_state=seed),
+        "t_learner": lambda: TLearner(models=GradientBoostingRegressor(random_state=seed)),
+    }[name]()
 
 
 def _fit(name: str, variant: str, n: int, seed: int, queue) -> None:
     X, T, Y, _ = dgp(n, seed)
     Xt, _, _, tau_t = dgp(2000, 1000 + seed)
-    model = make_learner(name, LearnerConfig()) if variant == "eotrials" else econml_default(name)
+    model = make_learner(name, LearnerConfig(seed=seed)) if variant == "eotrials" else econml_default(name, seed)
     started = time.perf_counter()
     if name == "t_learner":
         model.fit(Y, T, X=X)
@@ -78,9 +83,10 @@ def run(name: str, variant: str, n: int, seed: int, limit: float) -> dict:
     return queue.get() if not queue.empty() else {"seconds": "failed", "peak_rss_mb": None, "pehe": None}
 
 
-def simulator_pehe(data: Path, learners: list[str], folds: int = 5) -> pd.DataFrame:
+def simulator_pehe(data: Path, learners: list[str], seeds: list[int], folds: int = 5) -> pd.DataFrame:
     """Every learner x data choice on the materialized demo, out of fold: eotrials settings vs
-    econml's defaults, PEHE against the simulator's true CATE."""
+    econml's defaults, PEHE against the simulator's true CATE, one row per model seed (a forest's
+    PEHE moves by several hundredths between seeds at N = 1,000)."""
     import geopandas as gpd
 
     from models.cate import cross_fit_cate
@@ -98,15 +104,16 @@ def simulator_pehe(data: Path, learners: list[str], folds: int = 5) -> pd.DataFr
         T, Y, p = trial["treatment"].to_numpy(), trial["outcome"].to_numpy(), assignment_probability(trial.reset_index())
         k = fold_of(emb["unit_id"].to_numpy(), folds)
         for name in learners:
-            started = time.perf_counter()
-            ours = cross_fit_cate(name, X, T, Y, p, k, LearnerConfig())["tau"].to_numpy()
-            rows.append({"data_choice": choice, "learner": name, "settings": "eotrials", "seconds": time.perf_counter() - started, "pehe": _pehe(ours, tau)})
-            started, default = time.perf_counter(), np.empty(len(T))
-            for f in range(folds):
-                default[k == f] = econml_default(name).fit(Y[k != f], T[k != f], X=X[k != f]).effect(X[k == f])
-            rows.append({"data_choice": choice, "learner": name, "settings": "econml default", "seconds": time.perf_counter() - started, "pehe": _pehe(default, tau)})
-            print(rows[-2], rows[-1], sep="\n", flush=True)
-    return pd.DataFrame(rows).round(3)
+            for seed in seeds:
+                started = time.perf_counter()
+                ours = cross_fit_cate(name, X, T, Y, p, k, LearnerConfig(seed=seed))["tau"].to_numpy()
+                rows.append({"data_choice": choice, "learner": name, "settings": "eotrials", "seed": seed, "seconds": time.perf_counter() - started, "pehe": _pehe(ours, tau)})
+                started, default = time.perf_counter(), np.empty(len(T))
+                for f in range(folds):
+                    default[k == f] = econml_default(name, seed).fit(Y[k != f], T[k != f], X=X[k != f]).effect(X[k == f])
+                rows.append({"data_choice": choice, "learner": name, "settings": "econml default", "seed": seed, "seconds": time.perf_counter() - started, "pehe": _pehe(default, tau)})
+                print(rows[-2], rows[-1], sep="\n", flush=True)
+    return pd.DataFrame(rows)
 
 
 def _pehe(estimate: np.ndarray, truth: np.ndarray) -> float:
@@ -117,14 +124,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--units", type=int, nargs="+", default=[1000, 10000, 50000])
     parser.add_argument("--learners", nargs="+", default=["causal_forest", "dr_learner", "t_learner"])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="data seeds (one fit each)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="data seeds (synthetic) or model seeds (simulator), one fit each")
     parser.add_argument("--limit", type=float, default=1200, help="seconds per fit before it is stopped")
     parser.add_argument("--out", default="benchmarks/results/cate.json")
     parser.add_argument("--simulator-data", default=None, help="a materialized demo data folder (make demo): compare PEHE on the simulator instead")
     args = parser.parse_args()
     if args.simulator_data:
-        table = simulator_pehe(Path(args.simulator_data), args.learners)
+        rows = simulator_pehe(Path(args.simulator_data), args.learners, args.seeds)
+        keys = ["data_choice", "learner", "settings"]
+        table = rows.groupby(keys, sort=False).agg(seeds=("seed", "size"), seconds=("seconds", "mean"), pehe_mean=("pehe", "mean"), pehe_min=("pehe", "min"), pehe_max=("pehe", "max")).round(3).reset_index()
         print(table.to_markdown(index=False))
+        rows.to_csv(Path(args.out).with_name("cate_simulator.csv"), index=False)
         Path(args.out).with_name("cate_simulator.md").write_text(table.to_markdown(index=False) + "\n")
         return
     rows = []
@@ -134,7 +144,11 @@ def main() -> None:
                 for variant in ("eotrials", "econml default"):
                     rows.append({"units": n, "seed": seed, "learner": name, "settings": variant, **run(name, variant, n, seed, args.limit)})
                     print(rows[-1], flush=True)
-    print(pd.DataFrame(rows).to_markdown(index=False))
+    frame = pd.DataFrame(rows)
+    print(frame.to_markdown(index=False))
+    if frame["pehe"].notna().any():
+        summary = frame.groupby(["units", "learner", "settings"], sort=False).agg(seeds=("seed", "size"), seconds=("seconds", lambda s: pd.to_numeric(s, errors="coerce").mean()), peak_rss_mb=("peak_rss_mb", "max"), pehe=("pehe", "mean")).round(3).reset_index()
+        print(summary.to_markdown(index=False))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
 

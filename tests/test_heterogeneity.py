@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from models.cate import LearnerConfig, cross_fit_cate, outcome_predictions
+from models.cate import LearnerConfig, cross_fit_cate, outcome_model, outcome_predictions
 from models.heterogeneity import ate, calibration_test, difference_in_means, dr_scores, rate, rate_point, toc, truth_metrics
 
 
@@ -83,3 +83,12 @@ def test_learners_refuse_bad_input():
     Y[3] = np.nan
     with pytest.raises(ValueError, match="outcome contain 1 NaN"):
         cross_fit_cate("t_learner", X, T, Y, e, folds)
+
+
+@pytest.mark.parametrize("shape, chosen", [("linear", "LassoCV"), ("steps", "HistGradientBoostingRegressor")])
+def test_outcome_model_chooses_by_cross_validation(shape, chosen):
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((600, 8))
+    signal = X @ np.linspace(1, 0.2, 8) if shape == "linear" else 2.0 * np.sign(X[:, 0]) * (X[:, 1] > 0.5)
+    fitted = outcome_model(LearnerConfig()).fit(X, signal + 0.3 * rng.standard_normal(600))
+    assert type(fitted.best_estimator_[-1]).__name__ == chosen
