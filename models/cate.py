@@ -42,7 +42,7 @@ class KnownPropensity(ClassifierMixin, BaseEstimator):
 
 @dataclass(frozen=True)
 class LearnerConfig:
-    """Settings shared by the learners; ``fast`` = our speed settings (see benchmarks/cate.py)."""
+    """Settings shared by the learners (their speed vs. econml defaults: benchmarks/cate.py)."""
 
     n_estimators: int = 200
     min_samples_leaf: int = 5
