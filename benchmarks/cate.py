@@ -12,8 +12,9 @@ own) with a wall-clock limit.
 Simulator: the materialized demo's embeddings and trial, 5-fold out-of-fold CATEs for every
 learner and data choice, PEHE against the simulator's true CATE.
 
-eotrials settings: the known propensity instead of an estimated one, outcome models chosen by CV
-between the lasso and depth-3 boosted trees (``models.cate.outcome_model``), 200 trees (forests).
+eotrials settings: the known propensity instead of an estimated one, the lasso as the forests' first
+stage (``models.cate.residual_model``), outcome models chosen by CV between the lasso and depth-3
+boosted trees for the T-learner (``models.cate.outcome_model``), 200 trees (forests).
 econml defaults: the learner with no arguments ('auto' first stages, estimated propensity);
 TLearner has no default model, so scikit-learn's GradientBoostingRegressor, as in econml's docs.
 """
@@ -30,6 +31,8 @@ import numpy as np
 import pandas as pd
 
 from models.cate import LearnerConfig, make_learner
+
+SETTINGS = ("eotrials", "econml default")
 
 
 def dgp(n: int, seed: int, dim: int = 64):
@@ -83,7 +86,7 @@ def run(name: str, variant: str, n: int, seed: int, limit: float) -> dict:
     return queue.get() if not queue.empty() else {"seconds": "failed", "peak_rss_mb": None, "pehe": None}
 
 
-def simulator_pehe(data: Path, learners: list[str], seeds: list[int], folds: int = 5) -> pd.DataFrame:
+def simulator_pehe(data: Path, learners: list[str], seeds: list[int], settings: list[str], folds: int = 5) -> pd.DataFrame:
     """Every learner x data choice on the materialized demo, out of fold: eotrials settings vs
     econml's defaults, PEHE against the simulator's true CATE, one row per model seed (a forest's
     PEHE moves by several hundredths between seeds at N = 1,000)."""
@@ -105,14 +108,16 @@ def simulator_pehe(data: Path, learners: list[str], seeds: list[int], folds: int
         k = fold_of(emb["unit_id"].to_numpy(), folds)
         for name in learners:
             for seed in seeds:
-                started = time.perf_counter()
-                ours = cross_fit_cate(name, X, T, Y, p, k, LearnerConfig(seed=seed))["tau"].to_numpy()
-                rows.append({"data_choice": choice, "learner": name, "settings": "eotrials", "seed": seed, "seconds": time.perf_counter() - started, "pehe": _pehe(ours, tau)})
-                started, default = time.perf_counter(), np.empty(len(T))
-                for f in range(folds):
-                    default[k == f] = econml_default(name, seed).fit(Y[k != f], T[k != f], X=X[k != f]).effect(X[k == f])
-                rows.append({"data_choice": choice, "learner": name, "settings": "econml default", "seed": seed, "seconds": time.perf_counter() - started, "pehe": _pehe(default, tau)})
-                print(rows[-2], rows[-1], sep="\n", flush=True)
+                for variant in settings:
+                    started = time.perf_counter()
+                    if variant == "eotrials":
+                        estimate = cross_fit_cate(name, X, T, Y, p, k, LearnerConfig(seed=seed))["tau"].to_numpy()
+                    else:
+                        estimate = np.empty(len(T))
+                        for f in range(folds):
+                            estimate[k == f] = econml_default(name, seed).fit(Y[k != f], T[k != f], X=X[k != f]).effect(X[k == f])
+                    rows.append({"data_choice": choice, "learner": name, "settings": variant, "seed": seed, "seconds": time.perf_counter() - started, "pehe": _pehe(estimate, tau)})
+                    print(rows[-1], flush=True)
     return pd.DataFrame(rows)
 
 
@@ -126,11 +131,13 @@ def main() -> None:
     parser.add_argument("--learners", nargs="+", default=["causal_forest", "dr_learner", "t_learner"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="data seeds (synthetic) or model seeds (simulator), one fit each")
     parser.add_argument("--limit", type=float, default=1200, help="seconds per fit before it is stopped")
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS, help="which settings to fit (re-run one side only after a change)")
     parser.add_argument("--out", default="benchmarks/results/cate.json")
     parser.add_argument("--simulator-data", default=None, help="a materialized demo data folder (make demo): compare PEHE on the simulator instead")
     args = parser.parse_args()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     if args.simulator_data:
-        rows = simulator_pehe(Path(args.simulator_data), args.learners, args.seeds)
+        rows = simulator_pehe(Path(args.simulator_data), args.learners, args.seeds, args.settings)
         keys = ["data_choice", "learner", "settings"]
         table = rows.groupby(keys, sort=False).agg(seeds=("seed", "size"), seconds=("seconds", "mean"), pehe_mean=("pehe", "mean"), pehe_min=("pehe", "min"), pehe_max=("pehe", "max")).round(3).reset_index()
         print(table.to_markdown(index=False))
@@ -141,7 +148,7 @@ def main() -> None:
     for n in args.units:
         for seed in args.seeds:
             for name in args.learners:
-                for variant in ("eotrials", "econml default"):
+                for variant in args.settings:
                     rows.append({"units": n, "seed": seed, "learner": name, "settings": variant, **run(name, variant, n, seed, args.limit)})
                     print(rows[-1], flush=True)
     frame = pd.DataFrame(rows)
@@ -149,7 +156,6 @@ def main() -> None:
     if frame["pehe"].notna().any():
         summary = frame.groupby(["units", "learner", "settings"], sort=False).agg(seeds=("seed", "size"), seconds=("seconds", lambda s: pd.to_numeric(s, errors="coerce").mean()), peak_rss_mb=("peak_rss_mb", "max"), pehe=("pehe", "mean")).round(3).reset_index()
         print(summary.to_markdown(index=False))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
 
 

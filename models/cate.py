@@ -52,7 +52,8 @@ class LearnerConfig:
 
 
 def outcome_model(cfg: LearnerConfig) -> GridSearchCV:
-    """E[Y | X] chosen by 5-fold CV between the lasso and depth-3 boosted trees.
+    """E[Y | X] chosen by 5-fold CV between the lasso and depth-3 boosted trees (the T-learner's
+    arms and the DR scores' mu0, mu1, where the prediction itself is what counts).
 
     econml's ``'auto'`` makes the same linear-vs-trees choice (lasso vs. forest) at several times
     the cost: embeddings often carry a sparse, near-linear prognostic signal that deep trees
@@ -66,17 +67,28 @@ def outcome_model(cfg: LearnerConfig) -> GridSearchCV:
     return GridSearchCV(pipeline, {"model": candidates}, n_jobs=cfg.n_jobs)
 
 
+def residual_model(cfg: LearnerConfig) -> Pipeline:
+    """The forests' first stage: the lasso on standardized features.
+
+    The forests fit a local intercept, which absorbs first-stage error that varies with the effect
+    modifiers but not error along the prognostic directions. The lasso recovers a linear prognostic
+    signal exactly where boosted trees leave step error, even when the trees predict Y better: at
+    N = 50,000 the CV-chosen trees cost the causal forest 0.03 PEHE (benchmarks/cate.py).
+    """
+    return Pipeline([("scale", StandardScaler()), ("model", LassoCV(alphas=30, cv=3, random_state=cfg.seed))])
+
+
 def make_learner(name: Learner, cfg: LearnerConfig = LearnerConfig()):
     """An unfitted econml learner (forests get ``n_estimators`` rounded up to econml's multiple of 4)."""
     n_trees = 4 * -(-cfg.n_estimators // 4)
     if name == "causal_forest":
         return CausalForestDML(
-            model_y=outcome_model(cfg), model_t=KnownPropensity(), discrete_treatment=True, cv=cfg.inner_folds,
+            model_y=residual_model(cfg), model_t=KnownPropensity(), discrete_treatment=True, cv=cfg.inner_folds,
             n_estimators=n_trees, min_samples_leaf=cfg.min_samples_leaf, random_state=cfg.seed, n_jobs=cfg.n_jobs,
         )
     if name == "dr_learner":
         return ForestDRLearner(
-            model_regression=outcome_model(cfg), model_propensity=KnownPropensity(), cv=cfg.inner_folds,
+            model_regression=residual_model(cfg), model_propensity=KnownPropensity(), cv=cfg.inner_folds,
             n_estimators=n_trees, min_samples_leaf=cfg.min_samples_leaf, random_state=cfg.seed, n_jobs=cfg.n_jobs,
         )
     if name == "t_learner":
