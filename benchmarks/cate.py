@@ -3,6 +3,7 @@
     python benchmarks/cate.py                               # N = 1,000, 10,000, 50,000; 64-dim features
     python benchmarks/cate.py --units 1000 --learners causal_forest --seeds 0 1 2
     python benchmarks/cate.py --simulator-data data        # after `make demo`: PEHE on the simulator
+    python benchmarks/cate.py --units 10000 --settings eotrials   # re-fit one side only after a change
 
 Synthetic data: 64-dimensional Gaussian 'embeddings', randomized treatment (p = 0.5), a CATE that
 depends non-linearly on three dimensions, a linear prognostic part, outcome noise sd 1; PEHE on
