@@ -2,20 +2,18 @@
 
 import dataclasses
 import time
-from pathlib import Path
-from typing import Literal
 
 import dagster as dg
 import geopandas as gpd
 import pandas as pd
-from scipy.stats import binomtest
 
 from assets.metadata import figure_md, table_md
 from models.catalog import build_catalog
-from models.chips import open_cube, write_sequence_cube
+from models.chips import CHIP_SIZE, TILE_PX, WORKERS, check_all_nodata_share, open_cube, write_sequence_cube
+from models.design import randomization_test
 from models.plots import sequence_strip, study_area_map
-from models.rct import check_dropped_share, locate_units, read_table, tabular_matrix, validate_rct
-from models.simulate import SimulationConfig, StudyPaths, simulate_study
+from models.rct import RCTSpec, check_dropped_share, locate_units, read_table, study_manifest, tabular_matrix, validate_rct
+from models.simulate import Heterogeneity, SimulationConfig, StudyPaths, simulate_study
 from models.storage import atomic_path
 from pipelines.resources import StorageResource, StudySource
 
@@ -25,55 +23,36 @@ GROUP = "ingest"
 class DemoStudyConfig(dg.Config):
     """Size and strength of the simulated demo study (used only when no trial table is configured)."""
 
-    n_units: int = 1000
-    n_survey: int = 3000
-    n_dates: int = 8
-    region_px: int = 1024
-    chip_size: int = 32
-    effect_strength: float = 1.0
-    heterogeneity: Literal["both", "static", "change", "none"] = "both"
-    noise: float = 1.0
-    treat_prob: float = 0.5
-    stratified: bool = False
-    seed: int = 0
+    n_units: int = SimulationConfig.n_units
+    n_survey: int = SimulationConfig.n_survey
+    n_dates: int = SimulationConfig.n_dates
+    region_px: int = SimulationConfig.region_px
+    chip_size: int = SimulationConfig.chip_size
+    effect_strength: float = SimulationConfig.effect_strength
+    heterogeneity: Heterogeneity = SimulationConfig.heterogeneity
+    noise: float = SimulationConfig.noise
+    treat_prob: float = SimulationConfig.treat_prob
+    stratified: bool = SimulationConfig.stratified
+    seed: int = SimulationConfig.seed
 
 
 @dg.asset(group_name=GROUP, kinds={"python", "geotiff"})
 def study_inputs(context: dg.AssetExecutionContext, config: DemoStudyConfig, source: StudySource, storage: StorageResource) -> dict:
-    """Where the trial table, imagery and survey live: the user's files, or a freshly simulated demo.
+    """Where the trial table, imagery and survey live (absolute paths): the user's files, or a freshly
+    simulated demo.
 
     The demo is simulated into a temporary folder and swapped in whole, so a failed run keeps the
     previous demo. Ground-truth paths are recorded for evaluation only; estimators never read them.
     """
     if not source.is_demo:
-        for name in ("rct_table", "imagery", "survey_table"):
-            value = getattr(source, name)
-            if value is not None and not Path(value).exists():
-                raise FileNotFoundError(f"StudySource.{name} = {value!r} does not exist")
-        if source.imagery is None:
-            raise ValueError("StudySource.imagery must name a folder of GeoTIFFs or a catalog CSV")
-        return {"kind": "user", "rct_table": source.rct_table, "imagery": source.imagery, "survey_table": source.survey_table, "truth": {}}
+        return study_manifest(source.rct_table, source.imagery, source.survey_table)
     sim = SimulationConfig(**config.model_dump())
     root = storage.path("demo_study")
     started = time.perf_counter()
     with atomic_path(root) as tmp:
         simulate_study(sim, tmp)
-    paths = StudyPaths.under(root)
     context.add_output_metadata({"simulation": dg.MetadataValue.json(dataclasses.asdict(sim)), "seconds": time.perf_counter() - started})
-    return {
-        "kind": "demo",
-        "rct_table": str(paths.rct_table),
-        "imagery": str(paths.imagery_dir),
-        "survey_table": str(paths.survey_table),
-        "truth": {"units": str(paths.unit_truth), "landcover": str(paths.landcover_dir), "wealth": str(paths.wealth_truth)},
-    }
-
-
-def simulated_truth(study_inputs: dict) -> pd.DataFrame | None:
-    """The simulator's per-unit truth, indexed by unit_id (None for real studies). For evaluation
-    and plots only: no estimator reads it."""
-    path = study_inputs.get("truth", {}).get("units")
-    return pd.read_parquet(path).set_index("unit_id") if path and Path(path).exists() else None
+    return StudyPaths.under(root).manifest()
 
 
 @dg.asset(group_name=GROUP, kinds={"parquet", "geotiff"})
@@ -99,7 +78,7 @@ def imagery_catalog(context: dg.AssetExecutionContext, study_inputs: dict, sourc
 class UnitsConfig(dg.Config):
     """Validation thresholds for the trial table."""
 
-    min_arm_size: int = 10
+    min_arm_size: int = RCTSpec.min_arm_size
     max_outside_share: float = 0.05
 
 
@@ -130,31 +109,28 @@ def rct_units(context: dg.AssetExecutionContext, config: UnitsConfig, study_inpu
             "study_area": figure_md(study_area_map(first_scene, units), "study area"),
         },
     )
-    share = len(dropped) / max(len(table), 1)
     yield dg.AssetCheckResult(
         check_name="units_inside_imagery",
         passed=len(dropped) == 0,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"outside": len(dropped), "share": share},
+        metadata={"outside": len(dropped), "share": len(dropped) / max(len(table), 1)},
     )
 
 
-@dg.asset_check(asset=rct_units, blocking=True, description="Treated count is consistent with the design's assignment probability.")
+@dg.asset_check(asset=rct_units, blocking=True, description="Treated count is consistent with the design's assignment probabilities.")
 def treatment_share_matches_design(rct_units: gpd.GeoDataFrame) -> dg.AssetCheckResult:
-    """A randomization check: a two-sided binomial test of the treated count against the design."""
-    n, treated = len(rct_units), int(rct_units["treatment"].sum())
-    p = float(rct_units["assignment_probability"].mean()) if "assignment_probability" in rct_units else 0.5
-    p_value = binomtest(treated, n, p).pvalue
-    return dg.AssetCheckResult(passed=bool(p_value > 1e-3), metadata={"treated": treated, "units": n, "design_p": p, "p_value": float(p_value)})
+    """A randomization check with the estimators' own design probabilities (``models.design``)."""
+    test = randomization_test(rct_units)
+    return dg.AssetCheckResult(passed=bool(test.p_value > 1e-3), metadata={**dataclasses.asdict(test), "p_value": float(test.p_value)})
 
 
 class ChipsConfig(dg.Config):
     """Chip extraction settings."""
 
-    chip_size: int = 32
+    chip_size: int = CHIP_SIZE
     max_all_nodata_share: float = 0.05
-    tile_px: int = 512
-    workers: int = 2
+    tile_px: int = TILE_PX
+    workers: int = WORKERS
 
 
 @dg.asset(
@@ -170,14 +146,12 @@ def unit_image_sequences(context: dg.AssetExecutionContext, config: ChipsConfig,
     any date are dropped and listed; more than ``max_all_nodata_share`` of them is an error.
     """
     started = time.perf_counter()
-    with storage.staging() as folder:
-        staged = folder / "cube.zarr"
-        summary = write_sequence_cube(rct_units, imagery_catalog, staged, config.chip_size, tile_px=config.tile_px, workers=config.workers)
-        share = len(summary.dropped_all_nodata) / max(len(rct_units), 1)
-        if share > config.max_all_nodata_share:
-            raise ValueError(f"{len(summary.dropped_all_nodata)} units ({share:.1%}) have all-nodata chip sequences, above {config.max_all_nodata_share:.1%}: {summary.dropped_all_nodata[:5]}")
+    with storage.staging() as stage:
+        staged = stage.output("cube.zarr")
+        summary = write_sequence_cube(rct_units, imagery_catalog, staged.path, config.chip_size, tile_px=config.tile_px, workers=config.workers)
+        check_all_nodata_share(summary, len(rct_units), config.max_all_nodata_share)
         seconds = time.perf_counter() - started
-        yield dg.Output(staged, metadata={**_cube_metadata(staged, summary), "seconds": seconds, "chips_per_second": summary.n_units / seconds})
+        yield dg.Output(staged, metadata={**_cube_metadata(staged.path, summary), "seconds": seconds, "chips_per_second": summary.n_units / seconds})
     yield dg.AssetCheckResult(
         check_name="chips_have_data",
         passed=not summary.dropped_all_nodata,
@@ -186,7 +160,7 @@ def unit_image_sequences(context: dg.AssetExecutionContext, config: ChipsConfig,
     )
 
 
-def _cube_metadata(path: Path, summary) -> dict:
+def _cube_metadata(path, summary) -> dict:
     cube = open_cube(path)
     unit = cube["unit"].values[0]
     dates = [str(d)[:10] for d in cube["time"].values]

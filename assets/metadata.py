@@ -4,15 +4,14 @@ import base64
 import io
 
 import dagster as dg
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 import pandas as pd
 
 
-def figure_md(fig: plt.Figure, alt: str = "plot") -> dg.MetadataValue:
+def figure_md(fig: Figure, alt: str = "plot") -> dg.MetadataValue:
     """Embed a figure as a base64 PNG in Markdown (Dagster has no image metadata type)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})")
 
 

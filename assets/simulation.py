@@ -1,43 +1,60 @@
 """Simulation: the comparison of data and model choices on simulated trials with known CATEs."""
+
+import dataclasses
+
 import dagster as dg
 
+from assets.config import HeterogeneityDriver, LearnerName, values
 from assets.metadata import figure_md, table_md
+from models.encoders import Capacity
 from models.plots import metric_bars
-from models.simulation_study import StudyGrid, run_study, summarize
+from models.simulation_study import EncoderChoice, StudyGrid, run_study, summarize
+from models.training import Objective
 from pipelines.resources import ComputeResource, StorageResource
 
 GROUP = "simulation"
 
 
+class EncoderChoiceConfig(dg.Config):
+    """One encoder of the study."""
+
+    capacity: Capacity = EncoderChoice.capacity
+    objective: Objective = EncoderChoice.objective
+
+
 class SimulationStudyConfig(dg.Config):
     """The grid of settings (the demo default runs in about 2 minutes on 2 cores)."""
 
-    seeds: list[int] = [0, 1]
-    n_units: list[int] = [600]
-    effect_strength: list[float] = [1.0]
-    heterogeneity: list[str] = ["static", "change"]
-    encoders: list[str] = ["small:contrastive", "small:random"]
-    learners: list[str] = ["causal_forest"]
-    epochs: int = 3
-    region_px: int = 256
-    n_dates: int = 6
-    chip_size: int = 16
+    seeds: list[int] = list(StudyGrid.seeds)
+    n_units: list[int] = list(StudyGrid.n_units)
+    effect_strength: list[float] = list(StudyGrid.effect_strength)
+    heterogeneity: list[HeterogeneityDriver] = list(StudyGrid.heterogeneity)
+    encoders: list[EncoderChoiceConfig] = [dataclasses.asdict(e) for e in StudyGrid.encoders]  # Dagster wants plain defaults
+    learners: list[LearnerName] = list(StudyGrid.learners)
+    epochs: int = StudyGrid.epochs
+    region_px: int = StudyGrid.region_px
+    n_dates: int = StudyGrid.n_dates
+    chip_size: int = StudyGrid.chip_size
     full: bool = False  # the long grid of models.simulation_study (hours); overrides the rest
 
     def grid(self) -> StudyGrid:
         if self.full:
             return StudyGrid.full()
-        fields = self.model_dump(exclude={"full"})
-        return StudyGrid(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+        fields = self.model_dump(exclude={"full", "encoders", "heterogeneity", "learners"})
+        return StudyGrid(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()},
+            heterogeneity=values(self.heterogeneity),
+            learners=values(self.learners),
+            encoders=tuple(EncoderChoice(**dict(e)) for e in self.encoders),
+        )
 
 
 @dg.asset(group_name=GROUP, kinds={"parquet", "torch", "econml"}, pool="gpu")
 def simulation_study(context: dg.AssetExecutionContext, config: SimulationStudyConfig, compute: ComputeResource, storage: StorageResource) -> dg.Output:
     """Repeats the simulator over seeds and settings and fits every data choice x encoder x learner:
     which choice detects heterogeneity (RATE ratio) and estimates it best (PEHE)?"""
-    workdir = storage.path(".staging")
-    workdir.mkdir(parents=True, exist_ok=True)
-    results = run_study(config.grid(), compute.torch_device(), log=context.log.info, workdir=workdir)
+    with storage.staging() as stage:
+        results = run_study(config.grid(), compute.torch_device(), log=context.log.info, workdir=stage.folder)
     summary = summarize(results)
     return dg.Output(
         results,

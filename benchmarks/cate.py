@@ -22,16 +22,14 @@ TLearner has no default model, so scikit-learn's GradientBoostingRegressor, as i
 from __future__ import annotations
 
 import argparse
-import json
-import multiprocessing as mp
-import resource
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from harness import measure, write_results
 
-from models.cate import LearnerConfig, make_learner
+from models.cate import LearnerConfig, fit_learner, make_learner
 
 SETTINGS = ("eotrials", "econml default")
 
@@ -59,66 +57,48 @@ def econml_default(name: str, seed: int = 0):
     }[name]()
 
 
-def _fit(name: str, variant: str, n: int, seed: int, queue) -> None:
+def _fit(name: str, variant: str, n: int, seed: int) -> dict:
     X, T, Y, _ = dgp(n, seed)
     Xt, _, _, tau_t = dgp(2000, 1000 + seed)
     model = make_learner(name, LearnerConfig(seed=seed)) if variant == "eotrials" else econml_default(name, seed)
     started = time.perf_counter()
-    if name == "t_learner":
-        model.fit(Y, T, X=X)
-    elif variant == "eotrials":
-        model.fit(Y, T, X=X, W=np.full((n, 1), 0.5))
-    else:
-        model.fit(Y, T, X=X)
-    seconds = time.perf_counter() - started
-    pehe = float(np.sqrt(np.mean((model.effect(Xt) - tau_t) ** 2)))
-    queue.put({"seconds": round(seconds, 1), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "pehe": round(pehe, 3)})
+    fit_learner(model, X, T, Y, np.full(n, 0.5))
+    return {"fit_s": round(time.perf_counter() - started, 1), "pehe": round(_pehe(model.effect(Xt), tau_t), 3)}
 
 
-def run(name: str, variant: str, n: int, seed: int, limit: float) -> dict:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_fit, args=(name, variant, n, seed, queue))
-    proc.start()
-    proc.join(limit)
-    if proc.is_alive():
-        proc.kill()
-        return {"seconds": f">{limit:.0f} (stopped)", "peak_rss_mb": None, "pehe": None}
-    return queue.get() if not queue.empty() else {"seconds": "failed", "peak_rss_mb": None, "pehe": None}
+def _econml_default_factory(name: str, cfg: LearnerConfig):
+    return econml_default(name, cfg.seed)
 
 
-def simulator_pehe(data: Path, learners: list[str], seeds: list[int], settings: list[str], folds: int = 5) -> pd.DataFrame:
-    """Every learner x data choice on the materialized demo, out of fold: eotrials settings vs
-    econml's defaults, PEHE against the simulator's true CATE, one row per model seed (a forest's
-    PEHE moves by several hundredths between seeds at N = 1,000)."""
+def simulator_pehe(data: Path, learners: list[str], seeds: list[int], settings: list[str]) -> pd.DataFrame:
+    """Every learner x data choice on the materialized demo, out of fold with the causal assets' own
+    function (``cross_fit_choices``): eotrials settings vs econml's defaults, PEHE against the
+    simulator's true CATE, one row per model seed (a forest's PEHE moves by several hundredths
+    between seeds at N = 1,000)."""
     import geopandas as gpd
 
-    from models.cate import cross_fit_cate
-    from models.design import assignment_probability
-    from models.simulate import StudyPaths
-    from models.training import fold_of
+    from models.cate import DATA_CHOICES, cross_fit_choices, feature_matrix
+    from models.design import trial_frame
+    from models.folds import CrossFitting
+    from models.heterogeneity import evaluate_choices
+    from models.simulate import StudyPaths, read_unit_truth
 
-    units = gpd.read_parquet(data / "rct_units.parquet").set_index("unit_id")
-    truth = pd.read_parquet(StudyPaths.under(data / "demo_study").unit_truth).set_index("unit_id")["tau"]
+    tables = {choice: pd.read_parquet(data / f"embeddings_{choice}.parquet") for choice in DATA_CHOICES}
+    ids = tables["image_sequence_tabular"]["unit_id"].to_numpy()
+    trial = trial_frame(gpd.read_parquet(data / "rct_units.parquet"), "outcome", ids)
+    truth = read_unit_truth(StudyPaths.under(data / "demo_study").unit_truth)["tau"]
+    features = {choice: feature_matrix(table, ids) for choice, table in tables.items()}
+    T, Y, p = trial["treatment"].to_numpy(), trial["outcome"].to_numpy(), trial["propensity"].to_numpy()
+    folds = CrossFitting().check(ids, tables)
     rows = []
-    for choice in ("tabular", "image", "image_sequence", "image_sequence_tabular"):
-        emb = pd.read_parquet(data / f"embeddings_{choice}.parquet")
-        trial, tau = units.loc[emb["unit_id"]], truth.loc[emb["unit_id"]].to_numpy()
-        X = emb.drop(columns=["unit_id", "fold"], errors="ignore").to_numpy()
-        T, Y, p = trial["treatment"].to_numpy(), trial["outcome"].to_numpy(), assignment_probability(trial.reset_index())
-        k = fold_of(emb["unit_id"].to_numpy(), folds)
-        for name in learners:
-            for seed in seeds:
-                for variant in settings:
-                    started = time.perf_counter()
-                    if variant == "eotrials":
-                        estimate = cross_fit_cate(name, X, T, Y, p, k, LearnerConfig(seed=seed))["tau"].to_numpy()
-                    else:
-                        estimate = np.empty(len(T))
-                        for f in range(folds):
-                            estimate[k == f] = econml_default(name, seed).fit(Y[k != f], T[k != f], X=X[k != f]).effect(X[k == f])
-                    rows.append({"data_choice": choice, "learner": name, "settings": variant, "seed": seed, "seconds": time.perf_counter() - started, "pehe": _pehe(estimate, tau)})
-                    print(rows[-1], flush=True)
+    for seed in seeds:
+        for variant in settings:
+            make = make_learner if variant == "eotrials" else _econml_default_factory
+            estimates, fits = cross_fit_choices(ids, features, T, Y, p, folds, learners, LearnerConfig(seed=seed), make)
+            scores = evaluate_choices(estimates, tau_true=truth, n_boot=2)[["data_choice", "learner", "pehe"]]
+            for row in fits.merge(scores, on=["data_choice", "learner"]).to_dict("records"):
+                rows.append({"data_choice": row["data_choice"], "learner": row["learner"], "settings": variant, "seed": seed, "seconds": row["seconds"], "pehe": row["pehe"]})
+                print(rows[-1], flush=True)
     return pd.DataFrame(rows)
 
 
@@ -150,14 +130,14 @@ def main() -> None:
         for seed in args.seeds:
             for name in args.learners:
                 for variant in args.settings:
-                    rows.append({"units": n, "seed": seed, "learner": name, "settings": variant, **run(name, variant, n, seed, args.limit)})
+                    rows.append({"units": n, "seed": seed, "learner": name, "settings": variant, **measure(_fit, name, variant, n, seed, limit=args.limit)})
                     print(rows[-1], flush=True)
     frame = pd.DataFrame(rows)
     print(frame.to_markdown(index=False))
     if frame["pehe"].notna().any():
-        summary = frame.groupby(["units", "learner", "settings"], sort=False).agg(seeds=("seed", "size"), seconds=("seconds", lambda s: pd.to_numeric(s, errors="coerce").mean()), peak_rss_mb=("peak_rss_mb", "max"), pehe=("pehe", "mean")).round(3).reset_index()
+        summary = frame.groupby(["units", "learner", "settings"], sort=False).agg(seeds=("seed", "size"), fit_s=("fit_s", "mean"), peak_rss_mb=("peak_rss_mb", "max"), pehe=("pehe", "mean")).round(3).reset_index()
         print(summary.to_markdown(index=False))
-    Path(args.out).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
+    write_results(args.out, rows, vars(args))
 
 
 if __name__ == "__main__":

@@ -4,17 +4,18 @@ against a direct KDE score evaluation (every cell against every calibration poin
     python benchmarks/debias.py                    # 10,000,000 cells, 1,000 calibration points
     python benchmarks/debias.py --cells 1000000
 
-The direct evaluation is timed on a sample of cells and reported per cell.
+The direct evaluation is timed on a sample of cells and reported per cell. The three timings share
+one process on purpose (they correct the same in-memory arrays); the environment record comes from
+benchmarks/harness.py.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from harness import write_results
 
 from models.debias import LinearCalibrationCorrection, TweedieCorrection, kde_score
 
@@ -47,8 +48,7 @@ def main() -> None:
     err = np.abs(np.interp(sample[inside], tweedie.grid_, tweedie.score_) - kde_score(sample[inside], pred, tweedie.bandwidth_)).max()
     print(f"{args.cells:,} cells, {args.calibration:,} calibration points; max |grid - direct| score error inside the support: {err:.2e}")
     print(pd.DataFrame(rows).to_markdown(index=False))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"args": vars(args), "max_score_error": float(err), "rows": rows}, indent=2))
+    write_results(args.out, rows, vars(args), max_score_error=float(err))
 
 
 if __name__ == "__main__":

@@ -11,14 +11,13 @@ excludes the first epoch (allocator, cuDNN autotuning and compilation warm-up).
 from __future__ import annotations
 
 import argparse
-import json
-import resource
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from harness import measure as fresh
+from harness import write_results
 
 from models.encoders import EncoderSpec, SequenceEncoder, parameter_count
 from models.training import SequenceData, TrainConfig, resolve_device, train_encoder
@@ -40,8 +39,15 @@ def measure(capacity: str, data: SequenceData, cfg: TrainConfig, device: torch.d
     _, history = train_encoder(EncoderSpec(capacity=capacity), data, objective, cfg, device, target)
     wall = time.perf_counter() - started
     steady = history[1:] or history
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"capacity": capacity, "parameters": parameter_count(SequenceEncoder(EncoderSpec(capacity=capacity))), "sequences_per_second": round(float(np.mean([r["sequences_per_second"] for r in steady])), 1), "wall_seconds": round(wall, 1), "peak_memory_mb": round(peak)}
+    row = {"capacity": capacity, "parameters": parameter_count(SequenceEncoder(EncoderSpec(capacity=capacity))), "sequences_per_second": round(float(np.mean([r["sequences_per_second"] for r in steady])), 1), "wall_seconds": round(wall, 1)}
+    if device.type == "cuda":
+        row["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20)
+    return row
+
+
+def _measure_fresh(capacity: str, units: int, cfg: TrainConfig, device_name: str, objective: str) -> dict:
+    """One measurement in its own process (the harness adds its peak RSS)."""
+    return measure(capacity, synthetic(units), cfg, resolve_device(device_name), objective)
 
 
 def main() -> None:
@@ -56,23 +62,20 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     device = resolve_device(args.device)
-    data = synthetic(args.units)
     paths = {"fp32 eager baseline": TrainConfig(epochs=args.epochs, batch_size=args.batch_size, amp=False, fast=False)}
     if device.type == "cuda":
         paths["fast (bf16, channels_last, pinned" + (", compile)" if args.compile else ")")] = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, amp=True, fast=True, compile=args.compile)
     rows = []
     for capacity in args.capacities:
         for name, cfg in paths.items():
-            rows.append({"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "path": name, **measure(capacity, data, cfg, device, args.objective)})
+            rows.append({"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "path": name, **fresh(_measure_fresh, capacity, args.units, cfg, str(device), args.objective)})
         if device.type == "cuda":
             base, fast = rows[-2], rows[-1]
             fast["speedup"] = round(fast["sequences_per_second"] / base["sequences_per_second"], 2)
     table = pd.DataFrame(rows)
     print(f"T=8 C=6 32x32, {args.units} sequences, batch {args.batch_size}, {args.objective}, {args.epochs} epochs, torch threads {torch.get_num_threads()}")
     print(table.to_markdown(index=False))
-    out = Path(args.out or f"benchmarks/results/encoder_{device.type}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
+    write_results(args.out or f"benchmarks/results/encoder_{device.type}.json", rows, vars(args))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
     python benchmarks/ingest.py                # 1,000 and 10,000 units, T=8, C=6, 32 x 32
     python benchmarks/ingest.py --units 1000   # one size
 
-Each method runs in a fresh process so its peak RSS (ru_maxrss) is its own. The naive baseline
+Each method runs in a fresh process (benchmarks/harness.py) so its peak RSS is its own. The naive baseline
 opens every file once per chip (a boundless rasterio read), as a first script would; it is timed
 on a sample of units and reported per chip.
 """
@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import multiprocessing as mp
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import rasterio
+from harness import measure, write_results
 from rasterio.windows import Window
 
 from models.catalog import build_catalog
@@ -68,21 +66,11 @@ def _read_all(units: pd.DataFrame, catalog: pd.DataFrame, out: str) -> int:
 METHODS = {"eotrials (grouped reads -> Zarr)": _ours, "eotrials reads only (no write)": _extract_only, "naive (open file per chip)": _naive, "read every raster once": _read_all}
 
 
-def _worker(name: str, units: pd.DataFrame, catalog: pd.DataFrame, out: str, queue) -> None:
+def _worker(name: str, units: pd.DataFrame, catalog: pd.DataFrame, out: str) -> dict:
     METHODS[name](units.iloc[:16], catalog, out + ".warmup")  # one-time lazy imports, not throughput
     start = time.perf_counter()
     METHODS[name](units, catalog, out)
-    queue.put((time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
-
-
-def run(name: str, units: pd.DataFrame, catalog: pd.DataFrame, out: str) -> tuple[float, float]:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_worker, args=(name, units, catalog, out, queue))
-    proc.start()
-    seconds, peak_mb = queue.get()
-    proc.join()
-    return seconds, peak_mb
+    return {"seconds": time.perf_counter() - start}
 
 
 def main() -> None:
@@ -102,7 +90,8 @@ def main() -> None:
             units = all_units.iloc[:n]
             for name in METHODS:
                 sample = units.iloc[: args.naive_sample] if name.startswith("naive") else units
-                seconds, peak = run(name, sample, catalog, str(Path(tmp) / f"cube_{n}.zarr"))
+                measured = measure(_worker, name, sample, catalog, str(Path(tmp) / f"cube_{n}.zarr"))
+                seconds, peak = measured["seconds"], measured["peak_rss_mb"]
                 per_chip_seconds = seconds / len(sample)
                 rows.append({"units": n, "method": name, "timed_units": len(sample), "seconds": round(seconds, 2), "chips_per_second": round(1 / per_chip_seconds, 1) if not name.startswith("read") else None, "peak_rss_mb": round(peak)})
             naive = next(r for r in rows if r["units"] == n and r["method"].startswith("naive"))
@@ -113,8 +102,7 @@ def main() -> None:
                     row["ratio_to_read_all"] = round(row["seconds"] / read_all["seconds"], 2)
     table = pd.DataFrame(rows)
     print(table.to_markdown(index=False))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"config": {"T": 8, "C": 6, "chip": SIZE, "region_px": args.region_px}, "rows": rows}, indent=2, default=str))
+    write_results(args.out, rows, vars(args), config={"T": 8, "C": 6, "chip": SIZE, "region_px": args.region_px})
 
 
 if __name__ == "__main__":

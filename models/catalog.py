@@ -31,16 +31,30 @@ def date_from_name(name: str) -> pd.Timestamp:
     return pd.Timestamp(int(year), int(month or 7), int(day or 1))
 
 
+def _read_catalog_csv(source: Path) -> pd.DataFrame:
+    table = pd.read_csv(source)
+    missing = {"date", "path"} - set(table.columns)
+    if missing:
+        raise CatalogError(f"catalog CSV {source} lacks column(s) {sorted(missing)}")
+    paths = [p if Path(p).is_absolute() else str(source.parent / p) for p in table["path"]]
+    return pd.DataFrame({"date": table["date"], "path": paths})
+
+
+def imagery_files(source: str | Path) -> list[Path]:
+    """Every file an imagery source consists of: a folder's rasters, or a catalog CSV and the files it
+    lists. What a watcher must look at to notice new or changed imagery ([] if there is no source)."""
+    source = Path(source)
+    if source.is_file():
+        return [source, *(Path(p) for p in _read_catalog_csv(source)["path"])]
+    return sorted(p for p in source.iterdir() if p.suffix.lower() in RASTER_SUFFIXES) if source.is_dir() else []
+
+
 def list_scene_files(source: str | Path) -> pd.DataFrame:
     """(date, path) rows from a folder of rasters or from a CSV with columns date, path."""
     source = Path(source)
     if source.is_file():
-        table = pd.read_csv(source)
-        missing = {"date", "path"} - set(table.columns)
-        if missing:
-            raise CatalogError(f"catalog CSV {source} lacks column(s) {sorted(missing)}")
-        paths = [p if Path(p).is_absolute() else str(source.parent / p) for p in table["path"]]
-        return pd.DataFrame({"date": pd.to_datetime(table["date"]), "path": paths})
+        table = _read_catalog_csv(source)
+        return table.assign(date=pd.to_datetime(table["date"]))
     if not source.is_dir():
         raise CatalogError(f"imagery source {source} is neither a folder nor a catalog CSV")
     files = sorted(p for p in source.iterdir() if p.suffix.lower() in RASTER_SUFFIXES)

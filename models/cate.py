@@ -6,6 +6,8 @@ estimated from features: it reaches econml's first stage as the last column of `
 """
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -21,8 +23,13 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from models.heterogeneity import Z95, dr_scores
+
 Learner = Literal["causal_forest", "dr_learner", "t_learner"]
 LEARNERS: tuple[Learner, ...] = ("causal_forest", "dr_learner", "t_learner")
+DataChoice = Literal["tabular", "image", "image_sequence", "image_sequence_tabular"]
+DATA_CHOICES: tuple[DataChoice, ...] = ("tabular", "image", "image_sequence", "image_sequence_tabular")
+SCORE_CHOICE: DataChoice = "image_sequence_tabular"  # the richest features: the DR scores' outcome models
 
 
 class KnownPropensity(ClassifierMixin, BaseEstimator):
@@ -94,6 +101,9 @@ def make_learner(name: Learner, cfg: LearnerConfig = LearnerConfig()):
     raise ValueError(f"unknown learner {name!r}; choose from {LEARNERS}")
 
 
+MakeLearner = Callable[[Learner, LearnerConfig], object]
+
+
 def check_trial_arrays(X: np.ndarray, T: np.ndarray, Y: np.ndarray, propensity: np.ndarray) -> None:
     """Fail clearly on inputs no learner can use."""
     if not set(np.unique(T)) <= {0, 1} or len(np.unique(T)) < 2:
@@ -105,40 +115,49 @@ def check_trial_arrays(X: np.ndarray, T: np.ndarray, Y: np.ndarray, propensity: 
         raise ValueError("propensity must lie strictly between 0 and 1")
 
 
-def fit_predict(name: Learner, X_train, T_train, Y_train, p_train, X_test, cfg: LearnerConfig, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fit on the training units; CATE and (lower, upper) interval on the test units."""
-    model = make_learner(name, cfg)
-    if name == "t_learner":
-        model.fit(Y_train, T_train, X=X_train)
-        tau = model.effect(X_test)
+def uses_design_propensity(model) -> bool:
+    """Does this econml learner read the design propensity (``KnownPropensity``) from ``W``?"""
+    first_stage = getattr(model, "model_t", None) or getattr(model, "model_propensity", None)
+    return isinstance(first_stage, KnownPropensity)
+
+
+def fit_learner(model, X: np.ndarray, T: np.ndarray, Y: np.ndarray, propensity: np.ndarray):
+    """Fit any econml learner; the design propensity reaches those that read it as ``W``'s last column."""
+    return model.fit(Y, T, X=X, W=propensity[:, None]) if uses_design_propensity(model) else model.fit(Y, T, X=X)
+
+
+def effect_with_interval(model, X: np.ndarray, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CATE and (lower, upper); NaN bounds for learners without inference (the T-learner)."""
+    tau = model.effect(X)
+    if isinstance(model, TLearner):
         return tau, np.full_like(tau, np.nan), np.full_like(tau, np.nan)
-    model.fit(Y_train, T_train, X=X_train, W=p_train[:, None])
-    lower, upper = model.effect_interval(X_test, alpha=alpha)
-    return model.effect(X_test), lower, upper
+    lower, upper = model.effect_interval(X, alpha=alpha)
+    return tau, lower, upper
 
 
-def cross_fit_cate(name: Learner, X: np.ndarray, T: np.ndarray, Y: np.ndarray, propensity: np.ndarray, folds: np.ndarray, cfg: LearnerConfig = LearnerConfig()) -> pd.DataFrame:
+def cross_fit_cate(
+    name: Learner, X: np.ndarray, T: np.ndarray, Y: np.ndarray, propensity: np.ndarray, folds: np.ndarray, cfg: LearnerConfig = LearnerConfig(), make: MakeLearner = make_learner
+) -> pd.DataFrame:
     """Out-of-fold CATE per unit: the model that predicts unit i never saw it.
 
     Returns columns tau, se, lower, upper, fold. The standard error is the interval half-width
-    over 1.96 (NaN for the T-learner, which has no inference).
+    over 1.96 (NaN for the T-learner, which has no inference). ``make(name, cfg)`` builds each
+    fold's learner (another factory compares against other settings, e.g. econml's defaults).
     """
     check_trial_arrays(X, T, Y, propensity)
     out = pd.DataFrame({"tau": np.nan, "lower": np.nan, "upper": np.nan, "fold": folds}, index=range(len(T)))
     for k in np.unique(folds):
         test, train = folds == k, folds != k
-        tau, lower, upper = fit_predict(name, X[train], T[train], Y[train], propensity[train], X[test], cfg)
-        out.loc[test, ["tau", "lower", "upper"]] = np.column_stack([tau, lower, upper])
-    out["se"] = (out["upper"] - out["lower"]) / (2 * 1.959964)
+        model = fit_learner(make(name, cfg), X[train], T[train], Y[train], propensity[train])
+        out.loc[test, ["tau", "lower", "upper"]] = np.column_stack(effect_with_interval(model, X[test]))
+    out["se"] = (out["upper"] - out["lower"]) / (2 * Z95)
     return out[["tau", "se", "lower", "upper", "fold"]]
 
 
 def fit_full(name: Learner, X: np.ndarray, T: np.ndarray, Y: np.ndarray, propensity: np.ndarray, cfg: LearnerConfig = LearnerConfig()):
     """One model on every unit, for predicting new places (the CATE map)."""
     check_trial_arrays(X, T, Y, propensity)
-    model = make_learner(name, cfg)
-    model.fit(Y, T, X=X) if name == "t_learner" else model.fit(Y, T, X=X, W=propensity[:, None])
-    return model
+    return fit_learner(make_learner(name, cfg), X, T, Y, propensity)
 
 
 def outcome_predictions(X: np.ndarray, T: np.ndarray, Y: np.ndarray, folds: np.ndarray, cfg: LearnerConfig = LearnerConfig()) -> tuple[np.ndarray, np.ndarray]:
@@ -150,3 +169,45 @@ def outcome_predictions(X: np.ndarray, T: np.ndarray, Y: np.ndarray, folds: np.n
             fit_on = train & (T == arm)
             target[test] = clone(outcome_model(cfg)).fit(X[fit_on], Y[fit_on]).predict(X[test])
     return mu0, mu1
+
+
+def cross_fit_choices(
+    unit_ids: np.ndarray,
+    features: Mapping[str, np.ndarray],
+    T: np.ndarray,
+    Y: np.ndarray,
+    propensity: np.ndarray,
+    folds: np.ndarray,
+    learners: Sequence[Learner] = LEARNERS,
+    cfg: LearnerConfig = LearnerConfig(),
+    make: MakeLearner = make_learner,
+    log: Callable[[str], None] = lambda message: None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every data choice x learner fitted out of fold on the same units and folds, each unit with its
+    doubly robust score ``gamma``.
+
+    The scores come from out-of-fold outcome models on the richest choice (``SCORE_CHOICE``) and are
+    shared by every choice, so their RATEs are comparable (``models.heterogeneity.evaluate_choices``).
+    Returns the estimates (unit_id, data_choice, learner, tau, se, lower, upper, fold, gamma) and the
+    fit times (data_choice, learner, seconds, mean_tau, sd_tau).
+    """
+    unknown = set(features) - set(DATA_CHOICES)
+    if unknown or SCORE_CHOICE not in features:
+        raise ValueError(f"data choices must come from {DATA_CHOICES} and include {SCORE_CHOICE!r}, got {list(features)}")
+    mu0, mu1 = outcome_predictions(features[SCORE_CHOICE], T, Y, folds, cfg)
+    gamma = dr_scores(Y, T, mu0, mu1, propensity)
+    parts, timings = [], []
+    for choice, X in features.items():
+        for learner in learners:
+            started = time.perf_counter()
+            est = cross_fit_cate(learner, X, T, Y, propensity, folds, cfg, make)
+            timings.append({"data_choice": choice, "learner": learner, "seconds": time.perf_counter() - started, "mean_tau": est["tau"].mean(), "sd_tau": est["tau"].std()})
+            log(f"{choice} x {learner}: {timings[-1]['seconds']:.1f}s")
+            parts.append(est.assign(unit_id=np.asarray(unit_ids), data_choice=choice, learner=learner, gamma=gamma))
+    columns = ["unit_id", "data_choice", "learner", "tau", "se", "lower", "upper", "fold", "gamma"]
+    return pd.concat(parts, ignore_index=True)[columns], pd.DataFrame(timings)
+
+
+def feature_matrix(table: pd.DataFrame, unit_ids) -> np.ndarray:
+    """An embedding table's features for ``unit_ids``, in that order (``unit_id`` and ``fold`` dropped)."""
+    return table.set_index("unit_id").loc[list(unit_ids)].drop(columns=["fold"], errors="ignore").to_numpy(dtype=float)

@@ -27,6 +27,9 @@ from models.catalog import CatalogError
 from models.storage import atomic_path
 
 UNIT_CHUNK = 64
+CHIP_SIZE = 32  # pixels per side; 32 Landsat pixels ~ 1 km, a village's surroundings
+TILE_PX = 512  # spatial tile of grouped windowed reads
+WORKERS = 2  # reader threads
 # Blosc-zstd level 1 with byte shuffle: writes 2.6x and reads 3x faster than zarr's default zstd
 # on reflectance chips, for 25% more disk (benchmarks/ingest.py).
 CODEC = (BloscCodec(cname="zstd", clevel=1, shuffle="shuffle"),)
@@ -129,7 +132,7 @@ def spatial_tiles(rows: np.ndarray, cols: np.ndarray, tile_px: int) -> list[np.n
     return np.split(order, starts[1:])
 
 
-def iter_chip_tiles(lon, lat, scenes: list[Scene], size: int, tile_px: int = 512, workers: int = 2) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def iter_chip_tiles(lon, lat, scenes: list[Scene], size: int, tile_px: int = TILE_PX, workers: int = WORKERS) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (unit indices, chips of shape (n, T, C, size, size)) tile by tile."""
     rows, cols = unit_origins(np.asarray(lon), np.asarray(lat), scenes, size)
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -213,7 +216,7 @@ def _cube_batch(chips: np.ndarray, units: pd.DataFrame, dates, bands, size: int)
     )
 
 
-def write_sequence_cube(units: pd.DataFrame, catalog: pd.DataFrame, path: str | Path, size: int = 32, flush_units: int = 512, tile_px: int = 512, workers: int = 2) -> CubeSummary:
+def write_sequence_cube(units: pd.DataFrame, catalog: pd.DataFrame, path: str | Path, size: int = CHIP_SIZE, flush_units: int = 512, tile_px: int = TILE_PX, workers: int = WORKERS) -> CubeSummary:
     """Extract every unit's chip sequence and write the Zarr cube at ``path`` atomically.
 
     ``units`` needs unit_id, lon, lat (EPSG:4326). Units whose whole sequence is nodata are
@@ -242,3 +245,13 @@ def write_sequence_cube(units: pd.DataFrame, catalog: pd.DataFrame, path: str | 
 def open_cube(path: str | Path) -> xr.Dataset:
     """Open a cube lazily (no dask needed): index it, then ``.values`` reads only what is asked."""
     return xr.open_zarr(path, chunks=None, consolidated=False)
+
+
+def check_all_nodata_share(summary: CubeSummary, n_units: int, max_share: float) -> None:
+    """Fail when more than ``max_share`` of units have no valid pixel on any date."""
+    share = len(summary.dropped_all_nodata) / max(n_units, 1)
+    if share > max_share:
+        raise CatalogError(
+            f"{len(summary.dropped_all_nodata)} units ({share:.1%}) have all-nodata chip sequences, above max_all_nodata_share = {max_share:.1%}: "
+            f"{summary.dropped_all_nodata[:5]}. Check that the imagery covers the units on at least one date."
+        )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 import statsmodels.api as sm
 from scipy import stats
 
@@ -131,3 +132,22 @@ def diagnostics(prediction: np.ndarray, truth: np.ndarray) -> dict:
     slope = stats.linregress(truth, prediction)
     ratio = float(np.var(prediction) / np.var(truth))
     return {"slope_b": float(slope.slope), "slope_se": float(slope.stderr), "variance_ratio": ratio, "r2": float(slope.rvalue**2), "correction_warranted": bool(slope.slope + 1.96 * slope.stderr < 0.95 or ratio < 0.9)}
+
+
+def fit_corrections(calibration: pd.DataFrame) -> dict:
+    """LCC, Tweedie and the diagnostics, fitted once on calibration rows (columns prediction, wealth),
+    as one JSON-able record that every trial reuses."""
+    pred, truth = calibration["prediction"].to_numpy(), calibration["wealth"].to_numpy()
+    lcc, tweedie = LinearCalibrationCorrection().fit(pred, truth), TweedieCorrection().fit(pred, truth)
+    return {"lcc": lcc.to_dict(), "tweedie": tweedie.to_dict(), "diagnostics": diagnostics(pred, truth), "calibration_points": len(calibration)}
+
+
+def corrections_from_dict(d: dict) -> tuple[LinearCalibrationCorrection, TweedieCorrection]:
+    """The two fitted corrections back from :func:`fit_corrections`' record."""
+    return LinearCalibrationCorrection.from_dict(d["lcc"]), TweedieCorrection.from_dict(d["tweedie"])
+
+
+def debias_map(naive: np.ndarray, lcc: LinearCalibrationCorrection, tweedie: TweedieCorrection) -> dict[str, np.ndarray]:
+    """Layers naive, lcc and tweedie of a predicted map (NaN cells stay NaN)."""
+    ok = np.isfinite(naive)
+    return {"naive": naive, "lcc": np.where(ok, lcc.transform(np.nan_to_num(naive)), np.nan), "tweedie": np.where(ok, tweedie.transform(np.nan_to_num(naive)), np.nan)}

@@ -1,5 +1,7 @@
-"""The trial's design quantities: known assignment probabilities and covariate balance."""
+"""The trial's design quantities: assignment probabilities, the trial frame, randomization checks."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -14,6 +16,55 @@ def assignment_probability(units: pd.DataFrame) -> np.ndarray:
     if "stratum" in units:
         return units.groupby("stratum")["treatment"].transform("mean").to_numpy(dtype=float)
     return np.full(len(units), units["treatment"].mean())
+
+
+def trial_frame(units: pd.DataFrame, outcome: str, unit_ids=None) -> pd.DataFrame:
+    """unit_id, treatment, outcome, propensity (the design's), cluster (if any); in ``unit_ids`` order if given."""
+    frame = pd.DataFrame(
+        {
+            "unit_id": units["unit_id"].to_numpy(),
+            "treatment": units["treatment"].astype(int).to_numpy(),
+            "outcome": units[outcome].astype(float).to_numpy(),
+            "propensity": assignment_probability(units),
+        }
+    )
+    if "cluster" in units:
+        frame["cluster"] = units["cluster"].to_numpy()
+    if unit_ids is not None:
+        frame = frame.set_index("unit_id").loc[list(unit_ids)].reset_index()
+    return frame
+
+
+@dataclass(frozen=True)
+class RandomizationTest:
+    """Treated count against the design's expectation; ``tested`` is False when the design
+    probability was itself read off the treated share, which leaves nothing to test."""
+
+    treated: int
+    units: int
+    expected: float
+    p_value: float
+    tested: bool
+    rule: str
+
+
+def randomization_test(units: pd.DataFrame) -> RandomizationTest:
+    """Is the treated count consistent with the design's assignment probabilities?
+
+    Uses the same probabilities as every estimator (:func:`assignment_probability`). With an
+    ``assignment_probability`` column: an exact binomial test when it is constant, else a normal
+    test of the Poisson-binomial count. Without it, the probability is the observed (stratum)
+    share, so the count matches by construction and the test reports ``tested=False``.
+    """
+    p = assignment_probability(units)
+    treated, n = int(units["treatment"].sum()), len(units)
+    if "assignment_probability" not in units:
+        rule = "stratum treated share" if "stratum" in units else "overall treated share"
+        return RandomizationTest(treated, n, float(p.sum()), 1.0, False, f"{rule} (no assignment_probability column: nothing to test against)")
+    if np.ptp(p) == 0:
+        return RandomizationTest(treated, n, float(p.sum()), float(stats.binomtest(treated, n, float(p[0])).pvalue), True, "exact binomial")
+    z = (treated - p.sum()) / np.sqrt(np.sum(p * (1 - p)))
+    return RandomizationTest(treated, n, float(p.sum()), float(2 * stats.norm.sf(abs(z))), True, "normal approximation (unit-specific probabilities)")
 
 
 def standardized_differences(features: pd.DataFrame, treatment: np.ndarray) -> pd.DataFrame:

@@ -79,19 +79,25 @@ class TemporalTransformer(nn.Module):
 
 
 class TemporalGRU(nn.Module):
-    """A GRU that carries its state unchanged across masked frames."""
+    """A stack of ``layers`` GRU cells that carries every layer's state unchanged across masked frames.
+
+    Written with cells rather than ``nn.GRU`` because a masked frame must skip the update, not feed zeros.
+    """
 
     def __init__(self, dim: int, layers: int):
         super().__init__()
-        self.cell = nn.GRUCell(dim, dim)
+        self.cells = nn.ModuleList(nn.GRUCell(dim, dim) for _ in range(layers))
 
     def forward(self, tokens: torch.Tensor, frame_ok: torch.Tensor) -> torch.Tensor:
-        h = tokens.new_zeros(tokens.shape[0], tokens.shape[2])
+        h = [tokens.new_zeros(tokens.shape[0], tokens.shape[2]) for _ in self.cells]
         states = []
         for t in range(tokens.shape[1]):
-            keep = frame_ok[:, t : t + 1].to(h.dtype)
-            h = keep * self.cell(tokens[:, t], h) + (1 - keep) * h
-            states.append(h)
+            keep = frame_ok[:, t : t + 1].to(tokens.dtype)
+            x = tokens[:, t]
+            for i, cell in enumerate(self.cells):
+                h[i] = keep * cell(x, h[i]) + (1 - keep) * h[i]
+                x = h[i]
+            states.append(x)
         return torch.stack(states, dim=1)
 
 

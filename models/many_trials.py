@@ -8,6 +8,8 @@ our modelling choice; it is the attenuation mechanism of Study 2).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from ppi_py import ppi_ols_ci, ppi_ols_pointestimate
@@ -38,21 +40,41 @@ def trial_ates(truth: np.ndarray, prediction: np.ndarray, t: np.ndarray, lcc: Li
     }
 
 
-def simulate_trials(pool: pd.DataFrame, lcc: LinearCalibrationCorrection, tweedie: TweedieCorrection, n_trials: int = 200, n_units: int = 500, delta: float = 0.5, labeled_share: float = 0.1, seed: int = 0) -> pd.DataFrame:
+@dataclass(frozen=True)
+class TrialDesign:
+    """How the simulated trials are drawn: count, size, true effect, PPI's labelled share."""
+
+    n_trials: int = 200
+    units_per_trial: int = 150
+    effect: float = 0.5
+    labeled_share: float = 0.1  # PPI's extra labelled data per trial
+    seed: int = 0
+
+
+def _rows(trial, estimates: dict[str, Estimate], true_effect: float) -> list[dict]:
+    return [{"trial": trial, "method": m, "estimate": e.estimate, "std_error": e.se, "true_effect": true_effect, "covered": e.ci[0] <= true_effect <= e.ci[1]} for m, e in estimates.items()]
+
+
+def simulate_trials(pool: pd.DataFrame, lcc: LinearCalibrationCorrection, tweedie: TweedieCorrection, design: TrialDesign = TrialDesign()) -> pd.DataFrame:
     """Draw trials from ``pool`` (columns truth, prediction); one row per trial and method."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(design.seed)
     slope = np.polyfit(pool["truth"], pool["prediction"], 1)[0]
     rows = []
-    for trial in range(n_trials):
-        idx = rng.choice(len(pool), size=min(n_units, len(pool)), replace=False)
+    for trial in range(design.n_trials):
+        idx = rng.choice(len(pool), size=min(design.units_per_trial, len(pool)), replace=False)
         t = rng.binomial(1, 0.5, len(idx))
-        truth = pool["truth"].to_numpy()[idx] + delta * t
-        prediction = pool["prediction"].to_numpy()[idx] + slope * delta * t
-        labeled = rng.random(len(idx)) < labeled_share
-        for method, est in trial_ates(truth, prediction, t, lcc, tweedie, labeled).items():
-            lo, hi = est.ci
-            rows.append({"trial": trial, "method": method, "estimate": est.estimate, "std_error": est.se, "true_effect": delta, "covered": lo <= delta <= hi})
+        truth = pool["truth"].to_numpy()[idx] + design.effect * t
+        prediction = pool["prediction"].to_numpy()[idx] + slope * design.effect * t
+        labeled = rng.random(len(idx)) < design.labeled_share
+        rows += _rows(trial, trial_ates(truth, prediction, t, lcc, tweedie, labeled), design.effect)
     return pd.DataFrame(rows)
+
+
+def observed_trial(name: str, truth: np.ndarray, prediction: np.ndarray, t: np.ndarray, lcc: LinearCalibrationCorrection, tweedie: TweedieCorrection, design: TrialDesign, true_effect: float) -> pd.DataFrame:
+    """One real (or demo) trial's ATE on the mapped outcome by every method; PPI labels a random
+    ``design.labeled_share`` of its units."""
+    labeled = np.random.default_rng(design.seed).random(len(t)) < design.labeled_share
+    return pd.DataFrame(_rows(name, trial_ates(truth, prediction, t, lcc, tweedie, labeled), true_effect))
 
 
 def evaluate(trials: pd.DataFrame) -> pd.DataFrame:

@@ -1,14 +1,16 @@
-"""Figures for the asset pages and for notebooks: plain matplotlib, returned unsaved."""
+"""Figures for the asset pages and for notebooks: plain matplotlib, returned unsaved.
+
+Figures are built with matplotlib's object API (``Figure``), not ``pyplot``: no global figure
+registry to leak into, no backend switched for the whole process, safe in Dagster's worker threads.
+A notebook shows them by evaluating the returned figure.
+"""
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import rasterio  # noqa: E402
-from rasterio.enums import Resampling  # noqa: E402
+import numpy as np
+import pandas as pd
+import rasterio
+from matplotlib.figure import Figure
+from rasterio.enums import Resampling
 
 
 def _stretch(img: np.ndarray) -> np.ndarray:
@@ -16,14 +18,15 @@ def _stretch(img: np.ndarray) -> np.ndarray:
     return np.clip((img - lo) / (hi - lo + 1e-9), 0, 1)
 
 
-def study_area_map(scene_path: str, units: pd.DataFrame, band: int = 4, max_px: int = 800) -> plt.Figure:
+def study_area_map(scene_path: str, units: pd.DataFrame, band: int = 4, max_px: int = 800) -> Figure:
     """One band of a scene (decimated read, never the full raster) with units coloured by arm."""
     with rasterio.open(scene_path) as src:
         factor = max(1, int(np.ceil(max(src.width, src.height) / max_px)))
         shape = (src.height // factor, src.width // factor)
         img = src.read(min(band, src.count), out_shape=shape, resampling=Resampling.average, masked=True).astype(float).filled(np.nan)
         left, bottom, right, top = src.bounds
-    fig, ax = plt.subplots(figsize=(6, 6))
+    fig = Figure(figsize=(6, 6))
+    ax = fig.subplots()
     ax.imshow(_stretch(img), cmap="gray", extent=(left, right, bottom, top))
     for arm, colour in ((0, "tab:blue"), (1, "tab:orange")):
         sel = units[units["treatment"] == arm]
@@ -36,12 +39,13 @@ def study_area_map(scene_path: str, units: pd.DataFrame, band: int = 4, max_px: 
     return fig
 
 
-def sequence_strip(reflectance: np.ndarray, dates: list[str], bands: list[str], title: str) -> plt.Figure:
+def sequence_strip(reflectance: np.ndarray, dates: list[str], bands: list[str], title: str) -> Figure:
     """True-colour strip of one unit's T x C x H x W sequence (masked pixels shown black)."""
     rgb_idx = [bands.index(b) if b in bands else i for i, b in enumerate(("red", "green", "blue"))]
     rgb = _stretch(reflectance[:, rgb_idx].transpose(0, 2, 3, 1))
     rgb = np.nan_to_num(rgb)
-    fig, axes = plt.subplots(1, len(dates), figsize=(1.6 * len(dates), 2.0), squeeze=False)
+    fig = Figure(figsize=(1.6 * len(dates), 2.0))
+    axes = fig.subplots(1, len(dates), squeeze=False)
     for ax, frame, date in zip(axes[0], rgb, dates):
         ax.imshow(frame)
         ax.set_title(str(date)[:10], fontsize=7)
@@ -51,8 +55,9 @@ def sequence_strip(reflectance: np.ndarray, dates: list[str], bands: list[str], 
     return fig
 
 
-def _lines(series: dict[str, tuple[np.ndarray, np.ndarray]], xlabel: str, ylabel: str, title: str, zero_line: bool = False, marker: str | None = None) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+def _lines(series: dict[str, tuple[np.ndarray, np.ndarray]], xlabel: str, ylabel: str, title: str, zero_line: bool = False, marker: str | None = None) -> Figure:
+    fig = Figure(figsize=(5.5, 3.5))
+    ax = fig.subplots()
     for name, (x, y) in series.items():
         ax.plot(x, y, label=name, marker=marker)
     if zero_line:
@@ -65,20 +70,21 @@ def _lines(series: dict[str, tuple[np.ndarray, np.ndarray]], xlabel: str, ylabel
     return fig
 
 
-def training_curves(histories: list[list[dict]], title: str) -> plt.Figure:
+def training_curves(histories: list[list[dict]], title: str) -> Figure:
     """Loss per epoch, one line per fold."""
     series = {(f"fold {k}" if len(histories) > 1 else "loss"): ([r["epoch"] for r in h], [r["loss"] for r in h]) for k, h in enumerate(histories) if h}
     return _lines(series, "epoch", "loss", title, marker="o")
 
 
-def embedding_pca(embeddings: np.ndarray, colour_by: dict[str, np.ndarray], title: str) -> plt.Figure:
+def embedding_pca(embeddings: np.ndarray, colour_by: dict[str, np.ndarray], title: str) -> Figure:
     """First two principal components, one panel per colouring (e.g. treatment arm, land cover)."""
     from sklearn.decomposition import PCA
 
     from models.landcover import PALETTE, WORLDCOVER
 
     xy = PCA(n_components=2).fit_transform(embeddings)
-    fig, axes = plt.subplots(1, len(colour_by), figsize=(4.5 * len(colour_by), 4), squeeze=False)
+    fig = Figure(figsize=(4.5 * len(colour_by), 4))
+    axes = fig.subplots(1, len(colour_by), squeeze=False)
     for ax, (name, labels) in zip(axes[0], colour_by.items()):
         for value in np.unique(labels):
             sel = labels == value
@@ -93,17 +99,18 @@ def embedding_pca(embeddings: np.ndarray, colour_by: dict[str, np.ndarray], titl
     return fig
 
 
-def toc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "TOC") -> plt.Figure:
+def toc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "TOC") -> Figure:
     """Targeting operator characteristic curves, one per priority rule."""
     return _lines(curves, "share treated, by priority (q)", "TOC(q)", title, zero_line=True)
 
 
-def metric_bars(table: pd.DataFrame, metric: str, by: str, hue: str, title: str) -> plt.Figure:
+def metric_bars(table: pd.DataFrame, metric: str, by: str, hue: str, title: str) -> Figure:
     """Mean (and sd error bars) of ``metric`` grouped by ``by`` with one bar per ``hue`` value."""
     summary = table.groupby([by, hue])[metric].agg(["mean", "std"]).reset_index()
     groups, hues = list(summary[by].unique()), list(summary[hue].unique())
     width = 0.8 / len(hues)
-    fig, ax = plt.subplots(figsize=(1.8 * len(groups) + 2, 3.5))
+    fig = Figure(figsize=(1.8 * len(groups) + 2, 3.5))
+    ax = fig.subplots()
     for i, h in enumerate(hues):
         sel = summary[summary[hue] == h].set_index(by).reindex(groups)
         ax.bar(np.arange(len(groups)) + i * width, sel["mean"], width, yerr=sel["std"].fillna(0), label=str(h), capsize=2)
@@ -115,9 +122,10 @@ def metric_bars(table: pd.DataFrame, metric: str, by: str, hue: str, title: str)
     return fig
 
 
-def cate_map(cate: np.ndarray, outside: np.ndarray, extent: tuple[float, float, float, float], title: str = "CATE") -> plt.Figure:
+def cate_map(cate: np.ndarray, outside: np.ndarray, extent: tuple[float, float, float, float], title: str = "CATE") -> Figure:
     """The CATE grid beside it with cells outside the trial's support hatched out."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+    fig = Figure(figsize=(10, 4.5))
+    axes = fig.subplots(1, 2)
     im = axes[0].imshow(cate, cmap="viridis", extent=extent)
     fig.colorbar(im, ax=axes[0], shrink=0.8, label="CATE")
     axes[0].set_title(title)
@@ -130,11 +138,12 @@ def cate_map(cate: np.ndarray, outside: np.ndarray, extent: tuple[float, float, 
     return fig
 
 
-def raster_panels(layers: dict[str, np.ndarray], extent: tuple[float, float, float, float], cmap: str = "RdYlGn") -> plt.Figure:
+def raster_panels(layers: dict[str, np.ndarray], extent: tuple[float, float, float, float], cmap: str = "RdYlGn") -> Figure:
     """Side-by-side maps on a shared colour scale (e.g. naive vs debiased wealth)."""
     lo = min(np.nanpercentile(v, 2) for v in layers.values())
     hi = max(np.nanpercentile(v, 98) for v in layers.values())
-    fig, axes = plt.subplots(1, len(layers), figsize=(4.2 * len(layers), 4), squeeze=False)
+    fig = Figure(figsize=(4.2 * len(layers), 4))
+    axes = fig.subplots(1, len(layers), squeeze=False)
     for ax, (name, values) in zip(axes[0], layers.items()):
         im = ax.imshow(values, cmap=cmap, extent=extent, vmin=lo, vmax=hi)
         ax.set_title(name, fontsize=9)

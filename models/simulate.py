@@ -46,6 +46,7 @@ SPECTRA: dict[int, tuple[float, ...]] = {
 UNIT_WEIGHT = {10: 0.3, 20: 1.0, 30: 1.0, 40: 3.0, 50: 3.0, 60: 0.5, 80: 0.0, 90: 0.2}
 COVARIATES = ("age_head", "female_head", "hh_size", "education_years", "baseline_assets")
 Heterogeneity = Literal["both", "static", "change", "none"]
+HETEROGENEITY_DRIVERS: tuple[Heterogeneity, ...] = ("both", "static", "change", "none")
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,27 @@ class StudyPaths:
             unit_truth=root / "truth" / "units.parquet",
             wealth_truth=root / "truth" / "wealth.tif",
         )
+
+    def manifest(self) -> dict:
+        """The study's inputs and truth as absolute paths, readable from any working directory."""
+        a = {k: str(Path(v).resolve()) for k, v in dataclasses.asdict(self).items()}
+        truth = {"units": a["unit_truth"], "landcover": a["landcover_dir"], "wealth": a["wealth_truth"]}
+        return {"kind": "demo", "rct_table": a["rct_table"], "imagery": a["imagery_dir"], "survey_table": a["survey_table"], "truth": truth}
+
+
+def read_unit_truth(path: str | Path | None) -> pd.DataFrame | None:
+    """The simulator's per-unit truth indexed by unit_id, or None where there is none (real studies).
+
+    For evaluation and plots only: no estimator reads it.
+    """
+    return pd.read_parquet(path).set_index("unit_id") if path and Path(path).exists() else None
+
+
+def dominant_landcover(truth: pd.DataFrame, unit_ids, when: Literal["first", "last"] = "last") -> np.ndarray:
+    """Each unit's most common true land-cover class in its neighbourhood at the first or last date."""
+    cols = [c for c in truth.columns if c.startswith("frac_") and c.endswith(f"_{when}")]
+    codes = np.array([int(c.split("_")[1]) for c in cols])
+    return codes[np.argmax(truth.loc[list(unit_ids), cols].to_numpy(), axis=1)]
 
 
 def gaussian_field(shape: tuple[int, int], scale: float, rng: np.random.Generator) -> np.ndarray:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,26 +21,39 @@ import pandas as pd
 import torch
 
 from models.catalog import build_catalog
-from models.cate import LearnerConfig, cross_fit_cate, outcome_predictions
+from models.cate import Learner, LearnerConfig, cross_fit_choices
 from models.chips import open_cube, write_sequence_cube
-from models.design import assignment_probability
-from models.encoders import EncoderSpec
-from models.heterogeneity import dr_scores, rate, truth_metrics
+from models.design import trial_frame
+from models.encoders import Capacity, EncoderSpec
+from models.folds import CrossFitting
+from models.heterogeneity import evaluate_choices
 from models.rct import locate_units, read_table, standardize, tabular_matrix, validate_rct
-from models.simulate import SimulationConfig, simulate_study
-from models.training import TrainConfig, fit_encoders, fold_of, load_sequences, resolve_device
+from models.simulate import Heterogeneity, SimulationConfig, read_unit_truth, simulate_study
+from models.training import Objective, TrainConfig, fit_encoders, load_sequences, resolve_device
+
+
+@dataclass(frozen=True)
+class EncoderChoice:
+    """One encoder of the study: its capacity and its training objective."""
+
+    capacity: Capacity = "small"
+    objective: Objective = "contrastive"
+
+    @property
+    def label(self) -> str:
+        return f"{self.capacity}:{self.objective}"
 
 
 @dataclass(frozen=True)
 class StudyGrid:
-    """Settings to cross; ``encoders`` are 'capacity:objective' model choices."""
+    """Settings to cross (seeds x N x effect strength x heterogeneity driver), and the models to compare."""
 
     seeds: tuple[int, ...] = (0, 1)
     n_units: tuple[int, ...] = (600,)
     effect_strength: tuple[float, ...] = (1.0,)
-    heterogeneity: tuple[str, ...] = ("static", "change")
-    encoders: tuple[str, ...] = ("small:contrastive", "small:random")
-    learners: tuple[str, ...] = ("causal_forest",)
+    heterogeneity: tuple[Heterogeneity, ...] = ("static", "change")
+    encoders: tuple[EncoderChoice, ...] = (EncoderChoice("small", "contrastive"), EncoderChoice("small", "random"))
+    learners: tuple[Learner, ...] = ("causal_forest",)
     epochs: int = 3
     region_px: int = 256
     n_dates: int = 6
@@ -51,10 +63,10 @@ class StudyGrid:
     n_boot: int = 100
 
     @classmethod
-    def full(cls) -> "StudyGrid":
+    def full(cls) -> StudyGrid:
+        encoders = tuple(EncoderChoice(c, o) for c, o in (("small", "random"), ("small", "contrastive"), ("medium", "contrastive"), ("large", "contrastive"), ("medium", "prognostic")))
         return cls(
-            seeds=tuple(range(10)), n_units=(1000, 3000), effect_strength=(0.5, 1.0), heterogeneity=("static", "change", "both", "none"),
-            encoders=("small:random", "small:contrastive", "medium:contrastive", "large:contrastive", "medium:prognostic"),
+            seeds=tuple(range(10)), n_units=(1000, 3000), effect_strength=(0.5, 1.0), heterogeneity=("static", "change", "both", "none"), encoders=encoders,
             learners=("causal_forest", "dr_learner", "t_learner"), epochs=15, region_px=1024, n_dates=8, chip_size=32, n_estimators=200, n_boot=200,
         )
 
@@ -65,9 +77,9 @@ class _Trial:
     T: np.ndarray
     Y: np.ndarray
     e: np.ndarray
-    tau: np.ndarray
+    tau: pd.Series
     tabular: np.ndarray
-    folds: np.ndarray
+    cross_fitting: CrossFitting
     cube: object = field(repr=False)
 
 
@@ -80,31 +92,26 @@ def _prepare(setting: dict, grid: StudyGrid, root: Path) -> _Trial:
     cube = open_cube(root / "cube.zarr")
     ids = np.asarray(cube["unit"].values.tolist(), dtype=object)
     table = pd.DataFrame(units.drop(columns="geometry")).set_index("unit_id").loc[ids].reset_index()
-    tab = tabular_matrix(table).drop(columns="unit_id")
-    truth = pd.read_parquet(paths.unit_truth).set_index("unit_id").loc[ids]
-    return _Trial(ids, table["treatment"].to_numpy(), table["outcome"].to_numpy(), assignment_probability(table), truth["tau"].to_numpy(), standardize(tab).to_numpy(), fold_of(ids, grid.folds, setting["seed"]), cube)
+    trial = trial_frame(table, "outcome")
+    tab = standardize(tabular_matrix(table).drop(columns="unit_id")).to_numpy()
+    truth = read_unit_truth(paths.unit_truth)["tau"]
+    return _Trial(ids, trial["treatment"].to_numpy(), trial["outcome"].to_numpy(), trial["propensity"].to_numpy(), truth, tab, CrossFitting(grid.folds, setting["seed"]), cube)
 
 
-def _embeddings(trial: _Trial, encoder: str, grid: StudyGrid, seed: int, device: torch.device, frames: list[int] | None) -> np.ndarray:
-    capacity, objective = encoder.split(":")
+def _embeddings(trial: _Trial, encoder: EncoderChoice, grid: StudyGrid, seed: int, device: torch.device, frames: list[int] | None) -> np.ndarray:
     data = load_sequences(trial.cube, frames=frames)
     target = np.where(trial.T == 0, trial.Y, np.nan)
-    fitted = fit_encoders(EncoderSpec(in_channels=data.x.shape[2], capacity=capacity), data, objective, TrainConfig(epochs=grid.epochs, seed=seed), device, target=target, folds=grid.folds, frames=frames)
+    spec = EncoderSpec(in_channels=data.x.shape[2], capacity=encoder.capacity)
+    fitted = fit_encoders(spec, data, encoder.objective, TrainConfig(epochs=grid.epochs, seed=seed), device, target=target, cross_fitting=trial.cross_fitting, frames=frames)
     return fitted.transform(data, device)[0]
 
 
-def _score(trial: _Trial, X: np.ndarray, learner: str, gamma: np.ndarray, cfg: LearnerConfig, n_boot: int) -> dict:
-    started = time.perf_counter()
-    est = cross_fit_cate(learner, X, trial.T, trial.Y, trial.e, trial.folds, cfg)
-    tau_hat = est["tau"].to_numpy()
-    autoc, qini = rate(tau_hat, gamma, "AUTOC", n_boot=n_boot), rate(tau_hat, gamma, "QINI", n_boot=n_boot)
-    return {"autoc": autoc.estimate, "autoc_ratio": autoc.ratio, "qini_ratio": qini.ratio, **truth_metrics(tau_hat, trial.tau, est["lower"].to_numpy(), est["upper"].to_numpy()), "seconds": time.perf_counter() - started}
-
-
 def run_setting(setting: dict, grid: StudyGrid, root: Path, device: torch.device, log: Callable[[str], None] = print) -> list[dict]:
-    """All data choices x encoders x learners for one simulated study."""
+    """All data choices x encoders x learners for one simulated study: the same fit-and-evaluate
+    functions as the causal assets (``cross_fit_choices``, ``evaluate_choices``)."""
     trial = _prepare(setting, grid, root)
     cfg = LearnerConfig(n_estimators=grid.n_estimators, seed=setting["seed"])
+    folds = trial.cross_fitting.assign(trial.unit_ids)
     rows = []
     for encoder in grid.encoders:
         seq = _embeddings(trial, encoder, grid, setting["seed"], device, None)
@@ -112,16 +119,17 @@ def run_setting(setting: dict, grid: StudyGrid, root: Path, device: torch.device
         choices = {"image": img, "image_sequence": seq, "image_sequence_tabular": np.hstack([seq, trial.tabular])}
         if encoder == grid.encoders[0]:
             choices = {"tabular": trial.tabular, **choices}
-        # shared evaluation scores per encoder: out-of-fold nuisances on the richest features
-        mu0, mu1 = outcome_predictions(choices["image_sequence_tabular"], trial.T, trial.Y, trial.folds, cfg)
-        gamma = dr_scores(trial.Y, trial.T, mu0, mu1, trial.e)
-        for (choice, X), learner in itertools.product(choices.items(), grid.learners):
-            rows.append({**setting, "encoder": "none" if choice == "tabular" else encoder, "data_choice": choice, "learner": learner, **_score(trial, X, learner, gamma, cfg, grid.n_boot)})
-            log(f"{setting} {rows[-1]['encoder']} {choice} {learner}: AUTOC ratio {rows[-1]['autoc_ratio']:.2f}, PEHE {rows[-1]['pehe']:.3f}")
+        estimates, timings = cross_fit_choices(trial.unit_ids, choices, trial.T, trial.Y, trial.e, folds, grid.learners, cfg)
+        evaluation = evaluate_choices(estimates, tau_true=trial.tau, n_boot=grid.n_boot).merge(timings[["data_choice", "learner", "seconds"]], on=["data_choice", "learner"])
+        evaluation = evaluation.set_index(["data_choice", "learner"]).loc[timings.set_index(["data_choice", "learner"]).index].reset_index()
+        for row in evaluation.to_dict("records"):
+            rows.append({**setting, "encoder": "none" if row["data_choice"] == "tabular" else encoder.label, **row})
+            log(f"{setting} {rows[-1]['encoder']} {row['data_choice']} {row['learner']}: AUTOC ratio {row['autoc_ratio']:.2f}, PEHE {row['pehe']:.3f}")
     return rows
 
 
 def settings(grid: StudyGrid) -> list[dict]:
+    """One dict per simulated study of the grid."""
     keys = ("seed", "n_units", "effect_strength", "heterogeneity")
     values = (grid.seeds, grid.n_units, grid.effect_strength, grid.heterogeneity)
     return [dict(zip(keys, combo)) for combo in itertools.product(*values)]

@@ -8,8 +8,10 @@ import contextlib
 import json
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +57,41 @@ def write_json(obj: Any, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, default=str))
     return Path(path)
+
+
+@dataclass(frozen=True)
+class StagedOutput:
+    """A file or folder written inside a staging folder, to be moved into place by its consumer.
+
+    Only :class:`Staging` creates these, so whoever moves ``path`` knows that ``staging`` is a
+    private scratch folder it may delete, never a folder that holds anything else.
+    """
+
+    path: Path
+    staging: Path
+
+
+class Staging:
+    """A private scratch folder; ``output(name)`` names a file or folder to hand over as a result."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def output(self, name: str) -> StagedOutput:
+        if Path(name).name != name:
+            raise ValueError(f"a staged output is a plain name inside the staging folder, got {name!r}")
+        return StagedOutput(self.folder / name, self.folder)
+
+
+@contextlib.contextmanager
+def staging(base: str | os.PathLike) -> Iterator[Staging]:
+    """A fresh folder under ``base``, removed on exit whether the block succeeds or fails.
+
+    ``base`` should sit on the outputs' filesystem, so moving a staged output into place is a rename.
+    """
+    Path(base).mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(dir=base))
+    try:
+        yield Staging(folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from models.encoders import EncoderSpec, SequenceEncoder, parameter_count
+from models.folds import CrossFitting
 from models.storage import atomic_path
 
 Objective = Literal["contrastive", "prognostic", "random"]
@@ -91,11 +91,6 @@ class TrainConfig:
 
 def resolve_device(name: str = "auto") -> torch.device:
     return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name))
-
-
-def fold_of(unit_ids: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
-    """Deterministic fold per unit id (stable across runs, machines and unit order)."""
-    return np.array([zlib.crc32(f"{seed}:{u}".encode()) % folds for u in unit_ids], dtype=np.int64)
 
 
 def _augment(x: torch.Tensor, valid: torch.Tensor, keep_p: float = 0.7) -> tuple[torch.Tensor, torch.Tensor]:
@@ -203,8 +198,17 @@ class FittedEncoders:
     frames: list[int] | None
     meta: dict
 
+    @property
+    def chip_size(self) -> int:
+        """Chip side in pixels the encoders were trained on: new places are read at this size."""
+        return int(self.meta["chip_size"])
+
     def fold_of(self, unit_ids: np.ndarray) -> np.ndarray:
-        return np.zeros(len(unit_ids), dtype=np.int64) if self.folds == 1 else fold_of(unit_ids, self.folds, self.meta.get("seed", 0))
+        return np.zeros(len(unit_ids), dtype=np.int64) if self.folds == 1 else CrossFitting(self.folds, self.meta["fold_seed"]).assign(unit_ids)
+
+    def sequences(self, cube: xr.Dataset) -> SequenceData:
+        """A cube's sequences as these encoders expect them: their frames, their band statistics."""
+        return load_sequences(cube, frames=self.frames, stats=(self.band_mean, self.band_std))
 
     def transform(self, data: SequenceData, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings and the fold of each unit: unit i is embedded by the model of its own fold."""
@@ -229,7 +233,7 @@ def fit_encoders(
     cfg: TrainConfig,
     device: torch.device,
     target: np.ndarray | None = None,
-    folds: int = 5,
+    cross_fitting: CrossFitting = CrossFitting(),
     frames: list[int] | None = None,
     log: Callable[[dict], None] = lambda row: None,
     trainer: Callable = train_encoder,
@@ -238,8 +242,8 @@ def fit_encoders(
     the targets of fold k's units, and ``transform`` embeds each unit with its own fold's model."""
     started = time.perf_counter()
     models, histories = [], []
-    k = folds if objective == "prognostic" else 1
-    assignment = fold_of(data.unit_ids, k, cfg.seed) if k > 1 else np.zeros(len(data.unit_ids), dtype=np.int64)
+    k = cross_fitting.folds if objective == "prognostic" else 1
+    assignment = cross_fitting.assign(data.unit_ids) if k > 1 else np.zeros(len(data.unit_ids), dtype=np.int64)
     for fold in range(k):
         train_idx = np.flatnonzero(assignment != fold) if k > 1 else np.arange(len(data.unit_ids))
         fold_target = None if target is None or objective != "prognostic" else target[train_idx]
@@ -252,7 +256,9 @@ def fit_encoders(
         "train": asdict(cfg),
         "seed": cfg.seed,
         "folds": k,
+        "fold_seed": cross_fitting.seed,
         "frames": frames,
+        "chip_size": int(data.x.shape[-1]),
         "data_hash": data.data_hash(),
         "parameters": parameter_count(models[0]),
         "device": str(device),

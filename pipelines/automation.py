@@ -1,11 +1,12 @@
 """Jobs, schedules and sensors that re-run the asset graph."""
 
+import hashlib
 import json
 from pathlib import Path
 
 import dagster as dg
 
-from models.catalog import RASTER_SUFFIXES
+from models.catalog import imagery_files
 from pipelines.resources import StudySource
 
 all_assets_job = dg.define_asset_job("eotrials_job", selection=dg.AssetSelection.all(), description="Materialize the whole graph.")
@@ -20,17 +21,20 @@ weekly_refresh = dg.ScheduleDefinition(
 )
 
 
-def imagery_state(folder: str) -> dict[str, float]:
-    """Modification time of every raster in an imagery folder: the sensor's view of it."""
-    root = Path(folder)
-    if not root.is_dir():
-        return {}
-    return {p.name: p.stat().st_mtime for p in sorted(root.iterdir()) if p.suffix.lower() in RASTER_SUFFIXES}
+def imagery_state(source: str) -> dict[str, float | None]:
+    """Modification time of every file of an imagery source (a folder's rasters, or a catalog CSV
+    and the files it lists; None for a listed file that is missing): the sensor's view of it."""
+    return {str(p): (p.stat().st_mtime if p.exists() else None) for p in imagery_files(source)}
+
+
+def state_digest(state: dict) -> str:
+    """A digest of the state that is the same in every process (Python's ``hash`` is salted per process)."""
+    return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dg.sensor(job=ingest_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.STOPPED)
 def new_imagery_sensor(context: dg.SensorEvaluationContext, source: StudySource):
-    """Re-ingest when a scene is added to or changed in the configured imagery folder."""
+    """Re-ingest when a scene is added to or changed in the configured imagery folder or catalog CSV."""
     if source.imagery is None:
         return dg.SkipReason("StudySource.imagery is not set (the demo is simulated, nothing to watch)")
     state = imagery_state(source.imagery)
@@ -38,5 +42,5 @@ def new_imagery_sensor(context: dg.SensorEvaluationContext, source: StudySource)
     if state == previous:
         return dg.SkipReason("no new or changed scenes")
     context.update_cursor(json.dumps(state))
-    changed = sorted(name for name, mtime in state.items() if previous.get(name) != mtime)
-    return dg.RunRequest(run_key=f"imagery-{hash(json.dumps(state, sort_keys=True))}", tags={"changed_scenes": ",".join(changed)[:200]})
+    changed = sorted(Path(p).name for p, mtime in state.items() if previous.get(p, -1) != mtime)
+    return dg.RunRequest(run_key=f"imagery-{state_digest(state)}", tags={"changed_scenes": ",".join(changed)[:200]})

@@ -5,20 +5,27 @@ import dagster as dg
 from assets import causal, debiasing, generalization, ingest, representation, simulation
 from pipelines.automation import all_assets_job, ingest_job, new_imagery_sensor, weekly_refresh
 from pipelines.io_managers import LocalStorageIOManager
-from pipelines.resources import ComputeResource, StorageResource, StudySource
+from pipelines.resources import ComputeResource, CrossFittingResource, StorageResource, StudySource
 
-storage = StorageResource(root=dg.EnvVar("EOTRIALS_DATA").get_value("data"))
+ASSET_MODULES = [ingest, representation, causal, generalization, simulation, debiasing]
+
+
+def resources(storage: StorageResource, source: StudySource | None = None, compute: ComputeResource | None = None) -> dict:
+    """Every resource the assets ask for, around one storage root (tests swap the root and the source)."""
+    return {
+        "io_manager": LocalStorageIOManager(storage=storage),
+        "storage": storage,
+        "source": source or StudySource(),
+        "compute": compute or ComputeResource(device=dg.EnvVar("EOTRIALS_DEVICE").get_value("auto")),
+        "cross_fitting": CrossFittingResource(),
+    }
+
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([ingest, representation, causal, generalization, simulation, debiasing]),
-    asset_checks=dg.load_asset_checks_from_modules([ingest, representation, causal, generalization, simulation, debiasing]),
+    assets=dg.load_assets_from_modules(ASSET_MODULES),
+    asset_checks=dg.load_asset_checks_from_modules(ASSET_MODULES),
     jobs=[all_assets_job, ingest_job],
     schedules=[weekly_refresh],
     sensors=[new_imagery_sensor],
-    resources={
-        "io_manager": LocalStorageIOManager(storage=storage),
-        "storage": storage,
-        "source": StudySource(),
-        "compute": ComputeResource(device=dg.EnvVar("EOTRIALS_DEVICE").get_value("auto")),
-    },
+    resources=resources(StorageResource(root=dg.EnvVar("EOTRIALS_DATA").get_value("data"))),
 )

@@ -1,4 +1,4 @@
-"""Format-aware storage: Parquet/GeoParquet tables, JSON manifests, and staged Zarr/GeoTIFF outputs.
+"""Format-aware storage: Parquet/GeoParquet tables, JSON manifests, and staged Zarr/GeoTIFF/safetensors.
 
 Nothing is pickled. Every write goes to a temporary sibling and is renamed into place, so an
 interrupted run leaves the previous materialization readable.
@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from models.chips import open_cube
-from models.storage import atomic_path, replace_path, write_json
+from models.storage import StagedOutput, atomic_path, replace_path, write_json
 from pipelines.resources import StorageResource
 
 SUFFIXES = (".parquet", ".zarr", ".tif", ".safetensors", ".json")
@@ -25,7 +25,9 @@ class LocalStorageIOManager(dg.ConfigurableIOManager):
     """Stores each asset under ``storage.root/<asset key>`` in the format its value calls for.
 
     - GeoDataFrame -> GeoParquet, DataFrame -> Parquet, dict -> JSON;
-    - ``Path`` to a staged ``.zarr``, ``.tif`` or ``.safetensors`` the asset wrote -> renamed into place.
+    - :class:`StagedOutput` (a ``.zarr``, ``.tif`` or ``.safetensors`` written inside
+      ``storage.staging()``) -> renamed into place, then its own staging folder is removed.
+    Anything else, a bare ``Path`` included, is refused: the manager never deletes what it did not stage.
     Loading gives back a (Geo)DataFrame, a dict, a lazy ``xarray.Dataset`` for Zarr, or the
     ``Path`` of a GeoTIFF or safetensors file.
     """
@@ -36,20 +38,34 @@ class LocalStorageIOManager(dg.ConfigurableIOManager):
         return self.storage.path(*context.asset_key.path)
 
     def handle_output(self, context: dg.OutputContext, obj) -> None:
-        base = self._base(context)
+        base, name = self._base(context), context.asset_key.to_user_string()
         if isinstance(obj, pd.DataFrame):
             target = base.with_suffix(".parquet")
             with atomic_path(target) as tmp:
                 obj.to_parquet(tmp, index=False)
         elif isinstance(obj, dict):
             target = write_json(obj, base.with_suffix(".json"))
-        elif isinstance(obj, Path) and obj.suffix in STAGED:
-            target = base.with_suffix(obj.suffix)
-            replace_path(obj, target)
-            shutil.rmtree(obj.parent, ignore_errors=True)  # the emptied staging folder
+        elif isinstance(obj, StagedOutput):
+            target = self._move_staged(obj, base, name)
         else:
-            raise TypeError(f"{context.asset_key.to_user_string()}: no storage format for {type(obj).__name__}")
+            hint = " Write it inside `with storage.staging() as stage:` and return `stage.output(name)`." if isinstance(obj, Path) else ""
+            raise TypeError(f"{name}: no storage format for {type(obj).__name__}.{hint}")
         context.add_output_metadata({"path": dg.MetadataValue.path(str(target.resolve()))})
+
+    def _move_staged(self, staged: StagedOutput, base: Path, name: str) -> Path:
+        """Rename the staged output into place and remove its staging folder, after checking both are ours."""
+        root = self.storage.staging_root.resolve()
+        folder, path = staged.staging.resolve(), staged.path.resolve()
+        if folder.parent != root or path.parent != folder:
+            raise ValueError(f"{name}: staged output {staged.path} is not inside a staging folder of {root}")
+        if staged.path.suffix not in STAGED:
+            raise ValueError(f"{name}: staged outputs are {STAGED}, got {staged.path.name!r}")
+        if not path.exists():
+            raise FileNotFoundError(f"{name}: staged output {staged.path} does not exist (yield it inside the `storage.staging()` block)")
+        target = base.with_suffix(staged.path.suffix)
+        replace_path(path, target)
+        shutil.rmtree(folder, ignore_errors=True)
+        return target
 
     def load_input(self, context: dg.InputContext):
         base = self._base(context.upstream_output)

@@ -1,14 +1,14 @@
-"""Configurable resources: where the study comes from and where outputs go."""
+"""Configurable resources: where the study comes from, where outputs go, shared settings, devices."""
 
 import contextlib
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 
+from models.folds import CrossFitting
 from models.rct import RCTSpec
+from models.storage import Staging, staging
 
 
 class StorageResource(dg.ConfigurableResource):
@@ -19,21 +19,20 @@ class StorageResource(dg.ConfigurableResource):
     def path(self, *parts: str) -> Path:
         return Path(self.root).joinpath(*parts)
 
-    def staging_dir(self) -> Path:
-        """A fresh folder on the same filesystem as the outputs, so the final rename is atomic."""
-        base = self.path(".staging")
-        base.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(dir=base))
+    @property
+    def staging_root(self) -> Path:
+        """Where staging folders live: inside the root, so moving an output into place is a rename."""
+        return self.path(".staging")
 
     @contextlib.contextmanager
-    def staging(self) -> Iterator[Path]:
-        """A staging folder that is removed if the asset fails (the IO manager empties it on success)."""
-        folder = self.staging_dir()
-        try:
-            yield folder
-        except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
+    def staging(self) -> Iterator[Staging]:
+        """A private scratch folder, removed when the block ends, on success and on error alike.
+
+        Yield ``stage.output(name)`` from inside the block: the IO manager moves it into place and
+        deletes only that folder.
+        """
+        with staging(self.staging_root) as stage:
+            yield stage
 
 
 class StudySource(dg.ConfigurableResource):
@@ -46,16 +45,30 @@ class StudySource(dg.ConfigurableResource):
     imagery: str | None = None
     survey_table: str | None = None
     band_names: list[str] | None = None
-    outcomes: list[str] = ["outcome"]
+    outcomes: list[str] = list(RCTSpec.outcomes)
     covariates: list[str] | None = None  # None: every numeric column without another role
 
-    def rct_spec(self, min_arm_size: int = 10) -> RCTSpec:
+    def rct_spec(self, min_arm_size: int = RCTSpec.min_arm_size) -> RCTSpec:
         covariates = tuple(self.covariates) if self.covariates is not None else None
         return RCTSpec(outcomes=tuple(self.outcomes), covariates=covariates, min_arm_size=min_arm_size)
 
     @property
     def is_demo(self) -> bool:
         return self.rct_table is None
+
+
+class CrossFittingResource(dg.ConfigurableResource):
+    """The cross-fitting folds shared by the supervised encoders and the CATE learners.
+
+    One setting, so that a unit's encoder never saw its outcome and its CATE model never saw it
+    either, with the same fold for both.
+    """
+
+    folds: int = CrossFitting.folds
+    seed: int = CrossFitting.seed
+
+    def scheme(self) -> CrossFitting:
+        return CrossFitting(self.folds, self.seed)
 
 
 class ComputeResource(dg.ConfigurableResource):

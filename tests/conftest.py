@@ -44,17 +44,19 @@ UTM36 = "EPSG:32636"
 GRID = from_origin(500_000, 60_000, 10, 10)
 
 
-def materialize_modules(modules, root, source=None, ops=None, raise_on_error=True):
-    """Materialize every asset and check of ``modules`` with storage under ``root``."""
+def materialize_modules(modules, root, source=None, ops=None, raise_on_error=True, folds=None):
+    """Materialize every asset and check of ``modules`` with storage under ``root``, on the CPU."""
     import dagster as dg
 
-    from pipelines.io_managers import LocalStorageIOManager
-    from pipelines.resources import ComputeResource, StorageResource, StudySource
+    from pipelines.definitions import resources
+    from pipelines.resources import ComputeResource, CrossFittingResource, StorageResource
 
-    storage = StorageResource(root=str(root))
+    res = resources(StorageResource(root=str(root)), source, ComputeResource(device="cpu"))
+    if folds is not None:
+        res["cross_fitting"] = CrossFittingResource(folds=folds)
     return dg.materialize(
         [*dg.load_assets_from_modules(modules), *dg.load_asset_checks_from_modules(modules)],
-        resources={"storage": storage, "source": source or StudySource(), "compute": ComputeResource(device="cpu"), "io_manager": LocalStorageIOManager(storage=storage)},
+        resources=res,
         run_config=dg.RunConfig(ops=ops or {}),
         raise_on_error=raise_on_error,
     )

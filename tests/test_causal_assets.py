@@ -9,8 +9,8 @@ from assets.causal import CateConfig
 from assets.generalization import CateMapConfig
 from assets.ingest import ChipsConfig, DemoStudyConfig
 from assets.representation import EncoderConfig, ImageEncoderConfig
-from assets.simulation import SimulationStudyConfig
-from models.simulation_study import StudyGrid, run_setting
+from assets.simulation import EncoderChoiceConfig, SimulationStudyConfig
+from models.simulation_study import EncoderChoice, StudyGrid, run_setting
 from models.training import resolve_device
 from tests.conftest import materialize_modules
 
@@ -19,7 +19,7 @@ OPS = {
     "unit_image_sequences": ChipsConfig(chip_size=16),
     "sequence_encoder": EncoderConfig(epochs=1, batch_size=32),
     "image_encoder": ImageEncoderConfig(epochs=1, batch_size=32),
-    "cate_estimates": CateConfig(learners=["causal_forest", "t_learner"], folds=3, n_estimators=50),
+    "cate_estimates": CateConfig(learners=["causal_forest", "t_learner"], n_estimators=50),
     "cate_map": CateMapConfig(step_px=16, n_estimators=50),
 }
 
@@ -27,7 +27,7 @@ OPS = {
 @pytest.fixture(scope="module")
 def causal_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
-    return root, materialize_modules([ingest, representation, causal, generalization], root, ops=OPS)
+    return root, materialize_modules([ingest, representation, causal, generalization], root, ops=OPS, folds=3)
 
 
 def test_cate_estimates_cover_every_choice_and_learner(causal_run):
@@ -80,11 +80,11 @@ def test_balance_check_fails_on_an_unbalanced_trial(causal_run):
 
 
 def test_simulation_study_setting_and_asset(tmp_path):
-    grid = StudyGrid(seeds=(0,), n_units=(200,), heterogeneity=("change",), encoders=("small:random",), epochs=1, region_px=128, n_dates=3, folds=3, n_estimators=50, n_boot=30)
+    grid = StudyGrid(seeds=(0,), n_units=(200,), heterogeneity=("change",), encoders=(EncoderChoice("small", "random"),), epochs=1, region_px=128, n_dates=3, folds=3, n_estimators=50, n_boot=30)
     rows = pd.DataFrame(run_setting({"seed": 0, "n_units": 200, "effect_strength": 1.0, "heterogeneity": "change"}, grid, tmp_path / "s", resolve_device("cpu"), log=lambda m: None))
     assert set(rows["data_choice"]) == {"tabular", "image", "image_sequence", "image_sequence_tabular"}
     assert rows["pehe"].gt(0).all() and rows["rank_correlation"].between(-1, 1).all()
-    config = SimulationStudyConfig(seeds=[0], n_units=[150], heterogeneity=["static"], encoders=["small:random"], epochs=1, region_px=128, n_dates=3)
+    config = SimulationStudyConfig(seeds=[0], n_units=[150], heterogeneity=["static"], encoders=[EncoderChoiceConfig(capacity="small", objective="random")], epochs=1, region_px=128, n_dates=3)
     result = materialize_modules([simulation], tmp_path / "data", ops={"simulation_study": config})
     table = pd.read_parquet(tmp_path / "data" / "simulation_study.parquet")
     assert len(table) == 4 and set(table["heterogeneity"]) == {"static"}

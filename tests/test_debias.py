@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from models.debias import CorrectionError, LinearCalibrationCorrection, TweedieCorrection, diagnostics, kde_score, silverman_bandwidth
-from models.many_trials import evaluate, simulate_trials
+from models.many_trials import TrialDesign, evaluate, simulate_trials
 
 
 def test_lcc_recovers_linear_shrinkage_exactly():
@@ -46,7 +46,7 @@ def test_tweedie_is_nearly_unbiased_for_the_ate_on_gaussian_shrinkage():
     tweedie = TweedieCorrection().fit(yhat[calib], y[calib])
     lcc = LinearCalibrationCorrection().fit(yhat[calib], y[calib])
     pool = pd.DataFrame({"truth": y[2000:], "prediction": yhat[2000:]})
-    summary = evaluate(simulate_trials(pool, lcc, tweedie, n_trials=60, n_units=1000, delta=0.5, seed=2)).set_index("method")
+    summary = evaluate(simulate_trials(pool, lcc, tweedie, TrialDesign(n_trials=60, units_per_trial=1000, effect=0.5, seed=2))).set_index("method")
     assert summary.loc["naive", "mean_estimate"] == pytest.approx(0.3, abs=0.05)  # attenuated by b = 0.6
     for method in ("oracle", "lcc", "tweedie", "ppi"):
         assert abs(summary.loc[method, "bias"]) < 0.06, method

@@ -7,11 +7,11 @@ import torch
 from models.catalog import build_catalog
 from models.chips import open_cube, write_sequence_cube
 from models.encoders import EncoderSpec, SequenceEncoder, parameter_count
+from models.folds import CrossFitting, fold_of
 from models.training import (
     SequenceData,
     TrainConfig,
     fit_encoders,
-    fold_of,
     load_encoders,
     load_sequences,
     resolve_device,
@@ -87,7 +87,7 @@ def test_cross_fitting_never_embeds_a_unit_with_a_model_that_saw_its_outcome():
         seen.append({u for u, y in zip(train_data.unit_ids, fold_target) if np.isfinite(y)})
         return train_encoder(spec, train_data, objective, cfg, device, fold_target, log)
 
-    fitted = fit_encoders(EncoderSpec(), data, "prognostic", TrainConfig(epochs=1, batch_size=16), CPU, target=target, folds=5, trainer=spy)
+    fitted = fit_encoders(EncoderSpec(), data, "prognostic", TrainConfig(epochs=1, batch_size=16), CPU, target=target, cross_fitting=CrossFitting(5), trainer=spy)
     _, folds = fitted.transform(data, CPU)
     assert len(seen) == 5 and len(set(folds)) == 5
     for unit, fold in zip(data.unit_ids, folds):

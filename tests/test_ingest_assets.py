@@ -1,5 +1,7 @@
 """The ingest half of the asset graph, materialized for real with dagster.materialize."""
+import json
 import shutil
+from pathlib import Path
 
 import geopandas as gpd
 import pandas as pd
@@ -38,6 +40,9 @@ def test_demo_ingest_writes_readable_outputs(demo_run):
     features = pd.read_parquet(root / "tabular_features.parquet")
     assert list(features["unit_id"]) == list(units["unit_id"]) and "outcome" not in features
     assert not (root / ".staging").exists() or not any((root / ".staging").iterdir())
+    inputs = json.loads((root / "study_inputs.json").read_text())
+    paths = [inputs["rct_table"], inputs["imagery"], inputs["survey_table"], *inputs["truth"].values()]
+    assert all(Path(p).is_absolute() and Path(p).exists() for p in paths)  # readable from any working directory
 
 
 def test_metadata_and_checks_reach_the_ui(demo_run):

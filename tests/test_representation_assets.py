@@ -16,10 +16,10 @@ def test_encoders_and_embeddings_materialize(tmp_path):
     ops = {
         "study_inputs": DEMO,
         "unit_image_sequences": ChipsConfig(chip_size=16),
-        "sequence_encoder": EncoderConfig(objective="prognostic", epochs=1, folds=2, batch_size=16),
+        "sequence_encoder": EncoderConfig(objective="prognostic", epochs=1, batch_size=16),
         "image_encoder": ImageEncoderConfig(objective="random"),
     }
-    result = materialize_modules([ingest, representation], tmp_path, ops=ops)
+    result = materialize_modules([ingest, representation], tmp_path, ops=ops, folds=2)
     assert result.success
     cube_units = set(xr.open_zarr(tmp_path / "unit_image_sequences.zarr", consolidated=False)["unit"].values.tolist())
     seq = pd.read_parquet(tmp_path / "embeddings_image_sequence.parquet")
@@ -32,7 +32,7 @@ def test_encoders_and_embeddings_materialize(tmp_path):
     assert len(both) == len(seq) and both.shape[1] == seq.shape[1] + tab.shape[1] - 1
     np.testing.assert_allclose(tab.drop(columns="unit_id").mean().to_numpy(), 0, atol=1e-9)
     fitted = load_encoders(tmp_path / "sequence_encoder.safetensors")
-    assert fitted.folds == 2 and fitted.objective == "prognostic" and fitted.frames is None
+    assert fitted.folds == 2 and fitted.objective == "prognostic" and fitted.frames is None and fitted.chip_size == 16
     assert load_encoders(tmp_path / "image_encoder.safetensors").frames == [-1]
     meta = result.asset_materializations_for_node("sequence_encoder")[0].metadata
     assert meta["parameters"].value > 10_000 and "data:image/png;base64" in meta["training_curve"].value

@@ -1,0 +1,112 @@
+"""A regular grid over the study region: its cells, their chips and embeddings, and GeoTIFF output.
+
+Maps beyond the trial (the CATE map, the wealth map) read each cell's chip sequence exactly as a
+trial unit's is read, so the encoder sees the same kind of input everywhere.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import rasterio
+from affine import Affine
+from pyproj import Transformer
+
+from models.chips import open_cube, write_sequence_cube
+from models.storage import atomic_path
+
+
+def grid_cells(scene: pd.Series, step_px: int) -> tuple[pd.DataFrame, Affine, tuple[int, int]]:
+    """Cell centres every ``step_px`` pixels over a catalog scene, as lon/lat, plus the grid's transform."""
+    rows, cols = scene["height"] // step_px, scene["width"] // step_px
+    res_x, res_y = scene["res_x"] * step_px, scene["res_y"] * step_px
+    transform = Affine(res_x, 0, scene["left"], 0, -res_y, scene["top"])
+    r, c = np.mgrid[0:rows, 0:cols]
+    x, y = rasterio.transform.xy(transform, r.ravel(), c.ravel())  # cell centres
+    lon, lat = Transformer.from_crs(scene["crs"], "EPSG:4326", always_xy=True).transform(x, y)
+    cells = pd.DataFrame({"unit_id": [f"cell_{i}_{j}" for i, j in zip(r.ravel(), c.ravel())], "lon": lon, "lat": lat, "row": r.ravel(), "col": c.ravel()})
+    return cells, transform, (rows, cols)
+
+
+def grid_extent(transform: Affine, shape: tuple[int, int]) -> tuple[float, float, float, float]:
+    """(left, right, bottom, top) of a north-up grid, as matplotlib's ``imshow`` wants it."""
+    return transform.c, transform.c + shape[1] * transform.a, transform.f + shape[0] * transform.e, transform.f
+
+
+def to_grid(values: np.ndarray, cells: pd.DataFrame, shape: tuple[int, int]) -> np.ndarray:
+    """Scatter per-cell values onto a (rows, cols) float32 grid; cells without a value are NaN."""
+    grid = np.full(shape, np.nan, dtype=np.float32)
+    grid[cells["row"].to_numpy(), cells["col"].to_numpy()] = values
+    return grid
+
+
+def write_grid_geotiff(path: str | Path, layers: dict[str, np.ndarray], transform: Affine, crs: str) -> Path:
+    """A float32 multi-band GeoTIFF (one band per layer, described), nodata NaN, written atomically."""
+    stack = np.stack(list(layers.values())).astype(np.float32)
+    profile = {"driver": "GTiff", "count": len(layers), "height": stack.shape[1], "width": stack.shape[2], "dtype": "float32", "crs": crs, "transform": transform, "nodata": np.nan, "compress": "deflate"}
+    with atomic_path(path) as tmp:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(stack)
+            dst.descriptions = tuple(layers)
+    return Path(path)
+
+
+def embed_places(places: pd.DataFrame, catalog: pd.DataFrame, fitted, workdir: Path, device) -> tuple[pd.DataFrame, list[np.ndarray]]:
+    """Chip sequences (at the encoders' chip size) and embeddings, one array per fold model, for
+    places given as unit_id, lon, lat. Places whose sequence is all nodata are left out; the
+    returned frame lists the kept ones, in order."""
+    cube_path = Path(workdir) / "places.zarr"
+    write_sequence_cube(places, catalog, cube_path, size=fitted.chip_size)
+    data = fitted.sequences(open_cube(cube_path))
+    kept = places.set_index("unit_id").loc[list(data.unit_ids)].reset_index()
+    return kept, fitted.transform_each(data, device)
+
+
+@dataclass
+class GridMap:
+    """Named float32 layers on one north-up grid: what the map assets write and read."""
+
+    layers: dict[str, np.ndarray]
+    transform: Affine
+    crs: str
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return next(iter(self.layers.values())).shape
+
+    @property
+    def extent(self) -> tuple[float, float, float, float]:
+        return grid_extent(self.transform, self.shape)
+
+    def write(self, path: str | Path) -> Path:
+        return write_grid_geotiff(path, self.layers, self.transform, self.crs)
+
+    @classmethod
+    def read(cls, path: str | Path) -> GridMap:
+        with rasterio.open(path) as src:
+            return cls(dict(zip(src.descriptions, src.read())), src.transform, src.crs.to_string())
+
+
+@dataclass
+class GridEmbedding:
+    """The cells of a grid that have imagery, with their embeddings by every fold model."""
+
+    cells: pd.DataFrame  # unit_id, lon, lat, row, col of the cells kept
+    per_model: list[np.ndarray]
+    transform: Affine
+    shape: tuple[int, int]
+    crs: str
+
+    def to_map(self, values: dict[str, np.ndarray]) -> GridMap:
+        """Per-cell values (in ``cells`` order) as a GridMap; cells without imagery are NaN."""
+        return GridMap({name: to_grid(v, self.cells, self.shape) for name, v in values.items()}, self.transform, self.crs)
+
+
+def embed_grid(catalog: pd.DataFrame, fitted, step_px: int, workdir: Path, device) -> GridEmbedding:
+    """A grid every ``step_px`` pixels over the first scene, each cell embedded like a trial unit."""
+    scene = catalog.iloc[0]
+    cells, transform, shape = grid_cells(scene, step_px)
+    located, per_model = embed_places(cells, catalog, fitted, workdir, device)
+    return GridEmbedding(located, per_model, transform, shape, scene["crs"])

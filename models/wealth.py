@@ -1,0 +1,100 @@
+"""The wealth map's model: ridge regression of surveyed wealth on image-sequence embeddings.
+
+The survey is split by id into train (fit), calibration (fits the debiasing corrections, never the
+model) and test (honest R^2), so the corrections and the reported skill never see training data.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from sklearn.linear_model import RidgeCV
+from sklearn.metrics import r2_score
+
+from models.folds import split_of
+from models.grid import GridEmbedding, GridMap, embed_places
+from models.rct import locate_units
+
+SPLIT_NAMES = ("train", "calibration", "test")
+
+
+@dataclass
+class WealthModel:
+    """Ridge (alpha chosen by leave-one-out CV) on the embeddings of one encoder model.
+
+    ``fit`` takes every surveyed place and uses only its train split; ``score`` gives R^2 per split.
+    """
+
+    alphas: tuple[float, ...] = tuple(np.logspace(-3, 3, 13))
+    seed: int = 0
+    encoder_model: int = 0  # which fold model's embeddings (outcome-free encoders have only model 0)
+
+    def split(self, unit_ids) -> np.ndarray:
+        return split_of(unit_ids, self.seed)
+
+    def fit(self, X: np.ndarray, y: np.ndarray, unit_ids) -> WealthModel:
+        train = self.split(unit_ids) == "train"
+        ridge = RidgeCV(alphas=self.alphas).fit(X[train], y[train])
+        self.coef_, self.intercept_, self.alpha_ = ridge.coef_.astype(float), float(ridge.intercept_), float(ridge.alpha_)
+        self.r2_ = self.score(X, y, unit_ids)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(X, float) @ self.coef_ + self.intercept_
+
+    def score(self, X: np.ndarray, y: np.ndarray, unit_ids) -> dict[str, float]:
+        """R^2 on each split (test is the honest one)."""
+        split, prediction = self.split(unit_ids), self.predict(X)
+        return {s: float(r2_score(y[split == s], prediction[split == s])) for s in SPLIT_NAMES}
+
+    def to_dict(self) -> dict:
+        return {"coef": self.coef_.tolist(), "intercept": self.intercept_, "alpha": self.alpha_, "r2": self.r2_, "encoder_model": self.encoder_model, "seed": self.seed}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> WealthModel:
+        self = cls(seed=d["seed"], encoder_model=d["encoder_model"])
+        self.coef_, self.intercept_, self.alpha_, self.r2_ = np.asarray(d["coef"], float), float(d["intercept"]), float(d["alpha"]), dict(d["r2"])
+        return self
+
+
+def survey_places(survey: pd.DataFrame, catalog: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Surveyed places inside the imagery (as unit_id, lon, lat, wealth) and those outside."""
+    survey = survey.rename(columns={"survey_id": "unit_id"})
+    missing = {"unit_id", "lon", "lat", "wealth"} - set(survey.columns)
+    if missing:
+        raise ValueError(f"survey table lacks column(s) {sorted(missing)} (StudySource.survey_table needs survey_id, lon, lat, wealth)")
+    if survey[["lon", "lat", "wealth"]].isna().any().any():
+        raise ValueError("survey table has missing lon, lat or wealth values")
+    survey["unit_id"] = survey["unit_id"].astype(str)
+    inside, outside = locate_units(survey, catalog)
+    return pd.DataFrame(inside.drop(columns="geometry")), outside
+
+
+def fit_on_survey(survey: pd.DataFrame, catalog: pd.DataFrame, fitted, workdir: Path, device, seed: int = 0) -> tuple[WealthModel, pd.DataFrame, int]:
+    """Embed every surveyed place and fit the model on its train split.
+
+    Returns the model, the predictions at every place with its split (survey_id, lon, lat, wealth,
+    prediction, split), and the number of places outside the imagery.
+    """
+    places, outside = survey_places(survey, catalog)
+    kept, per_model = embed_places(places[["unit_id", "lon", "lat"]], catalog, fitted, workdir, device)
+    model = WealthModel(seed=seed)
+    ids, X = kept["unit_id"].to_numpy(), per_model[model.encoder_model]
+    y = places.set_index("unit_id").loc[ids, "wealth"].to_numpy(dtype=float)
+    model.fit(X, y, ids)
+    predictions = pd.DataFrame({"survey_id": ids, "lon": kept["lon"], "lat": kept["lat"], "wealth": y, "prediction": model.predict(X), "split": model.split(ids)})
+    return model, predictions, len(outside)
+
+
+def predict_map(model: WealthModel, grid: GridEmbedding) -> GridMap:
+    """Predicted wealth over the grid (layer ``wealth_prediction``)."""
+    return grid.to_map({"wealth_prediction": model.predict(grid.per_model[model.encoder_model])})
+
+
+def predict_units(model: WealthModel, fitted, cube: xr.Dataset, device) -> pd.DataFrame:
+    """Predicted wealth at every unit of a chip cube (unit_id, prediction), from the cube's chips."""
+    data = fitted.sequences(cube)
+    return pd.DataFrame({"unit_id": data.unit_ids.astype(str), "prediction": model.predict(fitted.transform_each(data, device)[model.encoder_model])})
