@@ -1,4 +1,4 @@
-# Two set-up commands: `make demo` (install + materialize the demo graph), `make test` (install + tests).
+# Two set-up commands: `make demo` (install + materialize the demo graph), `make test` (install + lint + tests).
 PY ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
@@ -20,15 +20,26 @@ demo: install
 	mkdir -p $(DAGSTER_HOME)
 	$(BIN)/dagster asset materialize -m pipelines.definitions --select '*'
 
-test: install
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
 	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
 
 ui: install
 	mkdir -p $(DAGSTER_HOME)
 	$(BIN)/dagster dev -w workspace.yaml
 
+# Every benchmark at its documented default except the CATE one, which runs 1k and 10k units here
+# (its 50k rows take about an hour: `python benchmarks/cate.py --units 50000`).
 bench: install
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/encoder.py
+	$(BIN)/python benchmarks/cate.py --units 1000 10000
+	$(BIN)/python benchmarks/debias.py
 
-.PHONY: install demo test ui bench
+.PHONY: install demo lint test test-fast ui bench

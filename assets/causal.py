@@ -4,8 +4,8 @@ import dagster as dg
 import geopandas as gpd
 import pandas as pd
 
-from assets.metadata import figure_md, table_md
 from assets.config import LearnerName, values
+from assets.metadata import figure_md, table_md
 from models.cate import LEARNERS, LearnerConfig, cross_fit_choices, feature_matrix
 from models.design import standardized_differences, trial_frame
 from models.heterogeneity import ate_table, evaluate_choices, toc_by_choice
@@ -74,7 +74,11 @@ def covariates_balanced(tabular_features: pd.DataFrame, rct_units: gpd.GeoDataFr
     return dg.AssetCheckResult(
         passed=bool(balance["p_adjusted"].min() >= 1e-3),
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"max_abs_smd": float(balance["smd"].abs().max()), "min_p_adjusted": float(balance["p_adjusted"].min()), "balance": table_md(balance)},
+        metadata={
+            "max_abs_smd": float(balance["smd"].abs().max()),
+            "min_p_adjusted": float(balance["p_adjusted"].min()),
+            "balance": table_md(balance),
+        },
     )
 
 
@@ -86,7 +90,9 @@ def heterogeneity_evaluation(cate_estimates: pd.DataFrame, rct_units: gpd.GeoDat
     truth = read_unit_truth(study_inputs["truth"].get("units"))
     clusters = rct_units.set_index("unit_id")["cluster"] if "cluster" in rct_units else None
     table = evaluate_choices(cate_estimates, clusters, truth["tau"] if truth is not None else None)
-    return dg.Output(table, metadata={"rate": table_md(table), "toc": figure_md(toc_curves(toc_by_choice(cate_estimates), "TOC by data choice"), "TOC")})
+    return dg.Output(
+        table, metadata={"rate": table_md(table), "toc": figure_md(toc_curves(toc_by_choice(cate_estimates), "TOC by data choice"), "TOC")}
+    )
 
 
 @dg.asset_check(asset=heterogeneity_evaluation, description="At least one data choice finds heterogeneity (AUTOC RATE ratio > 1.96).")
@@ -107,5 +113,10 @@ def ate_summary(cate_estimates: pd.DataFrame, rct_units: gpd.GeoDataFrame, study
     first = cate_estimates.drop_duplicates("unit_id")
     trial = trial_frame(rct_units, source.outcomes[0], first["unit_id"])
     truth = read_unit_truth(study_inputs["truth"].get("units"))
-    table = ate_table(first["gamma"].to_numpy(), trial["outcome"].to_numpy(), trial["treatment"].to_numpy(), truth["tau"].loc[first["unit_id"]].to_numpy() if truth is not None else None)
+    table = ate_table(
+        first["gamma"].to_numpy(),
+        trial["outcome"].to_numpy(),
+        trial["treatment"].to_numpy(),
+        truth["tau"].loc[first["unit_id"]].to_numpy() if truth is not None else None,
+    )
     return dg.Output(table, metadata={"ate": table_md(table), "units": len(first)})

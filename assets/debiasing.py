@@ -31,12 +31,21 @@ class WealthModelConfig(dg.Config):
 @dg.multi_asset(
     group_name=GROUP,
     outs={
-        "wealth_model": dg.AssetOut(kinds={"sklearn", "json"}, description="Ridge coefficients on sequence embeddings, alpha and R^2 per split (JSON)."),
-        "survey_predictions": dg.AssetOut(kinds={"parquet"}, description="Predicted and surveyed wealth at every survey place, with its train / calibration / test split."),
+        "wealth_model": dg.AssetOut(
+            kinds={"sklearn", "json"}, description="Ridge coefficients on sequence embeddings, alpha and R^2 per split (JSON)."
+        ),
+        "survey_predictions": dg.AssetOut(
+            kinds={"parquet"}, description="Predicted and surveyed wealth at every survey place, with its train / calibration / test split."
+        ),
     },
 )
 def wealth_model(
-    config: WealthModelConfig, study_inputs: dict, imagery_catalog: pd.DataFrame, sequence_encoder: Path, storage: StorageResource, compute: ComputeResource
+    config: WealthModelConfig,
+    study_inputs: dict,
+    imagery_catalog: pd.DataFrame,
+    sequence_encoder: Path,
+    storage: StorageResource,
+    compute: ComputeResource,
 ):
     """Wealth from imagery, trained on survey locations with a clean three-way split (train,
     calibration for the corrections, test for honest R^2). The model is stored as JSON coefficients."""
@@ -44,10 +53,20 @@ def wealth_model(
         raise ValueError("no survey table configured (StudySource.survey_table): the wealth map needs surveyed wealth")
     survey = read_table(study_inputs["survey_table"])
     with storage.staging() as stage:  # scratch for the survey places' chips, removed at the end
-        model, predictions, outside = fit_on_survey(survey, imagery_catalog, load_encoders(sequence_encoder), stage.folder, compute.torch_device(), config.seed)
-    yield dg.Output(model.to_dict(), output_name="wealth_model", metadata={"r2_test": model.r2_["test"], "r2_calibration": model.r2_["calibration"], "alpha": model.alpha_})
+        model, predictions, outside = fit_on_survey(
+            survey, imagery_catalog, load_encoders(sequence_encoder), stage.folder, compute.torch_device(), config.seed
+        )
+    yield dg.Output(
+        model.to_dict(),
+        output_name="wealth_model",
+        metadata={"r2_test": model.r2_["test"], "r2_calibration": model.r2_["calibration"], "alpha": model.alpha_},
+    )
     splits = table_md(predictions["split"].value_counts().rename_axis("split").reset_index())
-    yield dg.Output(predictions, output_name="survey_predictions", metadata={"locations": len(predictions), "outside_imagery": outside, "splits": splits})
+    yield dg.Output(
+        predictions,
+        output_name="survey_predictions",
+        metadata={"locations": len(predictions), "outside_imagery": outside, "splits": splits},
+    )
 
 
 class WealthMapConfig(dg.Config):
@@ -59,12 +78,22 @@ class WealthMapConfig(dg.Config):
 @dg.multi_asset(
     group_name=GROUP,
     outs={
-        "wealth_map": dg.AssetOut(kinds={"geotiff"}, description="Predicted wealth on a grid over the whole region (GeoTIFF, float32, nodata NaN)."),
-        "unit_wealth_predictions": dg.AssetOut(kinds={"parquet"}, description="Predicted wealth at every trial unit, from the unit's own chip sequence (Parquet)."),
+        "wealth_map": dg.AssetOut(
+            kinds={"geotiff"}, description="Predicted wealth on a grid over the whole region (GeoTIFF, float32, nodata NaN)."
+        ),
+        "unit_wealth_predictions": dg.AssetOut(
+            kinds={"parquet"}, description="Predicted wealth at every trial unit, from the unit's own chip sequence (Parquet)."
+        ),
     },
 )
 def wealth_map(
-    config: WealthMapConfig, wealth_model: dict, imagery_catalog: pd.DataFrame, sequence_encoder: Path, unit_image_sequences: xr.Dataset, storage: StorageResource, compute: ComputeResource
+    config: WealthMapConfig,
+    wealth_model: dict,
+    imagery_catalog: pd.DataFrame,
+    sequence_encoder: Path,
+    unit_image_sequences: xr.Dataset,
+    storage: StorageResource,
+    compute: ComputeResource,
 ):
     """The one map that many trials can use as an outcome: on a grid and at every trial unit."""
     model, fitted, device = WealthModel.from_dict(wealth_model), load_encoders(sequence_encoder), compute.torch_device()
@@ -74,7 +103,11 @@ def wealth_map(
         result.write(staged.path)
         grid = result.layers["wealth_prediction"]
         figure = figure_md(raster_panels({"predicted wealth": grid}, result.extent), "wealth map")
-        yield dg.Output(staged, output_name="wealth_map", metadata={"cells": grid.size, "cells_with_imagery": int(np.isfinite(grid).sum()), "map": figure})
+        yield dg.Output(
+            staged,
+            output_name="wealth_map",
+            metadata={"cells": grid.size, "cells_with_imagery": int(np.isfinite(grid).sum()), "map": figure},
+        )
     units = predict_units(model, fitted, unit_image_sequences, device)  # their chips are already in the cube
     yield dg.Output(units, output_name="unit_wealth_predictions", metadata={"units": len(units)})
 
@@ -85,7 +118,14 @@ def wealth_corrections(survey_predictions: pd.DataFrame) -> dg.Output:
     say whether a correction is warranted. Every trial reuses these: no new ground truth."""
     out = fit_corrections(survey_predictions[survey_predictions["split"] == "calibration"])
     lcc, tweedie = out["lcc"], out["tweedie"]
-    meta = {"a": lcc["a"], "b": lcc["b"], "b_se": lcc["b_se"], "sigma": tweedie["sigma"], "bandwidth": tweedie["bandwidth"], **out["diagnostics"]}
+    meta = {
+        "a": lcc["a"],
+        "b": lcc["b"],
+        "b_se": lcc["b_se"],
+        "sigma": tweedie["sigma"],
+        "bandwidth": tweedie["bandwidth"],
+        **out["diagnostics"],
+    }
     return dg.Output(out, metadata={k: v if isinstance(v, bool) else float(v) for k, v in meta.items()})
 
 
@@ -98,7 +138,10 @@ def debiased_wealth_map(wealth_map: Path, wealth_corrections: dict, storage: Sto
         staged = stage.output("debiased_wealth_map.tif")
         result.write(staged.path)
         sd = {k: float(np.nanstd(v)) for k, v in result.layers.items()}
-        yield dg.Output(staged, metadata={"sd": dg.MetadataValue.json(sd), "maps": figure_md(raster_panels(result.layers, result.extent), "debiased maps")})
+        yield dg.Output(
+            staged,
+            metadata={"sd": dg.MetadataValue.json(sd), "maps": figure_md(raster_panels(result.layers, result.extent), "debiased maps")},
+        )
 
 
 class TrialOutcomesConfig(dg.Config):
@@ -128,8 +171,21 @@ def trial_outcomes(
     rows = [simulate_trials(pool, lcc, tweedie, design).assign(trial=lambda d: "sim_" + d["trial"].astype(str))]
     truth = read_unit_truth(study_inputs["truth"].get("units"))
     if truth is not None:
-        demo = unit_wealth_predictions.merge(rct_units[["unit_id", "treatment"]], on="unit_id").merge(truth[["wealth"]].reset_index(), on="unit_id")
-        rows.append(observed_trial("demo_rct", demo["wealth"].to_numpy(), demo["prediction"].to_numpy(), demo["treatment"].to_numpy(), lcc, tweedie, design, true_effect=0.0))
+        demo = unit_wealth_predictions.merge(rct_units[["unit_id", "treatment"]], on="unit_id").merge(
+            truth[["wealth"]].reset_index(), on="unit_id"
+        )
+        rows.append(
+            observed_trial(
+                "demo_rct",
+                demo["wealth"].to_numpy(),
+                demo["prediction"].to_numpy(),
+                demo["treatment"].to_numpy(),
+                lcc,
+                tweedie,
+                design,
+                true_effect=0.0,
+            )
+        )
     table = pd.concat(rows, ignore_index=True)
     return dg.Output(table, metadata={"trials": table["trial"].nunique(), "demo_rct": table_md(table[table["trial"] == "demo_rct"])})
 
@@ -144,4 +200,12 @@ def debiasing_evaluation(trial_outcomes: pd.DataFrame, wealth_corrections: dict)
     summary["expected_naive_estimate"] = np.where(summary["method"] == "naive", b * simulated["true_effect"].iloc[0], np.nan)
     errors = simulated.assign(error=simulated["estimate"] - simulated["true_effect"], group="all trials")
     plot = metric_bars(errors, "error", "method", "group", "estimate - true effect (mean, sd over trials)")
-    return dg.Output(summary, metadata={"evaluation": table_md(summary), "calibration_slope_b": float(b), "errors": figure_md(plot, "errors"), "methods": ", ".join(METHODS)})
+    return dg.Output(
+        summary,
+        metadata={
+            "evaluation": table_md(summary),
+            "calibration_slope_b": float(b),
+            "errors": figure_md(plot, "errors"),
+            "methods": ", ".join(METHODS),
+        },
+    )

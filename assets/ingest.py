@@ -87,7 +87,9 @@ class UnitsConfig(dg.Config):
     kinds={"geoparquet"},
     check_specs=[dg.AssetCheckSpec("units_inside_imagery", asset="rct_units", description="Share of trial units outside every scene.")],
 )
-def rct_units(context: dg.AssetExecutionContext, config: UnitsConfig, study_inputs: dict, imagery_catalog: pd.DataFrame, source: StudySource):
+def rct_units(
+    context: dg.AssetExecutionContext, config: UnitsConfig, study_inputs: dict, imagery_catalog: pd.DataFrame, source: StudySource
+):
     """The validated trial table as GeoParquet: EPSG:4326 points plus x, y in the imagery CRS.
 
     Fails on duplicate ids, missing or out-of-range coordinates, non-binary or missing treatment
@@ -138,7 +140,13 @@ class ChipsConfig(dg.Config):
     kinds={"zarr", "xarray"},
     check_specs=[dg.AssetCheckSpec("chips_have_data", asset="unit_image_sequences", description="No unit's sequence is entirely nodata.")],
 )
-def unit_image_sequences(context: dg.AssetExecutionContext, config: ChipsConfig, rct_units: gpd.GeoDataFrame, imagery_catalog: pd.DataFrame, storage: StorageResource):
+def unit_image_sequences(
+    context: dg.AssetExecutionContext,
+    config: ChipsConfig,
+    rct_units: gpd.GeoDataFrame,
+    imagery_catalog: pd.DataFrame,
+    storage: StorageResource,
+):
     """Every unit's T x C x H x W chip sequence as a Zarr cube (dims unit, time, band, y, x).
 
     Windowed reads grouped by scene and neighbourhood, each raster in its own CRS; nodata and
@@ -148,10 +156,14 @@ def unit_image_sequences(context: dg.AssetExecutionContext, config: ChipsConfig,
     started = time.perf_counter()
     with storage.staging() as stage:
         staged = stage.output("cube.zarr")
-        summary = write_sequence_cube(rct_units, imagery_catalog, staged.path, config.chip_size, tile_px=config.tile_px, workers=config.workers)
+        summary = write_sequence_cube(
+            rct_units, imagery_catalog, staged.path, config.chip_size, tile_px=config.tile_px, workers=config.workers
+        )
         check_all_nodata_share(summary, len(rct_units), config.max_all_nodata_share)
         seconds = time.perf_counter() - started
-        yield dg.Output(staged, metadata={**_cube_metadata(staged.path, summary), "seconds": seconds, "chips_per_second": summary.n_units / seconds})
+        yield dg.Output(
+            staged, metadata={**_cube_metadata(staged.path, summary), "seconds": seconds, "chips_per_second": summary.n_units / seconds}
+        )
     yield dg.AssetCheckResult(
         check_name="chips_have_data",
         passed=not summary.dropped_all_nodata,

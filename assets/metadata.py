@@ -4,8 +4,8 @@ import base64
 import io
 
 import dagster as dg
-from matplotlib.figure import Figure
 import pandas as pd
+from matplotlib.figure import Figure
 
 
 def figure_md(fig: Figure, alt: str = "plot") -> dg.MetadataValue:

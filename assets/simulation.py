@@ -50,7 +50,9 @@ class SimulationStudyConfig(dg.Config):
 
 
 @dg.asset(group_name=GROUP, kinds={"parquet", "torch", "econml"}, pool="gpu")
-def simulation_study(context: dg.AssetExecutionContext, config: SimulationStudyConfig, compute: ComputeResource, storage: StorageResource) -> dg.Output:
+def simulation_study(
+    context: dg.AssetExecutionContext, config: SimulationStudyConfig, compute: ComputeResource, storage: StorageResource
+) -> dg.Output:
     """Repeats the simulator over seeds and settings and fits every data choice x encoder x learner:
     which choice detects heterogeneity (RATE ratio) and estimates it best (PEHE)?"""
     with storage.staging() as stage:

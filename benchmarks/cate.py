@@ -19,6 +19,7 @@ boosted trees for the T-learner (``models.cate.outcome_model``), 200 trees (fore
 econml defaults: the learner with no arguments ('auto' first stages, estimated propensity);
 TLearner has no default model, so scikit-learn's GradientBoostingRegressor, as in econml's docs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from harness import measure, write_results
 
+from harness import measure, write_results
 from models.cate import LearnerConfig, fit_learner, make_learner
 
 SETTINGS = ("eotrials", "econml default")
@@ -97,7 +98,16 @@ def simulator_pehe(data: Path, learners: list[str], seeds: list[int], settings: 
             estimates, fits = cross_fit_choices(ids, features, T, Y, p, folds, learners, LearnerConfig(seed=seed), make)
             scores = evaluate_choices(estimates, tau_true=truth, n_boot=2)[["data_choice", "learner", "pehe"]]
             for row in fits.merge(scores, on=["data_choice", "learner"]).to_dict("records"):
-                rows.append({"data_choice": row["data_choice"], "learner": row["learner"], "settings": variant, "seed": seed, "seconds": row["seconds"], "pehe": row["pehe"]})
+                rows.append(
+                    {
+                        "data_choice": row["data_choice"],
+                        "learner": row["learner"],
+                        "settings": variant,
+                        "seed": seed,
+                        "seconds": row["seconds"],
+                        "pehe": row["pehe"],
+                    }
+                )
                 print(rows[-1], flush=True)
     return pd.DataFrame(rows)
 
@@ -112,15 +122,34 @@ def main() -> None:
     parser.add_argument("--learners", nargs="+", default=["causal_forest", "dr_learner", "t_learner"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="data seeds (synthetic) or model seeds (simulator), one fit each")
     parser.add_argument("--limit", type=float, default=1200, help="seconds per fit before it is stopped")
-    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS, help="which settings to fit (re-run one side only after a change)")
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        default=list(SETTINGS),
+        choices=SETTINGS,
+        help="which settings to fit (re-run one side only after a change)",
+    )
     parser.add_argument("--out", default="benchmarks/results/cate.json")
-    parser.add_argument("--simulator-data", default=None, help="a materialized demo data folder (make demo): compare PEHE on the simulator instead")
+    parser.add_argument(
+        "--simulator-data", default=None, help="a materialized demo data folder (make demo): compare PEHE on the simulator instead"
+    )
     args = parser.parse_args()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     if args.simulator_data:
         rows = simulator_pehe(Path(args.simulator_data), args.learners, args.seeds, args.settings)
         keys = ["data_choice", "learner", "settings"]
-        table = rows.groupby(keys, sort=False).agg(seeds=("seed", "size"), seconds=("seconds", "mean"), pehe_mean=("pehe", "mean"), pehe_min=("pehe", "min"), pehe_max=("pehe", "max")).round(3).reset_index()
+        table = (
+            rows.groupby(keys, sort=False)
+            .agg(
+                seeds=("seed", "size"),
+                seconds=("seconds", "mean"),
+                pehe_mean=("pehe", "mean"),
+                pehe_min=("pehe", "min"),
+                pehe_max=("pehe", "max"),
+            )
+            .round(3)
+            .reset_index()
+        )
         print(table.to_markdown(index=False))
         rows.to_csv(Path(args.out).with_name("cate_simulator.csv"), index=False)
         Path(args.out).with_name("cate_simulator.md").write_text(table.to_markdown(index=False) + "\n")
@@ -130,12 +159,25 @@ def main() -> None:
         for seed in args.seeds:
             for name in args.learners:
                 for variant in args.settings:
-                    rows.append({"units": n, "seed": seed, "learner": name, "settings": variant, **measure(_fit, name, variant, n, seed, limit=args.limit)})
+                    rows.append(
+                        {
+                            "units": n,
+                            "seed": seed,
+                            "learner": name,
+                            "settings": variant,
+                            **measure(_fit, name, variant, n, seed, limit=args.limit),
+                        }
+                    )
                     print(rows[-1], flush=True)
     frame = pd.DataFrame(rows)
     print(frame.to_markdown(index=False))
     if frame["pehe"].notna().any():
-        summary = frame.groupby(["units", "learner", "settings"], sort=False).agg(seeds=("seed", "size"), fit_s=("fit_s", "mean"), peak_rss_mb=("peak_rss_mb", "max"), pehe=("pehe", "mean")).round(3).reset_index()
+        summary = (
+            frame.groupby(["units", "learner", "settings"], sort=False)
+            .agg(seeds=("seed", "size"), fit_s=("fit_s", "mean"), peak_rss_mb=("peak_rss_mb", "max"), pehe=("pehe", "mean"))
+            .round(3)
+            .reset_index()
+        )
         print(summary.to_markdown(index=False))
     write_results(args.out, rows, vars(args))
 

@@ -8,6 +8,7 @@ The direct evaluation is timed on a sample of cells and reported per cell. The t
 one process on purpose (they correct the same in-memory arrays); the environment record comes from
 benchmarks/harness.py.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,8 @@ import time
 
 import numpy as np
 import pandas as pd
-from harness import write_results
 
+from harness import write_results
 from models.debias import LinearCalibrationCorrection, TweedieCorrection, kde_score
 
 
@@ -36,7 +37,11 @@ def main() -> None:
     for name, fn, n in (
         ("LCC", lambda x: lcc.transform(x), args.cells),
         ("Tweedie (KDE on a 4,096-point grid + interpolation)", lambda x: tweedie.transform(x), args.cells),
-        ("Tweedie score, direct KDE (every cell x every calibration point)", lambda x: kde_score(x, pred, tweedie.bandwidth_), args.direct_sample),
+        (
+            "Tweedie score, direct KDE (every cell x every calibration point)",
+            lambda x: kde_score(x, pred, tweedie.bandwidth_),
+            args.direct_sample,
+        ),
     ):
         started = time.perf_counter()
         fn(cells[:n])

@@ -8,6 +8,7 @@ record of the environment the figures came from.
 A fresh ``spawn`` process per measurement means the peak RSS is the measurement's own (not the
 largest so far), imports and caches start cold, and a run past ``limit`` is stopped, not waited on.
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -67,7 +68,9 @@ def measure(fn: Callable[..., dict | None], *args, limit: float | None = None, *
 def _git_sha() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=10).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=10
+        ).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else None
     except OSError:
         return None

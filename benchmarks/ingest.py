@@ -7,6 +7,7 @@ Each method runs in a fresh process (benchmarks/harness.py) so its peak RSS is i
 opens every file once per chip (a boundless rasterio read), as a first script would; it is timed
 on a sample of units and reported per chip.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import rasterio
-from harness import measure, write_results
 from rasterio.windows import Window
 
+from harness import measure, write_results
 from models.catalog import build_catalog
 from models.chips import chip_origins, iter_chip_tiles, scenes_from_catalog, write_sequence_cube
 from models.simulate import SimulationConfig, simulate_study
@@ -44,7 +45,7 @@ def _naive(units: pd.DataFrame, catalog: pd.DataFrame, out: str) -> int:
     from pyproj import Transformer
 
     chips = []
-    for lon, lat in zip(units["lon"], units["lat"]):
+    for lon, lat in zip(units["lon"], units["lat"], strict=True):
         frames = []
         for scene in catalog.itertuples():
             x, y = Transformer.from_crs("EPSG:4326", scene.crs, always_xy=True).transform(lon, lat)
@@ -63,7 +64,12 @@ def _read_all(units: pd.DataFrame, catalog: pd.DataFrame, out: str) -> int:
     return total
 
 
-METHODS = {"eotrials (grouped reads -> Zarr)": _ours, "eotrials reads only (no write)": _extract_only, "naive (open file per chip)": _naive, "read every raster once": _read_all}
+METHODS = {
+    "eotrials (grouped reads -> Zarr)": _ours,
+    "eotrials reads only (no write)": _extract_only,
+    "naive (open file per chip)": _naive,
+    "read every raster once": _read_all,
+}
 
 
 def _worker(name: str, units: pd.DataFrame, catalog: pd.DataFrame, out: str) -> dict:
@@ -93,7 +99,16 @@ def main() -> None:
                 measured = measure(_worker, name, sample, catalog, str(Path(tmp) / f"cube_{n}.zarr"))
                 seconds, peak = measured["seconds"], measured["peak_rss_mb"]
                 per_chip_seconds = seconds / len(sample)
-                rows.append({"units": n, "method": name, "timed_units": len(sample), "seconds": round(seconds, 2), "chips_per_second": round(1 / per_chip_seconds, 1) if not name.startswith("read") else None, "peak_rss_mb": round(peak)})
+                rows.append(
+                    {
+                        "units": n,
+                        "method": name,
+                        "timed_units": len(sample),
+                        "seconds": round(seconds, 2),
+                        "chips_per_second": round(1 / per_chip_seconds, 1) if not name.startswith("read") else None,
+                        "peak_rss_mb": round(peak),
+                    }
+                )
             naive = next(r for r in rows if r["units"] == n and r["method"].startswith("naive"))
             read_all = next(r for r in rows if r["units"] == n and r["method"].startswith("read"))
             for row in rows:

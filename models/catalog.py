@@ -3,6 +3,7 @@
 A scene is one multi-band file or several single-band files of the same date (as Landsat ships
 them). Every file is opened once for its header, so a corrupt raster fails here, by name.
 """
+
 from __future__ import annotations
 
 import re
@@ -91,7 +92,7 @@ def _header(path: str) -> dict:
 def _scene_row(date: pd.Timestamp, paths: list[str], band_names: list[str] | None) -> dict:
     headers = [_header(p) for p in paths]
     first = headers[0]
-    for path, h in zip(paths[1:], headers[1:]):
+    for path, h in zip(paths[1:], headers[1:], strict=True):
         if (h["crs"], h["transform"], h["width"], h["height"]) != (first["crs"], first["transform"], first["width"], first["height"]):
             raise CatalogError(f"band file {path} is not on the same grid as {paths[0]} (date {date.date()})")
     names = [d for h in headers for d in h["descriptions"]]

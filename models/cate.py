@@ -4,6 +4,7 @@ The trial is randomized, so the propensity is the design's assignment probabilit
 estimated from features: it reaches econml's first stage as the last column of ``W`` and
 ``KnownPropensity`` reads it back.
 """
+
 from __future__ import annotations
 
 import time
@@ -58,16 +59,21 @@ class LearnerConfig:
     seed: int = 0
 
 
-def residual_model(cfg: LearnerConfig) -> Pipeline:
+def residual_model(cfg: LearnerConfig, cv: int | None = None) -> Pipeline:
     """The forests' outcome first stage: the lasso on standardized features.
 
     The causal forest fits a local intercept, which absorbs first-stage error that varies with the
     effect modifiers but not error along the prognostic directions. The lasso recovers a linear
     prognostic signal exactly where boosted trees leave step error, even when the trees predict Y
     better: at N = 50,000 CV-chosen trees cost the causal forest 0.03 PEHE, and the DR learner
-    lost 0.002 (benchmarks/cate.py).
+    lost 0.002 (benchmarks/cate.py). ``max_iter`` is raised from scikit-learn's 1,000 so that the
+    weakest penalties of the path converge too (on the demo the chosen penalty and the final fit
+    are the same either way; only the convergence warnings of the discarded penalties go).
+
+    Inside econml's forests the penalty is chosen on econml's own cross-fitting folds (it replaces
+    ``cv``, and warns when ``cv`` was set), so ``cv`` is left unset there; ``outcome_model`` sets it.
     """
-    return Pipeline([("scale", StandardScaler()), ("model", LassoCV(alphas=30, cv=3, random_state=cfg.seed))])
+    return Pipeline([("scale", StandardScaler()), ("model", LassoCV(alphas=30, cv=cv, max_iter=10_000, random_state=cfg.seed))])
 
 
 def outcome_model(cfg: LearnerConfig) -> GridSearchCV:
@@ -78,7 +84,7 @@ def outcome_model(cfg: LearnerConfig) -> GridSearchCV:
     the cost: embeddings often carry a sparse, near-linear prognostic signal that deep trees
     overfit, and sometimes a non-linear one that the lasso misses.
     """
-    lasso = residual_model(cfg)
+    lasso = residual_model(cfg, cv=3)
     trees = HistGradientBoostingRegressor(max_depth=3, max_iter=500, early_stopping=True, random_state=cfg.seed)
     return GridSearchCV(lasso, {"model": [lasso.named_steps["model"], trees]}, n_jobs=cfg.n_jobs)
 
@@ -88,13 +94,24 @@ def make_learner(name: Learner, cfg: LearnerConfig = LearnerConfig()):
     n_trees = 4 * -(-cfg.n_estimators // 4)
     if name == "causal_forest":
         return CausalForestDML(
-            model_y=residual_model(cfg), model_t=KnownPropensity(), discrete_treatment=True, cv=cfg.inner_folds,
-            n_estimators=n_trees, min_samples_leaf=cfg.min_samples_leaf, random_state=cfg.seed, n_jobs=cfg.n_jobs,
+            model_y=residual_model(cfg),
+            model_t=KnownPropensity(),
+            discrete_treatment=True,
+            cv=cfg.inner_folds,
+            n_estimators=n_trees,
+            min_samples_leaf=cfg.min_samples_leaf,
+            random_state=cfg.seed,
+            n_jobs=cfg.n_jobs,
         )
     if name == "dr_learner":
         return ForestDRLearner(
-            model_regression=residual_model(cfg), model_propensity=KnownPropensity(), cv=cfg.inner_folds,
-            n_estimators=n_trees, min_samples_leaf=cfg.min_samples_leaf, random_state=cfg.seed, n_jobs=cfg.n_jobs,
+            model_regression=residual_model(cfg),
+            model_propensity=KnownPropensity(),
+            cv=cfg.inner_folds,
+            n_estimators=n_trees,
+            min_samples_leaf=cfg.min_samples_leaf,
+            random_state=cfg.seed,
+            n_jobs=cfg.n_jobs,
         )
     if name == "t_learner":
         return TLearner(models=outcome_model(cfg))
@@ -136,7 +153,14 @@ def effect_with_interval(model, X: np.ndarray, alpha: float = 0.05) -> tuple[np.
 
 
 def cross_fit_cate(
-    name: Learner, X: np.ndarray, T: np.ndarray, Y: np.ndarray, propensity: np.ndarray, folds: np.ndarray, cfg: LearnerConfig = LearnerConfig(), make: MakeLearner = make_learner
+    name: Learner,
+    X: np.ndarray,
+    T: np.ndarray,
+    Y: np.ndarray,
+    propensity: np.ndarray,
+    folds: np.ndarray,
+    cfg: LearnerConfig = LearnerConfig(),
+    make: MakeLearner = make_learner,
 ) -> pd.DataFrame:
     """Out-of-fold CATE per unit: the model that predicts unit i never saw it.
 
@@ -160,13 +184,15 @@ def fit_full(name: Learner, X: np.ndarray, T: np.ndarray, Y: np.ndarray, propens
     return fit_learner(make_learner(name, cfg), X, T, Y, propensity)
 
 
-def outcome_predictions(X: np.ndarray, T: np.ndarray, Y: np.ndarray, folds: np.ndarray, cfg: LearnerConfig = LearnerConfig()) -> tuple[np.ndarray, np.ndarray]:
+def outcome_predictions(
+    X: np.ndarray, T: np.ndarray, Y: np.ndarray, folds: np.ndarray, cfg: LearnerConfig = LearnerConfig()
+) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold mu0(x), mu1(x): per fold, one outcome model per arm fitted on the other folds."""
     mu0, mu1 = np.empty(len(T)), np.empty(len(T))
     for k in np.unique(folds):
         test, train = folds == k, folds != k
         for arm, target in ((0, mu0), (1, mu1)):
-            fit_on = train & (T == arm)
+            fit_on = train & (arm == T)
             target[test] = clone(outcome_model(cfg)).fit(X[fit_on], Y[fit_on]).predict(X[test])
     return mu0, mu1
 
@@ -201,7 +227,15 @@ def cross_fit_choices(
         for learner in learners:
             started = time.perf_counter()
             est = cross_fit_cate(learner, X, T, Y, propensity, folds, cfg, make)
-            timings.append({"data_choice": choice, "learner": learner, "seconds": time.perf_counter() - started, "mean_tau": est["tau"].mean(), "sd_tau": est["tau"].std()})
+            timings.append(
+                {
+                    "data_choice": choice,
+                    "learner": learner,
+                    "seconds": time.perf_counter() - started,
+                    "mean_tau": est["tau"].mean(),
+                    "sd_tau": est["tau"].std(),
+                }
+            )
             log(f"{choice} x {learner}: {timings[-1]['seconds']:.1f}s")
             parts.append(est.assign(unit_id=np.asarray(unit_ids), data_choice=choice, learner=learner, gamma=gamma))
     columns = ["unit_id", "data_choice", "learner", "tau", "se", "lower", "upper", "fold", "gamma"]

@@ -5,6 +5,7 @@ tile every scene's file is read once over the tile's bounding window, from which
 sliced. Each raster is read in its own CRS (the unit point is reprojected, not the raster). Memory
 is bounded by one tile window per scene plus one flush of chips.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -46,7 +47,7 @@ class Scene:
     offsets: list[float]
     handles: list = field(default_factory=list)
 
-    def __enter__(self) -> "Scene":
+    def __enter__(self) -> Scene:
         try:
             self.handles = [rasterio.open(p) for p in self.paths]
         except RasterioError as err:
@@ -74,7 +75,7 @@ class Scene:
             return out
         window = Window(c0, r0, c1 - c0, r1 - r0)
         band = 0
-        for path, handle in zip(self.paths, self.handles):
+        for path, handle in zip(self.paths, self.handles, strict=True):
             try:
                 raw = handle.read(window=window)
             except RasterioError as err:
@@ -132,7 +133,9 @@ def spatial_tiles(rows: np.ndarray, cols: np.ndarray, tile_px: int) -> list[np.n
     return np.split(order, starts[1:])
 
 
-def iter_chip_tiles(lon, lat, scenes: list[Scene], size: int, tile_px: int = TILE_PX, workers: int = WORKERS) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def iter_chip_tiles(
+    lon, lat, scenes: list[Scene], size: int, tile_px: int = TILE_PX, workers: int = WORKERS
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (unit indices, chips of shape (n, T, C, size, size)) tile by tile."""
     rows, cols = unit_origins(np.asarray(lon), np.asarray(lat), scenes, size)
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -190,7 +193,10 @@ class _CubeAppender:
     def _write(self, batch: xr.Dataset, first: bool) -> None:
         if first:
             chunks = (UNIT_CHUNK, len(self.dates), len(self.bands), self.size, self.size)
-            encoding = {"reflectance": {"chunks": chunks, "compressors": CODEC}, "valid": {"chunks": chunks[:2] + chunks[3:], "compressors": CODEC}}
+            encoding = {
+                "reflectance": {"chunks": chunks, "compressors": CODEC},
+                "valid": {"chunks": chunks[:2] + chunks[3:], "compressors": CODEC},
+            }
             batch.to_zarr(self.path, mode="w", encoding=encoding, consolidated=False, zarr_format=3)
         else:
             batch.to_zarr(self.path, append_dim="unit", consolidated=False)
@@ -216,7 +222,15 @@ def _cube_batch(chips: np.ndarray, units: pd.DataFrame, dates, bands, size: int)
     )
 
 
-def write_sequence_cube(units: pd.DataFrame, catalog: pd.DataFrame, path: str | Path, size: int = CHIP_SIZE, flush_units: int = 512, tile_px: int = TILE_PX, workers: int = WORKERS) -> CubeSummary:
+def write_sequence_cube(
+    units: pd.DataFrame,
+    catalog: pd.DataFrame,
+    path: str | Path,
+    size: int = CHIP_SIZE,
+    flush_units: int = 512,
+    tile_px: int = TILE_PX,
+    workers: int = WORKERS,
+) -> CubeSummary:
     """Extract every unit's chip sequence and write the Zarr cube at ``path`` atomically.
 
     ``units`` needs unit_id, lon, lat (EPSG:4326). Units whose whole sequence is nodata are

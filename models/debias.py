@@ -3,6 +3,7 @@
 Both corrections are fitted once on a held-out calibration split (predictions and truth) and then
 applied to any number of predictions: scikit-learn style ``fit`` / ``transform``.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -24,12 +25,14 @@ class LinearCalibrationCorrection:
     to fit when b is not clearly positive (its 95% interval must exclude zero).
     """
 
-    def fit(self, prediction: np.ndarray, truth: np.ndarray) -> "LinearCalibrationCorrection":
+    def fit(self, prediction: np.ndarray, truth: np.ndarray) -> LinearCalibrationCorrection:
         prediction, truth = _check_pair(prediction, truth)
         fit = sm.OLS(prediction, sm.add_constant(truth)).fit()
         (self.a_, self.b_), (self.a_se_, self.b_se_) = fit.params, fit.bse
         if not self.b_ - 1.96 * self.b_se_ > 0:
-            raise CorrectionError(f"calibration slope b = {self.b_:.3g} (se {self.b_se_:.2g}) is not clearly positive: the predictions do not track the truth, LCC would divide by ~0")
+            raise CorrectionError(
+                f"calibration slope b = {self.b_:.3g} (se {self.b_se_:.2g}) is not clearly positive: the predictions do not track the truth, LCC would divide by ~0"
+            )
         return self
 
     def transform(self, prediction: np.ndarray) -> np.ndarray:
@@ -39,7 +42,7 @@ class LinearCalibrationCorrection:
         return {"a": self.a_, "b": self.b_, "a_se": self.a_se_, "b_se": self.b_se_}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "LinearCalibrationCorrection":
+    def from_dict(cls, d: dict) -> LinearCalibrationCorrection:
         self = cls()
         self.a_, self.b_, self.a_se_, self.b_se_ = d["a"], d["b"], d["a_se"], d["b_se"]
         return self
@@ -58,7 +61,7 @@ class TweedieCorrection:
     def __init__(self, grid_size: int = 4096):
         self.grid_size = grid_size
 
-    def fit(self, prediction: np.ndarray, truth: np.ndarray) -> "TweedieCorrection":
+    def fit(self, prediction: np.ndarray, truth: np.ndarray) -> TweedieCorrection:
         prediction, truth = _check_pair(prediction, truth)
         self.sigma_ = float(np.std(prediction - truth, ddof=1))
         self.bandwidth_ = silverman_bandwidth(prediction)
@@ -73,14 +76,23 @@ class TweedieCorrection:
             return prediction.copy()  # predictions equal the truth: nothing to undo
         outside = (prediction < self.grid_[0]) | (prediction > self.grid_[-1])
         if outside.any():
-            warnings.warn(f"{int(outside.sum())} predictions lie outside the calibration predictions' support {self.support_}; their Tweedie scores are extrapolated", stacklevel=2)
+            warnings.warn(
+                f"{int(outside.sum())} predictions lie outside the calibration predictions' support {self.support_}; their Tweedie scores are extrapolated",
+                stacklevel=2,
+            )
         return prediction - self.sigma_**2 * np.interp(prediction, self.grid_, self.score_)
 
     def to_dict(self) -> dict:
-        return {"sigma": self.sigma_, "bandwidth": self.bandwidth_, "support": list(self.support_), "grid": self.grid_.tolist(), "score": self.score_.tolist()}
+        return {
+            "sigma": self.sigma_,
+            "bandwidth": self.bandwidth_,
+            "support": list(self.support_),
+            "grid": self.grid_.tolist(),
+            "score": self.score_.tolist(),
+        }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TweedieCorrection":
+    def from_dict(cls, d: dict) -> TweedieCorrection:
         self = cls(grid_size=len(d["grid"]))
         self.sigma_, self.bandwidth_, self.support_ = d["sigma"], d["bandwidth"], tuple(d["support"])
         self.grid_, self.score_ = np.asarray(d["grid"]), np.asarray(d["score"])
@@ -131,7 +143,13 @@ def diagnostics(prediction: np.ndarray, truth: np.ndarray) -> dict:
     prediction, truth = _check_pair(prediction, truth)
     slope = stats.linregress(truth, prediction)
     ratio = float(np.var(prediction) / np.var(truth))
-    return {"slope_b": float(slope.slope), "slope_se": float(slope.stderr), "variance_ratio": ratio, "r2": float(slope.rvalue**2), "correction_warranted": bool(slope.slope + 1.96 * slope.stderr < 0.95 or ratio < 0.9)}
+    return {
+        "slope_b": float(slope.slope),
+        "slope_se": float(slope.stderr),
+        "variance_ratio": ratio,
+        "r2": float(slope.rvalue**2),
+        "correction_warranted": bool(slope.slope + 1.96 * slope.stderr < 0.95 or ratio < 0.9),
+    }
 
 
 def fit_corrections(calibration: pd.DataFrame) -> dict:
@@ -139,7 +157,12 @@ def fit_corrections(calibration: pd.DataFrame) -> dict:
     as one JSON-able record that every trial reuses."""
     pred, truth = calibration["prediction"].to_numpy(), calibration["wealth"].to_numpy()
     lcc, tweedie = LinearCalibrationCorrection().fit(pred, truth), TweedieCorrection().fit(pred, truth)
-    return {"lcc": lcc.to_dict(), "tweedie": tweedie.to_dict(), "diagnostics": diagnostics(pred, truth), "calibration_points": len(calibration)}
+    return {
+        "lcc": lcc.to_dict(),
+        "tweedie": tweedie.to_dict(),
+        "diagnostics": diagnostics(pred, truth),
+        "calibration_points": len(calibration),
+    }
 
 
 def corrections_from_dict(d: dict) -> tuple[LinearCalibrationCorrection, TweedieCorrection]:
@@ -150,4 +173,8 @@ def corrections_from_dict(d: dict) -> tuple[LinearCalibrationCorrection, Tweedie
 def debias_map(naive: np.ndarray, lcc: LinearCalibrationCorrection, tweedie: TweedieCorrection) -> dict[str, np.ndarray]:
     """Layers naive, lcc and tweedie of a predicted map (NaN cells stay NaN)."""
     ok = np.isfinite(naive)
-    return {"naive": naive, "lcc": np.where(ok, lcc.transform(np.nan_to_num(naive)), np.nan), "tweedie": np.where(ok, tweedie.transform(np.nan_to_num(naive)), np.nan)}
+    return {
+        "naive": naive,
+        "lcc": np.where(ok, lcc.transform(np.nan_to_num(naive)), np.nan),
+        "tweedie": np.where(ok, tweedie.transform(np.nan_to_num(naive)), np.nan),
+    }

@@ -1,4 +1,5 @@
 """The trial's design quantities: assignment probabilities, the trial frame, randomization checks."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -60,11 +61,15 @@ def randomization_test(units: pd.DataFrame) -> RandomizationTest:
     treated, n = int(units["treatment"].sum()), len(units)
     if "assignment_probability" not in units:
         rule = "stratum treated share" if "stratum" in units else "overall treated share"
-        return RandomizationTest(treated, n, float(p.sum()), 1.0, False, f"{rule} (no assignment_probability column: nothing to test against)")
+        return RandomizationTest(
+            treated, n, float(p.sum()), 1.0, False, f"{rule} (no assignment_probability column: nothing to test against)"
+        )
     if np.ptp(p) == 0:
         return RandomizationTest(treated, n, float(p.sum()), float(stats.binomtest(treated, n, float(p[0])).pvalue), True, "exact binomial")
     z = (treated - p.sum()) / np.sqrt(np.sum(p * (1 - p)))
-    return RandomizationTest(treated, n, float(p.sum()), float(2 * stats.norm.sf(abs(z))), True, "normal approximation (unit-specific probabilities)")
+    return RandomizationTest(
+        treated, n, float(p.sum()), float(2 * stats.norm.sf(abs(z))), True, "normal approximation (unit-specific probabilities)"
+    )
 
 
 def standardized_differences(features: pd.DataFrame, treatment: np.ndarray) -> pd.DataFrame:
@@ -75,5 +80,13 @@ def standardized_differences(features: pd.DataFrame, treatment: np.ndarray) -> p
         x1, x0 = features.loc[treatment == 1, col], features.loc[treatment == 0, col]
         pooled = np.sqrt((x1.var(ddof=1) + x0.var(ddof=1)) / 2)
         p = stats.ttest_ind(x1, x0, equal_var=False).pvalue if pooled > 0 else 1.0
-        rows.append({"covariate": col, "mean_treated": x1.mean(), "mean_control": x0.mean(), "smd": (x1.mean() - x0.mean()) / pooled if pooled > 0 else 0.0, "p_adjusted": min(1.0, p * features.shape[1])})
+        rows.append(
+            {
+                "covariate": col,
+                "mean_treated": x1.mean(),
+                "mean_control": x0.mean(),
+                "smd": (x1.mean() - x0.mean()) / pooled if pooled > 0 else 0.0,
+                "p_adjusted": min(1.0, p * features.shape[1]),
+            }
+        )
     return pd.DataFrame(rows)

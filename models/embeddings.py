@@ -3,6 +3,7 @@
 The same layout for every data choice (tabular, image, image sequence, both), so the CATE code
 treats them alike.
 """
+
 from __future__ import annotations
 
 import numpy as np

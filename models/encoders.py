@@ -4,6 +4,7 @@ Masking contract: pixel values where ``valid`` is False are zeroed before the CN
 extra input channel), and frames with too few valid pixels are excluded from attention keys, from
 the GRU's state updates and from pooling, so a fully masked frame cannot change the embedding.
 """
+
 from __future__ import annotations
 
 import math
@@ -49,7 +50,14 @@ class FrameBackbone(nn.Module):
         super().__init__()
         blocks, c = [], in_channels + 1  # + validity mask channel
         for w in widths:
-            blocks += [nn.Conv2d(c, w, 3, stride=2, padding=1), nn.GroupNorm(min(8, w // 4), w), nn.GELU(), nn.Conv2d(w, w, 3, padding=1), nn.GroupNorm(min(8, w // 4), w), nn.GELU()]
+            blocks += [
+                nn.Conv2d(c, w, 3, stride=2, padding=1),
+                nn.GroupNorm(min(8, w // 4), w),
+                nn.GELU(),
+                nn.Conv2d(w, w, 3, padding=1),
+                nn.GroupNorm(min(8, w // 4), w),
+                nn.GELU(),
+            ]
             c = w
         self.body = nn.Sequential(*blocks)
         self.proj = nn.Linear(c, dim)
@@ -71,7 +79,9 @@ def date_encoding(years: torch.Tensor, dim: int) -> torch.Tensor:
 class TemporalTransformer(nn.Module):
     def __init__(self, dim: int, layers: int):
         super().__init__()
-        layer = nn.TransformerEncoderLayer(dim, nhead=max(2, dim // 32), dim_feedforward=2 * dim, dropout=0.0, batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            dim, nhead=max(2, dim // 32), dim_feedforward=2 * dim, dropout=0.0, batch_first=True, norm_first=True
+        )
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
 
     def forward(self, tokens: torch.Tensor, frame_ok: torch.Tensor) -> torch.Tensor:

@@ -3,6 +3,7 @@
 Every split is a pure function of the unit id and a seed, so it is the same across runs, machines,
 unit order and subsets of units: the encoder, the CATE learners and any later asset agree on it.
 """
+
 from __future__ import annotations
 
 import zlib
@@ -47,5 +48,7 @@ class CrossFitting:
                 continue
             theirs = table.set_index("unit_id")["fold"].reindex(unit_ids).to_numpy()
             if not np.array_equal(theirs, folds):
-                raise ValueError(f"{name}: its fold column disagrees with the cross-fitting scheme {self} for {int((theirs != folds).sum())} units; use one CrossFittingResource for encoders and learners")
+                raise ValueError(
+                    f"{name}: its fold column disagrees with the cross-fitting scheme {self} for {int((theirs != folds).sum())} units; use one CrossFittingResource for encoders and learners"
+                )
         return folds

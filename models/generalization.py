@@ -1,4 +1,5 @@
 """Carry a fitted CATE model beyond the trial: predictions on a grid, and where they extrapolate."""
+
 from __future__ import annotations
 
 import numpy as np

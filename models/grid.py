@@ -3,6 +3,7 @@
 Maps beyond the trial (the CATE map, the wealth map) read each cell's chip sequence exactly as a
 trial unit's is read, so the encoder sees the same kind of input everywhere.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,7 +27,15 @@ def grid_cells(scene: pd.Series, step_px: int) -> tuple[pd.DataFrame, Affine, tu
     r, c = np.mgrid[0:rows, 0:cols]
     x, y = rasterio.transform.xy(transform, r.ravel(), c.ravel())  # cell centres
     lon, lat = Transformer.from_crs(scene["crs"], "EPSG:4326", always_xy=True).transform(x, y)
-    cells = pd.DataFrame({"unit_id": [f"cell_{i}_{j}" for i, j in zip(r.ravel(), c.ravel())], "lon": lon, "lat": lat, "row": r.ravel(), "col": c.ravel()})
+    cells = pd.DataFrame(
+        {
+            "unit_id": [f"cell_{i}_{j}" for i, j in zip(r.ravel(), c.ravel(), strict=True)],
+            "lon": lon,
+            "lat": lat,
+            "row": r.ravel(),
+            "col": c.ravel(),
+        }
+    )
     return cells, transform, (rows, cols)
 
 
@@ -45,11 +54,20 @@ def to_grid(values: np.ndarray, cells: pd.DataFrame, shape: tuple[int, int]) -> 
 def write_grid_geotiff(path: str | Path, layers: dict[str, np.ndarray], transform: Affine, crs: str) -> Path:
     """A float32 multi-band GeoTIFF (one band per layer, described), nodata NaN, written atomically."""
     stack = np.stack(list(layers.values())).astype(np.float32)
-    profile = {"driver": "GTiff", "count": len(layers), "height": stack.shape[1], "width": stack.shape[2], "dtype": "float32", "crs": crs, "transform": transform, "nodata": np.nan, "compress": "deflate"}
-    with atomic_path(path) as tmp:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(stack)
-            dst.descriptions = tuple(layers)
+    profile = {
+        "driver": "GTiff",
+        "count": len(layers),
+        "height": stack.shape[1],
+        "width": stack.shape[2],
+        "dtype": "float32",
+        "crs": crs,
+        "transform": transform,
+        "nodata": np.nan,
+        "compress": "deflate",
+    }
+    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(stack)
+        dst.descriptions = tuple(layers)
     return Path(path)
 
 
@@ -86,7 +104,7 @@ class GridMap:
     @classmethod
     def read(cls, path: str | Path) -> GridMap:
         with rasterio.open(path) as src:
-            return cls(dict(zip(src.descriptions, src.read())), src.transform, src.crs.to_string())
+            return cls(dict(zip(src.descriptions, src.read(), strict=True)), src.transform, src.crs.to_string())
 
 
 @dataclass

@@ -6,6 +6,7 @@ of TOC at q = 1/n..1, Qini = mean of q * TOC(q); half-sample bootstrap standard 
 units or half the clusters, without replacement: the spread of half-sample estimates is itself the
 standard error of the full-sample estimate, so no rescaling is needed).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -77,7 +78,9 @@ def rate_point(priority: np.ndarray, gamma: np.ndarray, target: str = "AUTOC") -
     raise ValueError(f"target must be AUTOC or QINI, got {target!r}")
 
 
-def rate(priority: np.ndarray, gamma: np.ndarray, target: str = "AUTOC", clusters: np.ndarray | None = None, n_boot: int = 200, seed: int = 0) -> Estimate:
+def rate(
+    priority: np.ndarray, gamma: np.ndarray, target: str = "AUTOC", clusters: np.ndarray | None = None, n_boot: int = 200, seed: int = 0
+) -> Estimate:
     """RATE with a half-sample bootstrap standard error (clustered when ``clusters`` is given)."""
     priority, gamma = np.asarray(priority, float), np.asarray(gamma, float)
     rng = np.random.default_rng(seed)
@@ -102,7 +105,15 @@ def calibration_test(tau_hat: np.ndarray, gamma: np.ndarray) -> pd.DataFrame:
     design = np.column_stack([mean_pred, tau_hat - tau_hat.mean()])
     fit = sm.OLS(gamma, design).fit(cov_type="HC3")
     one_sided = [stats.norm.sf(fit.params[i] / fit.bse[i]) for i in range(2)]
-    return pd.DataFrame({"term": ["mean_forest_prediction", "differential_forest_prediction"], "estimate": fit.params, "std_error": fit.bse, "t_value": fit.tvalues, "p_value_one_sided": one_sided})
+    return pd.DataFrame(
+        {
+            "term": ["mean_forest_prediction", "differential_forest_prediction"],
+            "estimate": fit.params,
+            "std_error": fit.bse,
+            "t_value": fit.tvalues,
+            "p_value_one_sided": one_sided,
+        }
+    )
 
 
 def truth_metrics(tau_hat: np.ndarray, tau: np.ndarray, lower: np.ndarray | None = None, upper: np.ndarray | None = None) -> dict:
@@ -115,7 +126,9 @@ def truth_metrics(tau_hat: np.ndarray, tau: np.ndarray, lower: np.ndarray | None
     return out
 
 
-def evaluate_choices(estimates: pd.DataFrame, clusters: pd.Series | None = None, tau_true: pd.Series | None = None, n_boot: int = 200) -> pd.DataFrame:
+def evaluate_choices(
+    estimates: pd.DataFrame, clusters: pd.Series | None = None, tau_true: pd.Series | None = None, n_boot: int = 200
+) -> pd.DataFrame:
     """RATE (AUTOC, Qini) with half-sample bootstrap SEs, the BLP calibration test and, where the true
     CATE is known, PEHE / rank correlation / coverage, per data choice and learner of
     ``models.cate.cross_fit_choices``' estimates; sorted by the AUTOC RATE ratio, best first.
@@ -150,13 +163,26 @@ def evaluate_choices(estimates: pd.DataFrame, clusters: pd.Series | None = None,
 def toc_by_choice(estimates: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """TOC curves of every data choice for the first learner: the heterogeneity plot's lines."""
     first = estimates["learner"].iloc[0]
-    return {f"{choice} ({first})": toc(part["tau"].to_numpy(), part["gamma"].to_numpy()) for choice, part in estimates[estimates["learner"] == first].groupby("data_choice", sort=False)}
+    return {
+        f"{choice} ({first})": toc(part["tau"].to_numpy(), part["gamma"].to_numpy())
+        for choice, part in estimates[estimates["learner"] == first].groupby("data_choice", sort=False)
+    }
 
 
 def ate_table(gamma: np.ndarray, y: np.ndarray, t: np.ndarray, tau_true: np.ndarray | None = None) -> pd.DataFrame:
     """The ATE from DR scores and the difference in means with 95% intervals (and the true mean CATE if known)."""
     estimates = {"doubly robust (AIPW)": ate(gamma), "difference in means": difference_in_means(y, t)}
-    rows = [{"method": k, "estimate": v.estimate, "std_error": v.se, "ci_lower": v.ci[0], "ci_upper": v.ci[1]} for k, v in estimates.items()]
+    rows = [
+        {"method": k, "estimate": v.estimate, "std_error": v.se, "ci_lower": v.ci[0], "ci_upper": v.ci[1]} for k, v in estimates.items()
+    ]
     if tau_true is not None:
-        rows.append({"method": "truth (mean simulated CATE)", "estimate": float(np.mean(tau_true)), "std_error": np.nan, "ci_lower": np.nan, "ci_upper": np.nan})
+        rows.append(
+            {
+                "method": "truth (mean simulated CATE)",
+                "estimate": float(np.mean(tau_true)),
+                "std_error": np.nan,
+                "ci_lower": np.nan,
+                "ci_upper": np.nan,
+            }
+        )
     return pd.DataFrame(rows)

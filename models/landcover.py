@@ -1,4 +1,5 @@
 """ESA WorldCover land-cover classes: the one code list used everywhere in eotrials."""
+
 from __future__ import annotations
 
 import numpy as np

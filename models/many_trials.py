@@ -6,6 +6,7 @@ responds to that change as it responds to wealth differences across places: trea
 move by ``b * delta``, with b the slope of predictions on truth over the pool (a linear response,
 our modelling choice; it is the attenuation mechanism of Study 2).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,7 +21,9 @@ from models.heterogeneity import Z95, Estimate, difference_in_means
 METHODS = ("oracle", "naive", "lcc", "tweedie", "ppi")
 
 
-def ppi_ate(y_labeled: np.ndarray, yhat_labeled: np.ndarray, t_labeled: np.ndarray, yhat_unlabeled: np.ndarray, t_unlabeled: np.ndarray) -> Estimate:
+def ppi_ate(
+    y_labeled: np.ndarray, yhat_labeled: np.ndarray, t_labeled: np.ndarray, yhat_unlabeled: np.ndarray, t_unlabeled: np.ndarray
+) -> Estimate:
     """Prediction-powered ATE: OLS of outcome on [1, T] with a small labeled subset (ppi-python)."""
     X_lab = np.column_stack([np.ones_like(t_labeled, dtype=float), t_labeled])
     X_unl = np.column_stack([np.ones_like(t_unlabeled, dtype=float), t_unlabeled])
@@ -29,7 +32,14 @@ def ppi_ate(y_labeled: np.ndarray, yhat_labeled: np.ndarray, t_labeled: np.ndarr
     return Estimate(float(point), float((upper[1] - lower[1]) / (2 * Z95)))
 
 
-def trial_ates(truth: np.ndarray, prediction: np.ndarray, t: np.ndarray, lcc: LinearCalibrationCorrection, tweedie: TweedieCorrection, labeled: np.ndarray) -> dict[str, Estimate]:
+def trial_ates(
+    truth: np.ndarray,
+    prediction: np.ndarray,
+    t: np.ndarray,
+    lcc: LinearCalibrationCorrection,
+    tweedie: TweedieCorrection,
+    labeled: np.ndarray,
+) -> dict[str, Estimate]:
     """Every method's ATE for one trial; ``labeled`` marks the units whose truth PPI may use."""
     return {
         "oracle": difference_in_means(truth, t),
@@ -52,10 +62,22 @@ class TrialDesign:
 
 
 def _rows(trial, estimates: dict[str, Estimate], true_effect: float) -> list[dict]:
-    return [{"trial": trial, "method": m, "estimate": e.estimate, "std_error": e.se, "true_effect": true_effect, "covered": e.ci[0] <= true_effect <= e.ci[1]} for m, e in estimates.items()]
+    return [
+        {
+            "trial": trial,
+            "method": m,
+            "estimate": e.estimate,
+            "std_error": e.se,
+            "true_effect": true_effect,
+            "covered": e.ci[0] <= true_effect <= e.ci[1],
+        }
+        for m, e in estimates.items()
+    ]
 
 
-def simulate_trials(pool: pd.DataFrame, lcc: LinearCalibrationCorrection, tweedie: TweedieCorrection, design: TrialDesign = TrialDesign()) -> pd.DataFrame:
+def simulate_trials(
+    pool: pd.DataFrame, lcc: LinearCalibrationCorrection, tweedie: TweedieCorrection, design: TrialDesign = TrialDesign()
+) -> pd.DataFrame:
     """Draw trials from ``pool`` (columns truth, prediction); one row per trial and method."""
     rng = np.random.default_rng(design.seed)
     slope = np.polyfit(pool["truth"], pool["prediction"], 1)[0]
@@ -70,7 +92,16 @@ def simulate_trials(pool: pd.DataFrame, lcc: LinearCalibrationCorrection, tweedi
     return pd.DataFrame(rows)
 
 
-def observed_trial(name: str, truth: np.ndarray, prediction: np.ndarray, t: np.ndarray, lcc: LinearCalibrationCorrection, tweedie: TweedieCorrection, design: TrialDesign, true_effect: float) -> pd.DataFrame:
+def observed_trial(
+    name: str,
+    truth: np.ndarray,
+    prediction: np.ndarray,
+    t: np.ndarray,
+    lcc: LinearCalibrationCorrection,
+    tweedie: TweedieCorrection,
+    design: TrialDesign,
+    true_effect: float,
+) -> pd.DataFrame:
     """One real (or demo) trial's ATE on the mapped outcome by every method; PPI labels a random
     ``design.labeled_share`` of its units."""
     labeled = np.random.default_rng(design.seed).random(len(t)) < design.labeled_share
@@ -80,5 +111,15 @@ def observed_trial(name: str, truth: np.ndarray, prediction: np.ndarray, t: np.n
 def evaluate(trials: pd.DataFrame) -> pd.DataFrame:
     """Bias, RMSE and 95% interval coverage of each method across trials."""
     err = trials["estimate"] - trials["true_effect"]
-    summary = trials.assign(err=err, sq=err**2).groupby("method").agg(bias=("err", "mean"), rmse=("sq", lambda s: float(np.sqrt(s.mean()))), coverage=("covered", "mean"), mean_estimate=("estimate", "mean"), trials=("trial", "nunique"))
+    summary = (
+        trials.assign(err=err, sq=err**2)
+        .groupby("method")
+        .agg(
+            bias=("err", "mean"),
+            rmse=("sq", lambda s: float(np.sqrt(s.mean()))),
+            coverage=("covered", "mean"),
+            mean_estimate=("estimate", "mean"),
+            trials=("trial", "nunique"),
+        )
+    )
     return summary.reindex([m for m in METHODS if m in summary.index]).reset_index()

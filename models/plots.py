@@ -4,6 +4,7 @@ Figures are built with matplotlib's object API (``Figure``), not ``pyplot``: no 
 registry to leak into, no backend switched for the whole process, safe in Dagster's worker threads.
 A notebook shows them by evaluating the returned figure.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,7 +32,7 @@ def study_area_map(scene_path: str, units: pd.DataFrame, band: int = 4, max_px: 
     for arm, colour in ((0, "tab:blue"), (1, "tab:orange")):
         sel = units[units["treatment"] == arm]
         ax.scatter(sel["x"], sel["y"], s=6, c=colour, label=f"{'treated' if arm else 'control'} (n={len(sel)})")
-    ax.set_title("study area: units over band %d" % band)
+    ax.set_title(f"study area: units over band {band}")
     ax.legend(loc="lower right", fontsize=8)
     ax.set_xlabel("x (m)")
     ax.set_ylabel("y (m)")
@@ -46,7 +47,7 @@ def sequence_strip(reflectance: np.ndarray, dates: list[str], bands: list[str], 
     rgb = np.nan_to_num(rgb)
     fig = Figure(figsize=(1.6 * len(dates), 2.0))
     axes = fig.subplots(1, len(dates), squeeze=False)
-    for ax, frame, date in zip(axes[0], rgb, dates):
+    for ax, frame, date in zip(axes[0], rgb, dates, strict=True):
         ax.imshow(frame)
         ax.set_title(str(date)[:10], fontsize=7)
         ax.axis("off")
@@ -55,7 +56,14 @@ def sequence_strip(reflectance: np.ndarray, dates: list[str], bands: list[str], 
     return fig
 
 
-def _lines(series: dict[str, tuple[np.ndarray, np.ndarray]], xlabel: str, ylabel: str, title: str, zero_line: bool = False, marker: str | None = None) -> Figure:
+def _lines(
+    series: dict[str, tuple[np.ndarray, np.ndarray]],
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    zero_line: bool = False,
+    marker: str | None = None,
+) -> Figure:
     fig = Figure(figsize=(5.5, 3.5))
     ax = fig.subplots()
     for name, (x, y) in series.items():
@@ -72,7 +80,11 @@ def _lines(series: dict[str, tuple[np.ndarray, np.ndarray]], xlabel: str, ylabel
 
 def training_curves(histories: list[list[dict]], title: str) -> Figure:
     """Loss per epoch, one line per fold."""
-    series = {(f"fold {k}" if len(histories) > 1 else "loss"): ([r["epoch"] for r in h], [r["loss"] for r in h]) for k, h in enumerate(histories) if h}
+    series = {
+        (f"fold {k}" if len(histories) > 1 else "loss"): ([r["epoch"] for r in h], [r["loss"] for r in h])
+        for k, h in enumerate(histories)
+        if h
+    }
     return _lines(series, "epoch", "loss", title, marker="o")
 
 
@@ -85,7 +97,7 @@ def embedding_pca(embeddings: np.ndarray, colour_by: dict[str, np.ndarray], titl
     xy = PCA(n_components=2).fit_transform(embeddings)
     fig = Figure(figsize=(4.5 * len(colour_by), 4))
     axes = fig.subplots(1, len(colour_by), squeeze=False)
-    for ax, (name, labels) in zip(axes[0], colour_by.items()):
+    for ax, (name, labels) in zip(axes[0], colour_by.items(), strict=True):
         for value in np.unique(labels):
             sel = labels == value
             colour = np.array(PALETTE[int(value)]) / 255 if name == "land cover" and int(value) in PALETTE else None
@@ -144,7 +156,7 @@ def raster_panels(layers: dict[str, np.ndarray], extent: tuple[float, float, flo
     hi = max(np.nanpercentile(v, 98) for v in layers.values())
     fig = Figure(figsize=(4.2 * len(layers), 4))
     axes = fig.subplots(1, len(layers), squeeze=False)
-    for ax, (name, values) in zip(axes[0], layers.items()):
+    for ax, (name, values) in zip(axes[0], layers.items(), strict=True):
         im = ax.imshow(values, cmap=cmap, extent=extent, vmin=lo, vmax=hi)
         ax.set_title(name, fontsize=9)
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)

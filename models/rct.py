@@ -3,6 +3,7 @@
 Validation fails with a message that names the problem and the offending unit ids, because a
 wrong trial table silently biases every estimate downstream.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -66,7 +67,9 @@ def validate_rct(table: pd.DataFrame, spec: RCTSpec = RCTSpec()) -> pd.DataFrame
         p = pd.to_numeric(table["assignment_probability"], errors="coerce")
         bad = table.loc[~((p > 0) & (p < 1)), "unit_id"]
         if len(bad):
-            raise RCTValidationError(f"assignment_probability must lie strictly between 0 and 1; {len(bad)} unit(s) do not: {_examples(bad)}")
+            raise RCTValidationError(
+                f"assignment_probability must lie strictly between 0 and 1; {len(bad)} unit(s) do not: {_examples(bad)}"
+            )
     for col in covariate_columns(table, spec):
         if not pd.api.types.is_numeric_dtype(table[col]):
             raise RCTValidationError(f"covariate {col!r} is not numeric (dtype {table[col].dtype}); encode it first")

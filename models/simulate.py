@@ -11,6 +11,7 @@ Data-generating process (see docs/simulator.md for the full description):
   land-cover change over the sequence and on a covariate; the truth goes to a separate file;
 * a survey table whose wealth index depends on the landscape.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -85,7 +86,7 @@ class StudyPaths:
     wealth_truth: Path
 
     @classmethod
-    def under(cls, root: str | Path) -> "StudyPaths":
+    def under(cls, root: str | Path) -> StudyPaths:
         root = Path(root)
         return cls(
             root=root,
@@ -217,19 +218,17 @@ def write_scene(path: Path, reflectance: np.ndarray, invalid: np.ndarray, cfg: S
     """Write one date as an int16 GeoTIFF scaled by 1e-4 (like Landsat/Sentinel-2 L2 products)."""
     dn = np.round(reflectance / REFLECTANCE_SCALE).astype(np.int16)
     dn[:, invalid] = REFLECTANCE_NODATA
-    with atomic_path(path) as tmp:
-        with rasterio.open(tmp, "w", **_geotiff_profile(cfg, len(BANDS), "int16", REFLECTANCE_NODATA)) as dst:
-            dst.write(dn)
-            dst.descriptions = BANDS
-            dst.scales = (REFLECTANCE_SCALE,) * len(BANDS)
-            dst.update_tags(ACQUISITION_DATE=date)
+    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **_geotiff_profile(cfg, len(BANDS), "int16", REFLECTANCE_NODATA)) as dst:
+        dst.write(dn)
+        dst.descriptions = BANDS
+        dst.scales = (REFLECTANCE_SCALE,) * len(BANDS)
+        dst.update_tags(ACQUISITION_DATE=date)
 
 
 def write_landcover(path: Path, labels: np.ndarray, cfg: SimulationConfig) -> None:
-    with atomic_path(path) as tmp:
-        with rasterio.open(tmp, "w", **_geotiff_profile(cfg, 1, "uint8", 0)) as dst:
-            dst.write(labels, 1)
-            dst.write_colormap(1, colormap())
+    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **_geotiff_profile(cfg, 1, "uint8", 0)) as dst:
+        dst.write(labels, 1)
+        dst.write_colormap(1, colormap())
 
 
 def _sample_pixels(labels: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -321,7 +320,9 @@ def simulate_study(cfg: SimulationConfig, root: str | Path) -> StudyPaths:
     for t, date in enumerate(dates):
         labels = landscape.classes(t)
         write_landcover(paths.landcover_dir / f"landcover_{date}.tif", labels, cfg)
-        write_scene(paths.imagery_dir / f"scene_{date}.tif", _reflectance(labels, texture, t, rng), _invalid_mask(labels.shape, cfg, rng), cfg, date)
+        write_scene(
+            paths.imagery_dir / f"scene_{date}.tif", _reflectance(labels, texture, t, rng), _invalid_mask(labels.shape, cfg, rng), cfg, date
+        )
         labels_first = labels if t == 0 else labels_first
         labels_last = labels
     classes = tuple(SPECTRA)
@@ -336,9 +337,8 @@ def simulate_study(cfg: SimulationConfig, root: str | Path) -> StudyPaths:
 
 
 def _write_float_raster(path: Path, values: np.ndarray, cfg: SimulationConfig) -> None:
-    with atomic_path(path) as tmp:
-        with rasterio.open(tmp, "w", **_geotiff_profile(cfg, 1, "float32", np.nan)) as dst:
-            dst.write(values, 1)
+    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **_geotiff_profile(cfg, 1, "float32", np.nan)) as dst:
+        dst.write(values, 1)
 
 
 def _write_units(paths: StudyPaths, cfg, labels_last, first, last, wealth, rng) -> None:
@@ -352,9 +352,21 @@ def _write_units(paths: StudyPaths, cfg, labels_last, first, last, wealth, rng) 
     treat = _assign(cfg.n_units, strata, cfg, rng)
     y = mu0 + treat * tau + cfg.noise * rng.standard_normal(cfg.n_units)
     unit_id = np.array([f"U{i:06d}" for i in range(cfg.n_units)])
-    rct = pd.DataFrame({"unit_id": unit_id, "lon": lon, "lat": lat, "treatment": treat, "outcome": y, "stratum": strata, "assignment_probability": cfg.treat_prob})
+    rct = pd.DataFrame(
+        {
+            "unit_id": unit_id,
+            "lon": lon,
+            "lat": lat,
+            "treatment": treat,
+            "outcome": y,
+            "stratum": strata,
+            "assignment_probability": cfg.treat_prob,
+        }
+    )
     rct = pd.concat([rct, cov], axis=1)
-    truth = pd.DataFrame({"unit_id": unit_id, "tau": tau, "mu0": mu0, "mu1": mu0 + tau, "wealth": wealth[rows, cols], "row": rows, "col": cols, **terms})
+    truth = pd.DataFrame(
+        {"unit_id": unit_id, "tau": tau, "mu0": mu0, "mu1": mu0 + tau, "wealth": wealth[rows, cols], "row": rows, "col": cols, **terms}
+    )
     for code in SPECTRA:
         truth[f"frac_{code}_first"] = first[code][rows, cols]
         truth[f"frac_{code}_last"] = last[code][rows, cols]
@@ -368,7 +380,12 @@ def _write_survey(paths: StudyPaths, cfg, labels_last, wealth, rng) -> None:
     rows, cols = _sample_pixels(labels_last, cfg.n_survey, rng)
     lon, lat = _pixel_to_lonlat(rows, cols, cfg, rng)
     survey = pd.DataFrame(
-        {"survey_id": [f"S{i:06d}" for i in range(cfg.n_survey)], "lon": lon, "lat": lat, "wealth": wealth[rows, cols] + 0.3 * rng.standard_normal(cfg.n_survey)}
+        {
+            "survey_id": [f"S{i:06d}" for i in range(cfg.n_survey)],
+            "lon": lon,
+            "lat": lat,
+            "wealth": wealth[rows, cols] + 0.3 * rng.standard_normal(cfg.n_survey),
+        }
     )
     with atomic_path(paths.survey_table) as tmp:
         survey.to_csv(tmp, index=False)

@@ -7,6 +7,7 @@ returns a tidy table of RATE ratios, PEHE, rank correlation and coverage.
     python -m models.simulation_study --out study.parquet          # demo grid, minutes on 2 cores
     python -m models.simulation_study --full --out study.parquet   # hours; uses CUDA if present
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,10 +65,29 @@ class StudyGrid:
 
     @classmethod
     def full(cls) -> StudyGrid:
-        encoders = tuple(EncoderChoice(c, o) for c, o in (("small", "random"), ("small", "contrastive"), ("medium", "contrastive"), ("large", "contrastive"), ("medium", "prognostic")))
+        encoders = tuple(
+            EncoderChoice(c, o)
+            for c, o in (
+                ("small", "random"),
+                ("small", "contrastive"),
+                ("medium", "contrastive"),
+                ("large", "contrastive"),
+                ("medium", "prognostic"),
+            )
+        )
         return cls(
-            seeds=tuple(range(10)), n_units=(1000, 3000), effect_strength=(0.5, 1.0), heterogeneity=("static", "change", "both", "none"), encoders=encoders,
-            learners=("causal_forest", "dr_learner", "t_learner"), epochs=15, region_px=1024, n_dates=8, chip_size=32, n_estimators=200, n_boot=200,
+            seeds=tuple(range(10)),
+            n_units=(1000, 3000),
+            effect_strength=(0.5, 1.0),
+            heterogeneity=("static", "change", "both", "none"),
+            encoders=encoders,
+            learners=("causal_forest", "dr_learner", "t_learner"),
+            epochs=15,
+            region_px=1024,
+            n_dates=8,
+            chip_size=32,
+            n_estimators=200,
+            n_boot=200,
         )
 
 
@@ -84,7 +104,16 @@ class _Trial:
 
 
 def _prepare(setting: dict, grid: StudyGrid, root: Path) -> _Trial:
-    cfg = SimulationConfig(n_units=setting["n_units"], n_survey=10, n_dates=grid.n_dates, region_px=grid.region_px, chip_size=grid.chip_size, effect_strength=setting["effect_strength"], heterogeneity=setting["heterogeneity"], seed=setting["seed"])
+    cfg = SimulationConfig(
+        n_units=setting["n_units"],
+        n_survey=10,
+        n_dates=grid.n_dates,
+        region_px=grid.region_px,
+        chip_size=grid.chip_size,
+        effect_strength=setting["effect_strength"],
+        heterogeneity=setting["heterogeneity"],
+        seed=setting["seed"],
+    )
     paths = simulate_study(cfg, root)
     catalog = build_catalog(paths.imagery_dir)
     units, _ = locate_units(validate_rct(read_table(paths.rct_table)), catalog)
@@ -95,14 +124,34 @@ def _prepare(setting: dict, grid: StudyGrid, root: Path) -> _Trial:
     trial = trial_frame(table, "outcome")
     tab = standardize(tabular_matrix(table).drop(columns="unit_id")).to_numpy()
     truth = read_unit_truth(paths.unit_truth)["tau"]
-    return _Trial(ids, trial["treatment"].to_numpy(), trial["outcome"].to_numpy(), trial["propensity"].to_numpy(), truth, tab, CrossFitting(grid.folds, setting["seed"]), cube)
+    return _Trial(
+        ids,
+        trial["treatment"].to_numpy(),
+        trial["outcome"].to_numpy(),
+        trial["propensity"].to_numpy(),
+        truth,
+        tab,
+        CrossFitting(grid.folds, setting["seed"]),
+        cube,
+    )
 
 
-def _embeddings(trial: _Trial, encoder: EncoderChoice, grid: StudyGrid, seed: int, device: torch.device, frames: list[int] | None) -> np.ndarray:
+def _embeddings(
+    trial: _Trial, encoder: EncoderChoice, grid: StudyGrid, seed: int, device: torch.device, frames: list[int] | None
+) -> np.ndarray:
     data = load_sequences(trial.cube, frames=frames)
     target = np.where(trial.T == 0, trial.Y, np.nan)
     spec = EncoderSpec(in_channels=data.x.shape[2], capacity=encoder.capacity)
-    fitted = fit_encoders(spec, data, encoder.objective, TrainConfig(epochs=grid.epochs, seed=seed), device, target=target, cross_fitting=trial.cross_fitting, frames=frames)
+    fitted = fit_encoders(
+        spec,
+        data,
+        encoder.objective,
+        TrainConfig(epochs=grid.epochs, seed=seed),
+        device,
+        target=target,
+        cross_fitting=trial.cross_fitting,
+        frames=frames,
+    )
     return fitted.transform(data, device)[0]
 
 
@@ -120,11 +169,15 @@ def run_setting(setting: dict, grid: StudyGrid, root: Path, device: torch.device
         if encoder == grid.encoders[0]:
             choices = {"tabular": trial.tabular, **choices}
         estimates, timings = cross_fit_choices(trial.unit_ids, choices, trial.T, trial.Y, trial.e, folds, grid.learners, cfg)
-        evaluation = evaluate_choices(estimates, tau_true=trial.tau, n_boot=grid.n_boot).merge(timings[["data_choice", "learner", "seconds"]], on=["data_choice", "learner"])
+        evaluation = evaluate_choices(estimates, tau_true=trial.tau, n_boot=grid.n_boot).merge(
+            timings[["data_choice", "learner", "seconds"]], on=["data_choice", "learner"]
+        )
         evaluation = evaluation.set_index(["data_choice", "learner"]).loc[timings.set_index(["data_choice", "learner"]).index].reset_index()
         for row in evaluation.to_dict("records"):
             rows.append({**setting, "encoder": "none" if row["data_choice"] == "tabular" else encoder.label, **row})
-            log(f"{setting} {rows[-1]['encoder']} {row['data_choice']} {row['learner']}: AUTOC ratio {row['autoc_ratio']:.2f}, PEHE {row['pehe']:.3f}")
+            log(
+                f"{setting} {rows[-1]['encoder']} {row['data_choice']} {row['learner']}: AUTOC ratio {row['autoc_ratio']:.2f}, PEHE {row['pehe']:.3f}"
+            )
     return rows
 
 
@@ -132,10 +185,12 @@ def settings(grid: StudyGrid) -> list[dict]:
     """One dict per simulated study of the grid."""
     keys = ("seed", "n_units", "effect_strength", "heterogeneity")
     values = (grid.seeds, grid.n_units, grid.effect_strength, grid.heterogeneity)
-    return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
 
 
-def run_study(grid: StudyGrid, device: torch.device | str = "auto", log: Callable[[str], None] = print, workdir: str | Path | None = None) -> pd.DataFrame:
+def run_study(
+    grid: StudyGrid, device: torch.device | str = "auto", log: Callable[[str], None] = print, workdir: str | Path | None = None
+) -> pd.DataFrame:
     device = resolve_device(device) if isinstance(device, str) else device
     rows = []
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
@@ -147,7 +202,12 @@ def run_study(grid: StudyGrid, device: torch.device | str = "auto", log: Callabl
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
     """Mean over seeds of each metric per data choice, encoder, learner and heterogeneity driver."""
     keys = ["heterogeneity", "data_choice", "encoder", "learner"]
-    return results.groupby(keys)[["autoc_ratio", "qini_ratio", "pehe", "rank_correlation", "coverage"]].mean().reset_index().sort_values(["heterogeneity", "autoc_ratio"], ascending=[True, False])
+    return (
+        results.groupby(keys)[["autoc_ratio", "qini_ratio", "pehe", "rank_correlation", "coverage"]]
+        .mean()
+        .reset_index()
+        .sort_values(["heterogeneity", "autoc_ratio"], ascending=[True, False])
+    )
 
 
 def main() -> None:

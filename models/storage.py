@@ -2,6 +2,7 @@
 
 An interrupted run therefore leaves the previous materialization intact, never a half-written file.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -3,6 +3,7 @@
 The same code runs on CPU and CUDA; on CUDA it adds bf16 autocast, channels_last, pinned-memory
 loading and optional ``torch.compile``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -40,7 +41,7 @@ class SequenceData:
     band_mean: torch.Tensor
     band_std: torch.Tensor
 
-    def subset(self, idx: np.ndarray) -> "SequenceData":
+    def subset(self, idx: np.ndarray) -> SequenceData:
         return SequenceData(self.unit_ids[idx], self.x[idx], self.valid[idx], self.years, self.band_mean, self.band_std)
 
     def data_hash(self) -> str:
@@ -50,7 +51,9 @@ class SequenceData:
         return h.hexdigest()[:16]
 
 
-def load_sequences(cube: xr.Dataset, frames: list[int] | None = None, block: int = 1024, stats: tuple[torch.Tensor, torch.Tensor] | None = None) -> SequenceData:
+def load_sequences(
+    cube: xr.Dataset, frames: list[int] | None = None, block: int = 1024, stats: tuple[torch.Tensor, torch.Tensor] | None = None
+) -> SequenceData:
     """Read a cube block by block into tensors; ``frames`` picks dates (e.g. [-1] for image-only).
 
     Band statistics are computed over valid pixels unless ``stats`` (from a trained encoder) is given.
@@ -147,7 +150,14 @@ def train_encoder(
     if cuda and cfg.fast:
         encoder.to(memory_format=torch.channels_last)
     step_model = torch.compile(encoder) if cfg.compile else encoder
-    loader = DataLoader(TensorDataset(*tensors), batch_size=cfg.batch_size, shuffle=True, drop_last=len(tensors[0]) > cfg.batch_size, pin_memory=cuda and cfg.fast, generator=torch.Generator().manual_seed(cfg.seed))
+    loader = DataLoader(
+        TensorDataset(*tensors),
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        drop_last=len(tensors[0]) > cfg.batch_size,
+        pin_memory=cuda and cfg.fast,
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
     params = list(encoder.parameters()) + list(heads.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=max(1, cfg.epochs * len(loader)))
@@ -161,7 +171,9 @@ def train_encoder(
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cuda and cfg.amp):
                 if objective == "contrastive":
                     (xa, va), (xb, vb) = _augment(*batch[:2]), _augment(*batch[:2])
-                    loss = _info_nce(heads.projection(step_model(xa, va, years)), heads.projection(step_model(xb, vb, years)), cfg.temperature)
+                    loss = _info_nce(
+                        heads.projection(step_model(xa, va, years)), heads.projection(step_model(xb, vb, years)), cfg.temperature
+                    )
                 else:
                     loss = F.mse_loss(heads.regression(step_model(batch[0], batch[1], years)).squeeze(1).float(), batch[2])
             opt.zero_grad(set_to_none=True)
@@ -181,7 +193,10 @@ def train_encoder(
 def embed(encoder: SequenceEncoder, data: SequenceData, device: torch.device, batch_size: int = 256) -> np.ndarray:
     encoder = encoder.to(device).eval()
     years = data.years.to(device)
-    out = [encoder(data.x[i : i + batch_size].to(device), data.valid[i : i + batch_size].to(device), years).float().cpu() for i in range(0, len(data.unit_ids), batch_size)]
+    out = [
+        encoder(data.x[i : i + batch_size].to(device), data.valid[i : i + batch_size].to(device), years).float().cpu()
+        for i in range(0, len(data.unit_ids), batch_size)
+    ]
     return torch.cat(out).numpy()
 
 
@@ -204,7 +219,11 @@ class FittedEncoders:
         return int(self.meta["chip_size"])
 
     def fold_of(self, unit_ids: np.ndarray) -> np.ndarray:
-        return np.zeros(len(unit_ids), dtype=np.int64) if self.folds == 1 else CrossFitting(self.folds, self.meta["fold_seed"]).assign(unit_ids)
+        return (
+            np.zeros(len(unit_ids), dtype=np.int64)
+            if self.folds == 1
+            else CrossFitting(self.folds, self.meta["fold_seed"]).assign(unit_ids)
+        )
 
     def sequences(self, cube: xr.Dataset) -> SequenceData:
         """A cube's sequences as these encoders expect them: their frames, their band statistics."""
@@ -247,7 +266,9 @@ def fit_encoders(
     for fold in range(k):
         train_idx = np.flatnonzero(assignment != fold) if k > 1 else np.arange(len(data.unit_ids))
         fold_target = None if target is None or objective != "prognostic" else target[train_idx]
-        model, history = trainer(spec, data.subset(train_idx), objective, cfg, device, fold_target, lambda row, f=fold: log({"fold": f, **row}))
+        model, history = trainer(
+            spec, data.subset(train_idx), objective, cfg, device, fold_target, lambda row, f=fold: log({"fold": f, **row})
+        )
         models.append(model.cpu())
         histories.append(history)
     meta = {
@@ -281,7 +302,8 @@ def load_encoders(path: str | Path) -> FittedEncoders:
     """Rebuild encoders from safetensors (no pickle is ever loaded)."""
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads(f.metadata()["eotrials"])
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        names = f.keys()  # a safetensors handle, not a dict
+        tensors = {k: f.get_tensor(k) for k in names}
     spec = EncoderSpec(**meta["spec"])
     models = []
     for k in range(meta["folds"]):

@@ -3,6 +3,7 @@
 The survey is split by id into train (fit), calibration (fits the debiasing corrections, never the
 model) and test (honest R^2), so the corrections and the reported skill never see training data.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -51,12 +52,24 @@ class WealthModel:
         return {s: float(r2_score(y[split == s], prediction[split == s])) for s in SPLIT_NAMES}
 
     def to_dict(self) -> dict:
-        return {"coef": self.coef_.tolist(), "intercept": self.intercept_, "alpha": self.alpha_, "r2": self.r2_, "encoder_model": self.encoder_model, "seed": self.seed}
+        return {
+            "coef": self.coef_.tolist(),
+            "intercept": self.intercept_,
+            "alpha": self.alpha_,
+            "r2": self.r2_,
+            "encoder_model": self.encoder_model,
+            "seed": self.seed,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> WealthModel:
         self = cls(seed=d["seed"], encoder_model=d["encoder_model"])
-        self.coef_, self.intercept_, self.alpha_, self.r2_ = np.asarray(d["coef"], float), float(d["intercept"]), float(d["alpha"]), dict(d["r2"])
+        self.coef_, self.intercept_, self.alpha_, self.r2_ = (
+            np.asarray(d["coef"], float),
+            float(d["intercept"]),
+            float(d["alpha"]),
+            dict(d["r2"]),
+        )
         return self
 
 
@@ -73,7 +86,9 @@ def survey_places(survey: pd.DataFrame, catalog: pd.DataFrame) -> tuple[pd.DataF
     return pd.DataFrame(inside.drop(columns="geometry")), outside
 
 
-def fit_on_survey(survey: pd.DataFrame, catalog: pd.DataFrame, fitted, workdir: Path, device, seed: int = 0) -> tuple[WealthModel, pd.DataFrame, int]:
+def fit_on_survey(
+    survey: pd.DataFrame, catalog: pd.DataFrame, fitted, workdir: Path, device, seed: int = 0
+) -> tuple[WealthModel, pd.DataFrame, int]:
     """Embed every surveyed place and fit the model on its train split.
 
     Returns the model, the predictions at every place with its split (survey_id, lon, lat, wealth,
@@ -85,7 +100,9 @@ def fit_on_survey(survey: pd.DataFrame, catalog: pd.DataFrame, fitted, workdir: 
     ids, X = kept["unit_id"].to_numpy(), per_model[model.encoder_model]
     y = places.set_index("unit_id").loc[ids, "wealth"].to_numpy(dtype=float)
     model.fit(X, y, ids)
-    predictions = pd.DataFrame({"survey_id": ids, "lon": kept["lon"], "lat": kept["lat"], "wealth": y, "prediction": model.predict(X), "split": model.split(ids)})
+    predictions = pd.DataFrame(
+        {"survey_id": ids, "lon": kept["lon"], "lat": kept["lat"], "wealth": y, "prediction": model.predict(X), "split": model.split(ids)}
+    )
     return model, predictions, len(outside)
 
 
@@ -97,4 +114,6 @@ def predict_map(model: WealthModel, grid: GridEmbedding) -> GridMap:
 def predict_units(model: WealthModel, fitted, cube: xr.Dataset, device) -> pd.DataFrame:
     """Predicted wealth at every unit of a chip cube (unit_id, prediction), from the cube's chips."""
     data = fitted.sequences(cube)
-    return pd.DataFrame({"unit_id": data.unit_ids.astype(str), "prediction": model.predict(fitted.transform_each(data, device)[model.encoder_model])})
+    return pd.DataFrame(
+        {"unit_id": data.unit_ids.astype(str), "prediction": model.predict(fitted.transform_each(data, device)[model.encoder_model])}
+    )

@@ -10,7 +10,9 @@ from models.catalog import imagery_files
 from pipelines.resources import StudySource
 
 all_assets_job = dg.define_asset_job("eotrials_job", selection=dg.AssetSelection.all(), description="Materialize the whole graph.")
-ingest_job = dg.define_asset_job("ingest_job", selection=dg.AssetSelection.groups("ingest"), description="Re-read the trial and the imagery.")
+ingest_job = dg.define_asset_job(
+    "ingest_job", selection=dg.AssetSelection.groups("ingest"), description="Re-read the trial and the imagery."
+)
 
 weekly_refresh = dg.ScheduleDefinition(
     name="weekly_refresh",

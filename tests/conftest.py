@@ -1,4 +1,5 @@
 """Shared fixtures: a small simulated study and tiny hand-made rasters."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,7 +23,18 @@ def small_study(tmp_path_factory):
 
 def write_raster(path: Path, data: np.ndarray, crs: str, transform, nodata=None) -> Path:
     """Write a (C, H, W) array as a GeoTIFF."""
-    with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0], dtype=data.dtype, crs=crs, transform=transform, nodata=nodata) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=data.dtype,
+        crs=crs,
+        transform=transform,
+        nodata=nodata,
+    ) as dst:
         dst.write(data)
     return path
 

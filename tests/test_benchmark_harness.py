@@ -6,7 +6,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from harness import environment, measure  # noqa: E402
-
 from tests.benchmark_workloads import allocate, fail, sleep  # noqa: E402
 
 

@@ -1,4 +1,5 @@
 """Chip extraction against windows computed by hand, plus the real Landsat scene."""
+
 import numpy as np
 import pandas as pd
 import pytest

@@ -1,4 +1,5 @@
 """LCC and Tweedie: exact and closed-form checks, degenerate input, and the many-trials comparison."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -46,7 +47,9 @@ def test_tweedie_is_nearly_unbiased_for_the_ate_on_gaussian_shrinkage():
     tweedie = TweedieCorrection().fit(yhat[calib], y[calib])
     lcc = LinearCalibrationCorrection().fit(yhat[calib], y[calib])
     pool = pd.DataFrame({"truth": y[2000:], "prediction": yhat[2000:]})
-    summary = evaluate(simulate_trials(pool, lcc, tweedie, TrialDesign(n_trials=60, units_per_trial=1000, effect=0.5, seed=2))).set_index("method")
+    summary = evaluate(simulate_trials(pool, lcc, tweedie, TrialDesign(n_trials=60, units_per_trial=1000, effect=0.5, seed=2))).set_index(
+        "method"
+    )
     assert summary.loc["naive", "mean_estimate"] == pytest.approx(0.3, abs=0.05)  # attenuated by b = 0.6
     for method in ("oracle", "lcc", "tweedie", "ppi"):
         assert abs(summary.loc[method, "bias"]) < 0.06, method

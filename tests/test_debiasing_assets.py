@@ -1,8 +1,10 @@
 """The wealth map, its corrections and the many-trials evaluation, materialized on a small demo."""
+
 import json
 
 import numpy as np
 import pandas as pd
+import pytest
 import rasterio
 
 from assets import debiasing, ingest, representation
@@ -12,6 +14,7 @@ from assets.representation import EncoderConfig, ImageEncoderConfig
 from tests.conftest import materialize_modules
 
 
+@pytest.mark.slow
 def test_wealth_map_corrections_and_evaluation(tmp_path):
     ops = {
         "study_inputs": DemoStudyConfig(n_units=120, n_survey=900, n_dates=3, region_px=192, chip_size=16, seed=6),

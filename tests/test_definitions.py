@@ -1,4 +1,5 @@
 """The code location loads, and its schedule and sensor behave."""
+
 import json
 import os
 import subprocess
@@ -8,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import geopandas as gpd
 import pandas as pd
+import pytest
 
 from pipelines.automation import new_imagery_sensor
 from pipelines.definitions import defs
@@ -36,7 +38,10 @@ def test_sensor_requests_a_run_only_when_scenes_change(tmp_path):
     source = StudySource(rct_table="x.csv", imagery=str(folder))
     first = new_imagery_sensor(dg.build_sensor_context(resources={"source": source}))
     assert isinstance(first, dg.RunRequest)
-    ctx = dg.build_sensor_context(resources={"source": source}, cursor=json.dumps({str(folder / "scene_2020-01-01.tif"): (folder / "scene_2020-01-01.tif").stat().st_mtime}))
+    ctx = dg.build_sensor_context(
+        resources={"source": source},
+        cursor=json.dumps({str(folder / "scene_2020-01-01.tif"): (folder / "scene_2020-01-01.tif").stat().st_mtime}),
+    )
     assert isinstance(new_imagery_sensor(ctx), dg.SkipReason)
     write_raster(folder / "scene_2021-01-01.tif", ramp(), UTM36, GRID)
     again = new_imagery_sensor(ctx)
@@ -44,16 +49,48 @@ def test_sensor_requests_a_run_only_when_scenes_change(tmp_path):
     assert isinstance(new_imagery_sensor(dg.build_sensor_context(resources={"source": StudySource()})), dg.SkipReason)
 
 
+@pytest.mark.slow
 def test_cli_materializes_the_whole_graph(tmp_path):
     """The README's main command, on a small demo, in a fresh Dagster home."""
     home, data = tmp_path / "home", tmp_path / "data"
     home.mkdir()
-    config = {"resources": {"cross_fitting": {"config": {"folds": 2}}}, "ops": {"study_inputs": {"config": {"n_units": 80, "n_survey": 300, "n_dates": 3, "region_px": 192, "chip_size": 16}}, "unit_image_sequences": {"config": {"chip_size": 16}}, "sequence_encoder": {"config": {"epochs": 1}}, "image_encoder": {"config": {"epochs": 1}},
-        "cate_estimates": {"config": {"learners": ["t_learner"]}}, "cate_map": {"config": {"step_px": 16, "n_estimators": 20}}, "wealth_map": {"config": {"step_px": 32}},
-        "trial_outcomes": {"config": {"n_trials": 10, "units_per_trial": 40}},
-        "simulation_study": {"config": {"seeds": [0], "n_units": [100], "heterogeneity": ["change"], "encoders": [{"capacity": "small", "objective": "random"}], "region_px": 96, "n_dates": 2}}}}
+    config = {
+        "resources": {"cross_fitting": {"config": {"folds": 2}}},
+        "ops": {
+            "study_inputs": {"config": {"n_units": 80, "n_survey": 300, "n_dates": 3, "region_px": 192, "chip_size": 16}},
+            "unit_image_sequences": {"config": {"chip_size": 16}},
+            "sequence_encoder": {"config": {"epochs": 1}},
+            "image_encoder": {"config": {"epochs": 1}},
+            "cate_estimates": {"config": {"learners": ["t_learner"]}},
+            "cate_map": {"config": {"step_px": 16, "n_estimators": 20}},
+            "wealth_map": {"config": {"step_px": 32}},
+            "trial_outcomes": {"config": {"n_trials": 10, "units_per_trial": 40}},
+            "simulation_study": {
+                "config": {
+                    "seeds": [0],
+                    "n_units": [100],
+                    "heterogeneity": ["change"],
+                    "encoders": [{"capacity": "small", "objective": "random"}],
+                    "region_px": 96,
+                    "n_dates": 2,
+                }
+            },
+        },
+    }
     env = {**os.environ, "DAGSTER_HOME": str(home), "EOTRIALS_DATA": str(data)}
-    cmd = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "pipelines.definitions", "--select", "*", "--config-json", json.dumps(config)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "asset",
+        "materialize",
+        "-m",
+        "pipelines.definitions",
+        "--select",
+        "*",
+        "--config-json",
+        json.dumps(config),
+    ]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert len(gpd.read_parquet(data / "rct_units.parquet")) == 80

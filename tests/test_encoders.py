@@ -1,4 +1,5 @@
 """Encoders: shapes, masking, save/load, cross-fitting, and the GPU path."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -24,7 +25,11 @@ CPU = torch.device("cpu")
 
 def batch(n=3, t=5, c=6, size=16, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, t, c, size, size, generator=g), torch.rand(n, t, size, size, generator=g) > 0.2, torch.arange(t, dtype=torch.float32)
+    return (
+        torch.randn(n, t, c, size, size, generator=g),
+        torch.rand(n, t, size, size, generator=g) > 0.2,
+        torch.arange(t, dtype=torch.float32),
+    )
 
 
 def synthetic(n=40, t=4, size=16, seed=0) -> SequenceData:
@@ -84,16 +89,25 @@ def test_cross_fitting_never_embeds_a_unit_with_a_model_that_saw_its_outcome():
     seen: list[set[str]] = []
 
     def spy(spec, train_data, objective, cfg, device, fold_target, log):
-        seen.append({u for u, y in zip(train_data.unit_ids, fold_target) if np.isfinite(y)})
+        seen.append({u for u, y in zip(train_data.unit_ids, fold_target, strict=True) if np.isfinite(y)})
         return train_encoder(spec, train_data, objective, cfg, device, fold_target, log)
 
-    fitted = fit_encoders(EncoderSpec(), data, "prognostic", TrainConfig(epochs=1, batch_size=16), CPU, target=target, cross_fitting=CrossFitting(5), trainer=spy)
+    fitted = fit_encoders(
+        EncoderSpec(),
+        data,
+        "prognostic",
+        TrainConfig(epochs=1, batch_size=16),
+        CPU,
+        target=target,
+        cross_fitting=CrossFitting(5),
+        trainer=spy,
+    )
     _, folds = fitted.transform(data, CPU)
     assert len(seen) == 5 and len(set(folds)) == 5
-    for unit, fold in zip(data.unit_ids, folds):
+    for unit, fold in zip(data.unit_ids, folds, strict=True):
         assert unit not in seen[fold]
     # every unit with a target trains the other folds' models
-    assert all(sum(u in s for s in seen) == 4 for u, y in zip(data.unit_ids, target) if np.isfinite(y))
+    assert all(sum(u in s for s in seen) == 4 for u, y in zip(data.unit_ids, target, strict=True) if np.isfinite(y))
 
 
 def test_folds_are_stable_and_balanced():

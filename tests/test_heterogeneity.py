@@ -1,4 +1,5 @@
 """RATE, TOC, DR scores and the calibration test against hand-computed cases and known DGPs."""
+
 import numpy as np
 import pytest
 
@@ -48,7 +49,9 @@ def test_calibration_recovers_a_calibrated_predictor():
 
 def test_truth_metrics():
     m = truth_metrics(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 5.0]), np.array([0.0, 0.0, 0.0]), np.array([2.0, 3.0, 4.0]))
-    assert m["pehe"] == pytest.approx(np.sqrt(4 / 3)) and m["rank_correlation"] == pytest.approx(1.0) and m["coverage"] == pytest.approx(2 / 3)
+    assert (
+        m["pehe"] == pytest.approx(np.sqrt(4 / 3)) and m["rank_correlation"] == pytest.approx(1.0) and m["coverage"] == pytest.approx(2 / 3)
+    )
 
 
 def _trial(strength: float, n: int = 1500, seed: int = 0):

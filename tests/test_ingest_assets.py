@@ -1,4 +1,5 @@
 """The ingest half of the asset graph, materialized for real with dagster.materialize."""
+
 import json
 import shutil
 from pathlib import Path
@@ -16,7 +17,7 @@ from tests.conftest import materialize_modules
 SMALL_DEMO = DemoStudyConfig(n_units=120, n_survey=50, n_dates=4, region_px=256, chip_size=16, seed=3)
 
 
-def materialize(root, source=StudySource(), ops=None, raise_on_error=True):
+def materialize(root, source=None, ops=None, raise_on_error=True):
     ops = {"study_inputs": SMALL_DEMO, "unit_image_sequences": ChipsConfig(chip_size=16), **(ops or {})}
     return materialize_modules([ingest], root, source, ops, raise_on_error)
 

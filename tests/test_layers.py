@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-FIRST_PARTY = {"models", "assets", "pipelines", "tests", "benchmarks"}
+FIRST_PARTY = {"models", "assets", "pipelines", "tests", "benchmarks", "harness"}
 # import name -> distribution name, where they differ
 DISTRIBUTION = {"sklearn": "scikit-learn", "ppi_py": "ppi-python", "yaml": "pyyaml", "dagster_graphql": "dagster-graphql"}
 

@@ -50,7 +50,12 @@ def test_sensor_run_key_is_the_same_in_every_process(tmp_path):
     folder.mkdir()
     write_raster(folder / "scene_2020-01-01.tif", ramp(), UTM36, GRID)
     code = f"from pipelines.automation import imagery_state, state_digest; print(state_digest(imagery_state({str(folder)!r})))"
-    keys = {subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True, text=True, check=True).stdout.strip() for seed in ("1", "2")}
+    keys = {
+        subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for seed in ("1", "2")
+    }
     assert keys == {state_digest(imagery_state(str(folder)))}
 
 
@@ -90,7 +95,9 @@ def test_treatment_share_check_passes_a_stratified_trial_and_fails_a_broken_one(
     from assets.ingest import treatment_share_matches_design
 
     def check(units: pd.DataFrame) -> dg.AssetCheckResult:
-        return treatment_share_matches_design(rct_units=gpd.GeoDataFrame(units, geometry=gpd.points_from_xy(np.zeros(len(units)), np.zeros(len(units)))))
+        return treatment_share_matches_design(
+            rct_units=gpd.GeoDataFrame(units, geometry=gpd.points_from_xy(np.zeros(len(units)), np.zeros(len(units))))
+        )
 
     assert check(_units(150, stratum=[0] * 100 + [1] * 100)).passed
     assert not check(_units(150, assignment_probability=0.5)).passed
@@ -120,7 +127,11 @@ def test_wealth_model_fits_on_train_only_and_round_trips():
     y_poisoned = np.where(split == "train", y, 1e6)  # the model must not look at calibration or test targets
     model = WealthModel().fit(X, y_poisoned, ids)
     assert model.r2_["train"] > 0.99 and abs(model.coef_[7] - 7) < 0.1
-    assert np.bincount(pd.factorize(split, sort=True)[0]).tolist() == [pytest.approx(120, abs=40), pytest.approx(120, abs=40), pytest.approx(360, abs=50)]
+    assert np.bincount(pd.factorize(split, sort=True)[0]).tolist() == [
+        pytest.approx(120, abs=40),
+        pytest.approx(120, abs=40),
+        pytest.approx(360, abs=50),
+    ]
     again = WealthModel.from_dict(json.loads(json.dumps(model.to_dict())))
     np.testing.assert_allclose(again.predict(X), model.predict(X))
 

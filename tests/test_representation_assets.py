@@ -1,4 +1,5 @@
 """Ingest + representation materialized on CPU: encoders, then every embedding table."""
+
 import numpy as np
 import pandas as pd
 import xarray as xr

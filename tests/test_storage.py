@@ -8,10 +8,9 @@ from models.storage import atomic_path
 def test_atomic_file_write_keeps_previous_on_error(tmp_path: Path):
     target = tmp_path / "table.txt"
     target.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("interrupted")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("interrupted")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["table.txt"]
 
@@ -34,7 +33,9 @@ def _run(asset_fn, root: Path):
     from pipelines.resources import StorageResource
 
     storage = StorageResource(root=str(root))
-    return dg.materialize([asset_fn], resources={"storage": storage, "io_manager": LocalStorageIOManager(storage=storage)}, raise_on_error=False)
+    return dg.materialize(
+        [asset_fn], resources={"storage": storage, "io_manager": LocalStorageIOManager(storage=storage)}, raise_on_error=False
+    )
 
 
 def _failure(result) -> str:
