@@ -6,7 +6,7 @@ import pandas as pd
 
 from assets.config import LearnerName, values
 from assets.metadata import figure_md, table_md
-from models.cate import LEARNERS, LearnerConfig, cross_fit_choices, feature_matrix
+from models.cate import DATA_CHOICES, LEARNERS, LearnerConfig, cross_fit_choices, feature_matrix
 from models.design import standardized_differences, trial_frame
 from models.heterogeneity import ate_table, evaluate_choices, toc_by_choice
 from models.plots import toc_curves
@@ -43,12 +43,8 @@ def cate_estimates(
     The propensity is the design's, never estimated. DR scores come from out-of-fold outcome models
     on the richest features (image sequence + tabular), shared by all choices.
     """
-    tables = {
-        "tabular": embeddings_tabular,
-        "image": embeddings_image,
-        "image_sequence": embeddings_image_sequence,
-        "image_sequence_tabular": embeddings_image_sequence_tabular,
-    }
+    received = (embeddings_tabular, embeddings_image, embeddings_image_sequence, embeddings_image_sequence_tabular)
+    tables = dict(zip(DATA_CHOICES, received, strict=True))
     common = set.intersection(*(set(t["unit_id"]) for t in tables.values()))
     trial = trial_frame(rct_units, source.outcomes[0])
     trial = trial[trial["unit_id"].isin(common)].reset_index(drop=True)
