@@ -9,9 +9,9 @@ import pandas as pd
 import xarray as xr
 
 from assets.metadata import figure_md, table_md
-from models.debias import corrections_from_dict, debias_map, fit_corrections
+from models.debias import BandwidthRule, TweedieCorrection, corrections_from_dict, debias_map, fit_corrections
 from models.grid import GridMap, embed_grid
-from models.many_trials import METHODS, TrialDesign, evaluate, observed_trial, simulate_trials
+from models.many_trials import METHODS, TrialDesign, TweedieDensity, evaluate, observed_trial, simulate_trials
 from models.plots import metric_bars, raster_panels
 from models.rct import read_table
 from models.simulate import read_unit_truth
@@ -112,11 +112,17 @@ def wealth_map(
     yield dg.Output(units, output_name="unit_wealth_predictions", metadata={"units": len(units)})
 
 
+class WealthCorrectionsConfig(dg.Config):
+    """Tweedie's KDE bandwidth: ``scott`` (scipy's default, the source study's) or ``silverman_derivative``."""
+
+    bandwidth: BandwidthRule = TweedieCorrection().bandwidth
+
+
 @dg.asset(group_name=GROUP, kinds={"json"})
-def wealth_corrections(survey_predictions: pd.DataFrame) -> dg.Output:
+def wealth_corrections(config: WealthCorrectionsConfig, survey_predictions: pd.DataFrame) -> dg.Output:
     """LCC and Tweedie's correction, fitted once on the calibration split, with the diagnostics that
     say whether a correction is warranted. Every trial reuses these: no new ground truth."""
-    out = fit_corrections(survey_predictions[survey_predictions["split"] == "calibration"])
+    out = fit_corrections(survey_predictions[survey_predictions["split"] == "calibration"], config.bandwidth)
     lcc, tweedie = out["lcc"], out["tweedie"]
     meta = {
         "a": lcc["a"],
@@ -151,6 +157,7 @@ class TrialOutcomesConfig(dg.Config):
     units_per_trial: int = TrialDesign.units_per_trial
     effect: float = TrialDesign.effect
     labeled_share: float = TrialDesign.labeled_share
+    tweedie_density: TweedieDensity = TrialDesign.tweedie_density
     seed: int = TrialDesign.seed
 
 

@@ -7,6 +7,7 @@ applied to any number of predictions: scikit-learn style ``fit`` / ``transform``
 from __future__ import annotations
 
 import warnings
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -18,11 +19,23 @@ class CorrectionError(ValueError):
     """A correction cannot be fitted meaningfully on these data."""
 
 
+WEAK_SLOPE = 0.3  # below this calibration slope LCC warns: it inflates the outcome's variance by 1 / b^2 > 11
+
+
+class WeakCalibrationWarning(UserWarning):
+    """The map barely tracks the truth: LCC is unbiased but very noisy."""
+
+
+class OutOfSupportWarning(UserWarning):
+    """Predictions outside the calibration predictions' range: the KDE's score there is a tail estimate."""
+
+
 class LinearCalibrationCorrection:
     """LCC: on the calibration split fit ``prediction = a + b * truth``; corrected = (prediction - a) / b.
 
-    Unbiased for treatment effects under linear shrinkage; inflates variance by 1 / b**2. Refuses
-    to fit when b is not clearly positive (its 95% interval must exclude zero).
+    Unbiased for treatment effects under linear shrinkage; inflates variance by 1 / b**2
+    (``variance_inflation_``). Refuses to fit when b is not clearly positive (its 95% interval
+    must exclude zero) and warns when b < ``WEAK_SLOPE``.
     """
 
     def fit(self, prediction: np.ndarray, truth: np.ndarray) -> LinearCalibrationCorrection:
@@ -33,13 +46,24 @@ class LinearCalibrationCorrection:
             raise CorrectionError(
                 f"calibration slope b = {self.b_:.3g} (se {self.b_se_:.2g}) is not clearly positive: the predictions do not track the truth, LCC would divide by ~0"
             )
+        if self.b_ < WEAK_SLOPE:
+            warnings.warn(
+                f"calibration slope b = {self.b_:.3g} is below {WEAK_SLOPE}: LCC stays unbiased but multiplies the outcome's variance by 1/b^2 = {self.variance_inflation_:.1f}",
+                WeakCalibrationWarning,
+                stacklevel=2,
+            )
         return self
+
+    @property
+    def variance_inflation_(self) -> float:
+        """How much LCC multiplies the predictions' variance: 1 / b^2."""
+        return 1.0 / self.b_**2
 
     def transform(self, prediction: np.ndarray) -> np.ndarray:
         return (np.asarray(prediction, float) - self.a_) / self.b_
 
     def to_dict(self) -> dict:
-        return {"a": self.a_, "b": self.b_, "a_se": self.a_se_, "b_se": self.b_se_}
+        return {"a": self.a_, "b": self.b_, "a_se": self.a_se_, "b_se": self.b_se_, "variance_inflation": self.variance_inflation_}
 
     @classmethod
     def from_dict(cls, d: dict) -> LinearCalibrationCorrection:
@@ -48,55 +72,118 @@ class LinearCalibrationCorrection:
         return self
 
 
+BandwidthRule = Literal["scott", "silverman_derivative"]
+
+
+def kde_bandwidth(x: np.ndarray, rule: BandwidthRule | float = "scott") -> float:
+    """The Gaussian KDE's bandwidth: ``scott`` is scipy's ``gaussian_kde`` default, sd n^-1/5 (the
+    source study's choice); ``silverman_derivative`` is 0.9 min(sd, IQR/1.34) n^-1/7, the rate that
+    is optimal for the density's derivative (our former default; see docs/methods.md); a number is
+    used as it is."""
+    if not isinstance(rule, str):
+        return float(rule)
+    if rule == "scott":
+        return float(np.std(x, ddof=1) * len(x) ** (-1 / 5))
+    if rule == "silverman_derivative":
+        return silverman_bandwidth(x)
+    raise ValueError(f"bandwidth rule must be 'scott', 'silverman_derivative' or a number, got {rule!r}")
+
+
 class TweedieCorrection:
     """Tweedie's correction: corrected = prediction - sigma**2 * d/dz log p(z) at z = prediction.
 
     sigma is the sd of (prediction - truth) on the calibration split; p is a Gaussian KDE of the
-    calibration predictions with Silverman's bandwidth at the derivative rate (0.9 min(sd, IQR/1.34) n^-1/7). Its score is
-    evaluated analytically (p'/p) on ``grid_size`` points spanning the calibration predictions +- 3
-    bandwidths and linearly interpolated, so correcting a 10-million-cell map costs one ``np.interp``.
-    Predictions outside that grid get the edge score and a warning (unreliable extrapolation).
+    calibration predictions (bandwidth by ``kde_bandwidth``). Its score p'/p is evaluated
+    analytically on a grid whose step is a fixed fraction of the bandwidth (``points_per_bandwidth``),
+    spanning the calibration predictions +- 3 bandwidths, and linearly interpolated: correcting a
+    10-million-cell map costs one ``np.interp``. Predictions beyond the grid, and in the few grid
+    intervals where interpolation would miss ``tolerance`` (sharp turns between isolated
+    predictions), get the direct score.
+    Predictions outside the calibration predictions' range (the support) raise an
+    ``OutOfSupportWarning``: the score there comes from the density's tails.
     """
 
-    def __init__(self, grid_size: int = 4096):
-        self.grid_size = grid_size
+    def __init__(
+        self, bandwidth: BandwidthRule | float = "scott", points_per_bandwidth: int = 8, tolerance: float = 1e-2, max_grid: int = 1_000_000
+    ):
+        self.bandwidth = bandwidth
+        self.points_per_bandwidth = points_per_bandwidth
+        self.tolerance = tolerance  # largest interpolation error at interval midpoints, in units of 1 / bandwidth
+        self.max_grid = max_grid
 
     def fit(self, prediction: np.ndarray, truth: np.ndarray) -> TweedieCorrection:
         prediction, truth = _check_pair(prediction, truth)
         self.sigma_ = float(np.std(prediction - truth, ddof=1))
-        self.bandwidth_ = silverman_bandwidth(prediction)
-        self.support_ = (float(prediction.min()), float(prediction.max()))
-        self.grid_ = np.linspace(self.support_[0] - 3 * self.bandwidth_, self.support_[1] + 3 * self.bandwidth_, self.grid_size)
-        self.score_ = kde_score(self.grid_, prediction, self.bandwidth_)
+        return self._fit_density(prediction)
+
+    def _fit_density(self, centres: np.ndarray) -> TweedieCorrection:
+        self.centres_ = np.asarray(centres, float)
+        self.bandwidth_ = kde_bandwidth(self.centres_, self.bandwidth)
+        self.support_ = (float(self.centres_.min()), float(self.centres_.max()))
+        lo, hi = self.support_[0] - 3 * self.bandwidth_, self.support_[1] + 3 * self.bandwidth_
+        size = int(np.ceil((hi - lo) / self.bandwidth_ * self.points_per_bandwidth)) + 1
+        if size > self.max_grid:
+            raise CorrectionError(
+                f"the calibration predictions span {(hi - lo) / self.bandwidth_:.0f} bandwidths: a score grid of {size:,} points exceeds max_grid"
+            )
+        self.grid_ = np.linspace(lo, hi, max(size, 2))
+        self.score_ = kde_score(self.grid_, self.centres_, self.bandwidth_)
+        # Between isolated predictions (sparse tails, gaps between modes) the score flips sign over a
+        # width of h^2 / gap, much less than a grid step: such intervals are marked for direct evaluation.
+        mid = (self.grid_[:-1] + self.grid_[1:]) / 2
+        self.exact_ = (
+            np.abs((self.score_[:-1] + self.score_[1:]) / 2 - kde_score(mid, self.centres_, self.bandwidth_))
+            > self.tolerance / self.bandwidth_
+        )
         return self
+
+    def with_density(self, predictions: np.ndarray) -> TweedieCorrection:
+        """The same sigma with the density refitted on other predictions (e.g. a trial's own),
+        instead of the calibration predictions the map's correction was fitted on."""
+        other = TweedieCorrection(self.bandwidth, self.points_per_bandwidth, self.tolerance, self.max_grid)
+        other.sigma_ = self.sigma_
+        return other._fit_density(np.asarray(predictions, float))
+
+    def score(self, z: np.ndarray) -> np.ndarray:
+        """d/dz log p(z): interpolated on the grid, direct beyond it and in marked intervals."""
+        z = np.asarray(z, float)
+        out = np.interp(z, self.grid_, self.score_)
+        interval = np.clip(np.searchsorted(self.grid_, z, side="right") - 1, 0, len(self.grid_) - 2)
+        direct = (z < self.grid_[0]) | (z > self.grid_[-1]) | self.exact_[interval]
+        if direct.any():
+            out[direct] = kde_score(z[direct], self.centres_, self.bandwidth_)
+        return out
 
     def transform(self, prediction: np.ndarray) -> np.ndarray:
         prediction = np.asarray(prediction, float)
         if self.sigma_ == 0:
             return prediction.copy()  # predictions equal the truth: nothing to undo
-        outside = (prediction < self.grid_[0]) | (prediction > self.grid_[-1])
+        outside = (prediction < self.support_[0]) | (prediction > self.support_[1])
         if outside.any():
             warnings.warn(
-                f"{int(outside.sum())} predictions lie outside the calibration predictions' support {self.support_}; their Tweedie scores are extrapolated",
+                f"{int(outside.sum())} predictions lie outside the calibration predictions' range {self.support_}: their Tweedie scores come from the density's tails",
+                OutOfSupportWarning,
                 stacklevel=2,
             )
-        return prediction - self.sigma_**2 * np.interp(prediction, self.grid_, self.score_)
+        return prediction - self.sigma_**2 * self.score(prediction)
 
     def to_dict(self) -> dict:
         return {
             "sigma": self.sigma_,
+            "bandwidth_rule": self.bandwidth,
             "bandwidth": self.bandwidth_,
             "support": list(self.support_),
-            "grid": self.grid_.tolist(),
-            "score": self.score_.tolist(),
+            "centres": self.centres_.tolist(),
+            "points_per_bandwidth": self.points_per_bandwidth,
+            "tolerance": self.tolerance,
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> TweedieCorrection:
-        self = cls(grid_size=len(d["grid"]))
-        self.sigma_, self.bandwidth_, self.support_ = d["sigma"], d["bandwidth"], tuple(d["support"])
-        self.grid_, self.score_ = np.asarray(d["grid"]), np.asarray(d["score"])
-        return self
+        """Rebuilt from the calibration predictions and sigma (the score grid is recomputed)."""
+        self = cls(d["bandwidth_rule"], d["points_per_bandwidth"], d["tolerance"])
+        self.sigma_ = d["sigma"]
+        return self._fit_density(np.asarray(d["centres"], float))
 
 
 def _check_pair(prediction: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -152,11 +239,11 @@ def diagnostics(prediction: np.ndarray, truth: np.ndarray) -> dict:
     }
 
 
-def fit_corrections(calibration: pd.DataFrame) -> dict:
+def fit_corrections(calibration: pd.DataFrame, bandwidth: BandwidthRule | float = "scott") -> dict:
     """LCC, Tweedie and the diagnostics, fitted once on calibration rows (columns prediction, wealth),
     as one JSON-able record that every trial reuses."""
     pred, truth = calibration["prediction"].to_numpy(), calibration["wealth"].to_numpy()
-    lcc, tweedie = LinearCalibrationCorrection().fit(pred, truth), TweedieCorrection().fit(pred, truth)
+    lcc, tweedie = LinearCalibrationCorrection().fit(pred, truth), TweedieCorrection(bandwidth).fit(pred, truth)
     return {
         "lcc": lcc.to_dict(),
         "tweedie": tweedie.to_dict(),

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.debias import CorrectionError, LinearCalibrationCorrection, TweedieCorrection, diagnostics, kde_score, silverman_bandwidth
+from models.debias import CorrectionError, LinearCalibrationCorrection, TweedieCorrection, diagnostics
 from models.many_trials import TrialDesign, evaluate, simulate_trials
 
 
@@ -38,7 +38,7 @@ def test_tweedie_matches_the_closed_form_on_gaussian_shrinkage():
     z = np.linspace(-1, 1, 21)
     corrected = tweedie.transform(z)
     assert np.polyfit(z, corrected, 1)[0] == pytest.approx(1 / 0.6, rel=0.03)
-    np.testing.assert_allclose(corrected, z / 0.6, atol=0.1)  # pointwise: KDE sampling noise
+    np.testing.assert_allclose(corrected, z / 0.6, atol=0.15)  # pointwise: KDE sampling noise at Scott's bandwidth
 
 
 def test_tweedie_is_nearly_unbiased_for_the_ate_on_gaussian_shrinkage():
@@ -56,14 +56,6 @@ def test_tweedie_is_nearly_unbiased_for_the_ate_on_gaussian_shrinkage():
     assert summary.loc["naive", "coverage"] < 0.5 and summary.loc["lcc", "coverage"] > 0.85
 
 
-def test_grid_score_matches_direct_kde():
-    x = np.random.default_rng(3).gamma(2.0, 1.0, 3000)
-    tweedie = TweedieCorrection().fit(x, x + np.random.default_rng(4).normal(0, 0.5, 3000))
-    z = np.random.default_rng(5).uniform(x.min(), x.max(), 1000)
-    direct = kde_score(z, x, silverman_bandwidth(x))
-    np.testing.assert_allclose(np.interp(z, tweedie.grid_, tweedie.score_), direct, atol=1e-3 * np.abs(direct).max())
-
-
 def test_degenerate_inputs():
     y = np.linspace(0, 1, 50)
     with pytest.raises(CorrectionError, match="constant"):
@@ -74,7 +66,7 @@ def test_degenerate_inputs():
         TweedieCorrection().fit(y[:5], y[:5])
     identity = TweedieCorrection().fit(y, y)  # sigma = 0: predictions are the truth
     np.testing.assert_array_equal(identity.transform(y), y)
-    with pytest.warns(UserWarning, match="outside the calibration predictions' support"):
+    with pytest.warns(UserWarning, match="outside the calibration predictions' range"):
         TweedieCorrection().fit(y + 0.1 * np.sin(40 * y), y).transform(np.array([10.0]))
 
 
