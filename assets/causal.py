@@ -67,10 +67,15 @@ def covariates_balanced(tabular_features: pd.DataFrame, rct_units: gpd.GeoDataFr
     """A randomization check: imbalance beyond chance means the assignment or the data is broken."""
     treatment = rct_units.set_index("unit_id").loc[tabular_features["unit_id"], "treatment"].to_numpy()
     balance = standardized_differences(tabular_features.drop(columns="unit_id"), treatment)
+    imbalanced = balance.loc[balance["p_adjusted"] < 1e-3, "covariate"].tolist()
     return dg.AssetCheckResult(
-        passed=bool(balance["p_adjusted"].min() >= 1e-3),
+        passed=not imbalanced,
         severity=dg.AssetCheckSeverity.ERROR,
+        description="far beyond chance: broken data or a post-treatment variable; drop it from StudySource.covariates"
+        if imbalanced
+        else None,
         metadata={
+            "imbalanced": ", ".join(imbalanced) or "none",
             "max_abs_smd": float(balance["smd"].abs().max()),
             "min_p_adjusted": float(balance["p_adjusted"].min()),
             "balance": table_md(balance),

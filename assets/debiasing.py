@@ -13,8 +13,8 @@ from models.debias import BandwidthRule, TweedieCorrection, corrections_from_dic
 from models.grid import GridMap, embed_grid
 from models.many_trials import METHODS, TrialDesign, TweedieDensity, evaluate, observed_trial, simulate_trials
 from models.plots import metric_bars, raster_panels
-from models.rct import read_table
 from models.simulate import read_unit_truth
+from models.tables import read_table
 from models.training import load_encoders
 from models.wealth import WealthModel, fit_on_survey, predict_map, predict_units
 from pipelines.resources import ComputeResource, StorageResource
@@ -51,7 +51,7 @@ def wealth_model(
     calibration for the corrections, test for honest R^2). The model is stored as JSON coefficients."""
     if not study_inputs.get("survey_table"):
         raise ValueError("no survey table configured (StudySource.survey_table): the wealth map needs surveyed wealth")
-    survey = read_table(study_inputs["survey_table"])
+    survey = read_table(study_inputs["survey_table"], field="StudySource.survey_table")
     with storage.staging() as stage:  # scratch for the survey places' chips, removed at the end
         model, predictions, outside = fit_on_survey(
             survey, imagery_catalog, load_encoders(sequence_encoder), stage.folder, compute.torch_device(), config.seed

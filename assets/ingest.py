@@ -9,12 +9,22 @@ import pandas as pd
 
 from assets.metadata import figure_md, table_md
 from models.catalog import build_catalog
-from models.chips import CHIP_SIZE, TILE_PX, WORKERS, check_all_nodata_share, open_cube, write_sequence_cube
+from models.chips import CHIP_SIZE, TILE_PX, WORKERS, check_nodata, open_cube, write_sequence_cube
 from models.design import randomization_test
 from models.plots import sequence_strip, study_area_map
-from models.rct import RCTSpec, check_dropped_share, locate_units, read_table, study_manifest, tabular_matrix, validate_rct
+from models.rct import (
+    RCTSpec,
+    check_dropped_share,
+    check_outcomes,
+    covariate_choice,
+    locate_units,
+    study_manifest,
+    tabular_matrix,
+    validate_rct,
+)
 from models.simulate import Heterogeneity, SimulationConfig, StudyPaths, simulate_study
 from models.storage import atomic_path
+from models.tables import read_table
 from pipelines.resources import StorageResource, StudySource
 
 GROUP = "ingest"
@@ -56,13 +66,14 @@ def study_inputs(context: dg.AssetExecutionContext, config: DemoStudyConfig, sou
 
 
 @dg.asset(group_name=GROUP, kinds={"parquet", "geotiff"})
-def imagery_catalog(context: dg.AssetExecutionContext, study_inputs: dict, source: StudySource) -> pd.DataFrame:
+def imagery_catalog(context: dg.AssetExecutionContext, study_inputs: dict, source: StudySource, storage: StorageResource) -> pd.DataFrame:
     """One row per scene: date, file paths, CRS, bounds, resolution, band names, nodata, scales.
 
-    Every raster header is read here, so a corrupt file or inconsistent band counts fail early,
-    naming the file.
+    Every raster is opened and the first and last block of every band read here, so a corrupt or
+    truncated file or inconsistent band counts fail early, naming the file. Tiles of one date are
+    mosaicked into a VRT under ``imagery_mosaics/``.
     """
-    catalog = build_catalog(study_inputs["imagery"], band_names=source.band_names)
+    catalog = build_catalog(study_inputs["imagery"], source.band_names, source.band_files, mosaic_dir=storage.path("imagery_mosaics"))
     preview = catalog[["scene_id", "crs", "res_x", "width", "height", "band_count"]]
     context.add_output_metadata(
         {
@@ -80,6 +91,7 @@ class UnitsConfig(dg.Config):
 
     min_arm_size: int = RCTSpec.min_arm_size
     max_outside_share: float = 0.05
+    max_missing_outcome_share: float = 0.1
 
 
 @dg.asset(
@@ -92,12 +104,15 @@ def rct_units(
 ):
     """The validated trial table as GeoParquet: EPSG:4326 points plus x, y in the imagery CRS.
 
-    Fails on duplicate ids, missing or out-of-range coordinates, non-binary or missing treatment
-    and too-small arms; drops units outside the imagery and fails above ``max_outside_share``.
+    Fails on duplicate ids, missing or out-of-range coordinates, non-binary or missing treatment,
+    non-numeric outcomes and too-small arms; drops units with a missing outcome (failing above
+    ``max_missing_outcome_share``) and units outside the imagery (failing above ``max_outside_share``).
     """
-    table = validate_rct(read_table(study_inputs["rct_table"]), source.rct_spec(config.min_arm_size))
-    units, dropped = locate_units(table, imagery_catalog)
-    check_dropped_share(len(table), dropped, config.max_outside_share)
+    spec = source.rct_spec(config.min_arm_size)
+    table, no_outcome = check_outcomes(validate_rct(read_table(study_inputs["rct_table"]), spec), spec, config.max_missing_outcome_share)
+    units, outside = locate_units(table, imagery_catalog)
+    check_dropped_share(len(table), outside, config.max_outside_share)
+    dropped = pd.concat([no_outcome, outside], ignore_index=True)
     arms = units.groupby("treatment").size().rename("units").reset_index()
     first_scene = imagery_catalog["paths"].iloc[0][0]
     yield dg.Output(
@@ -105,6 +120,7 @@ def rct_units(
         metadata={
             "units": len(units),
             "dropped": len(dropped),
+            "dropped_missing_outcome": len(no_outcome),
             "dropped_units": table_md(dropped.head(20)),
             "arms": table_md(arms),
             "imagery_crs": imagery_catalog["crs"].iloc[0],
@@ -113,9 +129,9 @@ def rct_units(
     )
     yield dg.AssetCheckResult(
         check_name="units_inside_imagery",
-        passed=len(dropped) == 0,
+        passed=len(outside) == 0,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"outside": len(dropped), "share": len(dropped) / max(len(table), 1)},
+        metadata={"outside": len(outside), "share": len(outside) / max(len(table), 1)},
     )
 
 
@@ -130,7 +146,8 @@ class ChipsConfig(dg.Config):
     """Chip extraction settings."""
 
     chip_size: int = CHIP_SIZE
-    max_all_nodata_share: float = 0.05
+    max_all_nodata_share: float = 0.05  # of units with no valid pixel on any date (dropped above this share fails)
+    max_date_nodata_share: float = 0.5  # of units with no valid pixel on one date (an empty scene fails)
     tile_px: int = TILE_PX
     workers: int = WORKERS
 
@@ -150,8 +167,11 @@ def unit_image_sequences(
     """Every unit's T x C x H x W chip sequence as a Zarr cube (dims unit, time, band, y, x).
 
     Windowed reads grouped by scene and neighbourhood, each raster in its own CRS; nodata and
-    cloud pixels are NaN in ``reflectance`` and False in ``valid``. Units with no valid pixel on
-    any date are dropped and listed; more than ``max_all_nodata_share`` of them is an error.
+    cloud pixels are NaN in ``reflectance`` and False in ``valid`` (a pixel is valid when every band
+    is). Units with no valid pixel on any date are dropped and listed; more than
+    ``max_all_nodata_share`` of them is an error, as is a date on which more than
+    ``max_date_nodata_share`` of units have no valid pixel. The metadata lists, per date, how many
+    units had no data there.
     """
     started = time.perf_counter()
     with storage.staging() as stage:
@@ -159,7 +179,7 @@ def unit_image_sequences(
         summary = write_sequence_cube(
             rct_units, imagery_catalog, staged.path, config.chip_size, tile_px=config.tile_px, workers=config.workers
         )
-        check_all_nodata_share(summary, len(rct_units), config.max_all_nodata_share)
+        check_nodata(summary, config.max_all_nodata_share, config.max_date_nodata_share)
         seconds = time.perf_counter() - started
         yield dg.Output(
             staged, metadata={**_cube_metadata(staged.path, summary), "seconds": seconds, "chips_per_second": summary.n_units / seconds}
@@ -182,6 +202,8 @@ def _cube_metadata(path, summary) -> dict:
         "dims": dg.MetadataValue.json({k: int(v) for k, v in cube.sizes.items()}),
         "valid_fraction": summary.valid_fraction,
         "dropped_all_nodata": dg.MetadataValue.json(summary.dropped_all_nodata[:50]),
+        "units_without_data_by_date": table_md(summary.date_table()),
+        "max_date_share_without_data": float(summary.date_table()["share"].max()),
         "sequence": figure_md(strip, "sequence strip"),
     }
 
@@ -190,9 +212,26 @@ def _cube_metadata(path, summary) -> dict:
 def tabular_features(context: dg.AssetExecutionContext, rct_units: gpd.GeoDataFrame, source: StudySource) -> pd.DataFrame:
     """The covariate matrix the causal models use: numeric covariates keyed by unit_id.
 
-    Missing values are median-imputed with a ``<name>_missing`` indicator, so no unit is lost.
+    Listed covariates (``StudySource.covariates``) are taken as they are; without a list, numeric
+    columns without another role except ids, codes and post-treatment-looking names (the metadata
+    says which were taken and which left out, and why). Missing values are median-imputed with a
+    ``<name>_missing`` indicator, so no unit is lost.
     """
-    features = tabular_matrix(pd.DataFrame(rct_units.drop(columns="geometry")), source.rct_spec())
+    table = pd.DataFrame(rct_units.drop(columns="geometry"))
+    taken, excluded = covariate_choice(table, source.rct_spec())
+    context.log.info(
+        f"covariates taken: {taken}; left out: {excluded}"
+        + ("" if source.covariates is not None else " (auto-detected: list them in StudySource.covariates)")
+    )
+    features = tabular_matrix(table, source.rct_spec())
     summary = features.drop(columns="unit_id").describe().T.reset_index(names="covariate")[["covariate", "mean", "std", "min", "max"]]
-    context.add_output_metadata({"units": len(features), "covariates": features.shape[1] - 1, "summary": table_md(summary)})
+    left_out = pd.DataFrame({"column": list(excluded), "reason": list(excluded.values())})
+    meta = {
+        "units": len(features),
+        "covariates": features.shape[1] - 1,
+        "covariates_taken": ", ".join(taken) or "none",
+        "left_out": table_md(left_out),
+        "summary": table_md(summary),
+    }
+    context.add_output_metadata({**meta, "auto_detected": source.covariates is None})
     return features

@@ -146,9 +146,19 @@ def iter_chip_tiles(
 
 @dataclass
 class CubeSummary:
+    """What the extraction found: units kept, units without a valid pixel on any date, and per date
+    how many of the located units had no valid pixel (a pixel is valid when every band is)."""
+
     n_units: int
     dropped_all_nodata: list[str]
     valid_fraction: float
+    n_located: int = 0
+    dates: list[str] = field(default_factory=list)
+    nodata_by_date: list[int] = field(default_factory=list)
+
+    def date_table(self) -> pd.DataFrame:
+        share = np.asarray(self.nodata_by_date) / max(self.n_located, 1)
+        return pd.DataFrame({"date": self.dates, "units_without_data": self.nodata_by_date, "share": share})
 
 
 class _CubeAppender:
@@ -239,12 +249,15 @@ def write_sequence_cube(
     scenes = scenes_from_catalog(catalog)
     dropped: list[str] = []
     valid_px = total_px = 0
+    nodata_by_date = np.zeros(len(catalog), dtype=np.int64)
     with atomic_path(path) as tmp, contextlib.ExitStack() as stack:
         for scene in scenes:
             stack.enter_context(scene)
         cube = _CubeAppender(tmp, catalog["date"].to_numpy(), list(catalog["band_names"].iloc[0]), size, flush_units)
         for idx, chips in iter_chip_tiles(units["lon"], units["lat"], scenes, size, tile_px, workers):
-            has_data = ~np.isnan(chips).all(axis=(1, 2, 3, 4))
+            has_date = (~np.isnan(chips).any(axis=2)).any(axis=(2, 3))  # (n, T): any pixel valid in every band
+            nodata_by_date += (~has_date).sum(axis=0)
+            has_data = has_date.any(axis=1)
             dropped += units["unit_id"].iloc[idx[~has_data]].astype(str).tolist()
             kept = chips[has_data]
             valid_px += int((~np.isnan(kept)).sum())
@@ -252,8 +265,11 @@ def write_sequence_cube(
             cube.add(kept, units.iloc[idx[has_data]])
         cube.flush()
         if cube.written == 0:
-            raise ValueError("every unit's chip sequence is all nodata: the units do not overlap the imagery")
-    return CubeSummary(cube.written, dropped, valid_px / max(total_px, 1))
+            raise CatalogError(
+                "no unit has a valid pixel on any date: the units do not overlap the imagery's data (check lon/lat and the rasters' nodata values)"
+            )
+    dates = [f"{d:%Y-%m-%d}" for d in pd.to_datetime(catalog["date"])]
+    return CubeSummary(cube.written, dropped, valid_px / max(total_px, 1), len(units), dates, nodata_by_date.tolist())
 
 
 def open_cube(path: str | Path) -> xr.Dataset:
@@ -261,11 +277,21 @@ def open_cube(path: str | Path) -> xr.Dataset:
     return xr.open_zarr(path, chunks=None, consolidated=False)
 
 
-def check_all_nodata_share(summary: CubeSummary, n_units: int, max_share: float) -> None:
-    """Fail when more than ``max_share`` of units have no valid pixel on any date."""
-    share = len(summary.dropped_all_nodata) / max(n_units, 1)
-    if share > max_share:
+def check_nodata(summary: CubeSummary, max_all_nodata_share: float, max_date_nodata_share: float) -> None:
+    """Fail when more than ``max_all_nodata_share`` of units have no valid pixel on any date, or when
+    on some date more than ``max_date_nodata_share`` of units have none (an empty or mis-flagged scene)."""
+    n = max(summary.n_located, 1)
+    share = len(summary.dropped_all_nodata) / n
+    if share > max_all_nodata_share:
         raise CatalogError(
-            f"{len(summary.dropped_all_nodata)} units ({share:.1%}) have all-nodata chip sequences, above max_all_nodata_share = {max_share:.1%}: "
-            f"{summary.dropped_all_nodata[:5]}. Check that the imagery covers the units on at least one date."
+            f"{len(summary.dropped_all_nodata)} units ({share:.1%}) have no valid pixel on any date, above ChipsConfig.max_all_nodata_share = {max_all_nodata_share:.1%}: "
+            f"{summary.dropped_all_nodata[:5]}. They sit in the imagery's nodata (its border or a band's nodata); check the imagery covers them, or raise the share"
+        )
+    dates = summary.date_table()
+    empty = dates[dates["share"] > max_date_nodata_share]
+    if len(empty):
+        listed = ", ".join(f"{r.date} ({r.share:.0%})" for r in empty.itertuples())
+        raise CatalogError(
+            f"on {listed} more than ChipsConfig.max_date_nodata_share = {max_date_nodata_share:.0%} of units have no valid pixel: an empty scene or a wrong nodata value. "
+            "Remove the date from the imagery, fix its nodata value, or raise the share if partial coverage is expected"
         )

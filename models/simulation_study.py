@@ -28,8 +28,9 @@ from models.design import trial_frame
 from models.encoders import Capacity, EncoderSpec
 from models.folds import CrossFitting
 from models.heterogeneity import evaluate_choices
-from models.rct import locate_units, read_table, standardize, tabular_matrix, validate_rct
+from models.rct import locate_units, standardize, tabular_matrix, validate_rct
 from models.simulate import Heterogeneity, SimulationConfig, read_unit_truth, simulate_study
+from models.tables import read_table
 from models.training import Objective, TrainConfig, fit_encoders, load_sequences, resolve_device
 
 

@@ -39,12 +39,17 @@ class StudySource(dg.ConfigurableResource):
     """The trial and its imagery. Leave ``rct_table`` empty to simulate the embedded demo study.
 
     ``imagery`` is a folder of dated GeoTIFF/COG files or a catalog CSV (columns date, path).
+    ``band_names`` names the bands in order; with several single-band files per date,
+    ``band_files`` maps each band to a token of its file names (``{"blue": "B2", ...}``), or the
+    band names themselves must appear in the file names. List ``covariates`` explicitly when you
+    can: without a list they are auto-detected (see ``tabular_features``).
     """
 
     rct_table: str | None = None
     imagery: str | None = None
     survey_table: str | None = None
     band_names: list[str] | None = None
+    band_files: dict[str, str] | None = None
     outcomes: list[str] = list(RCTSpec.outcomes)
     covariates: list[str] | None = None  # None: every numeric column without another role
 

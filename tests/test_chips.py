@@ -8,7 +8,7 @@ from pyproj import Transformer
 from rasterio.transform import from_origin
 
 from models.catalog import CatalogError, build_catalog, date_from_name
-from models.chips import open_cube, write_sequence_cube
+from models.chips import open_cube, scenes_from_catalog, write_sequence_cube
 from tests.conftest import GRID, NC_LANDSAT, UTM36, lonlat_of_pixel, ramp, write_raster
 
 
@@ -110,7 +110,8 @@ def test_dates_from_file_names():
 
 
 def test_real_landsat_scene_with_mixed_dtypes_and_state_plane_crs(tmp_path):
-    catalog = build_catalog(NC_LANDSAT, band_names=["blue", "green", "red", "nir", "swir1", "swir2"])
+    bands = {"blue": "10", "green": "20", "red": "30", "nir": "40", "swir1": "50", "swir2": "70"}  # ETM+ band numbers
+    catalog = build_catalog(NC_LANDSAT, band_names=list(bands), band_files=bands)
     assert len(catalog) == 1 and catalog.loc[0, "crs"] == "EPSG:32119"
     assert catalog.loc[0, "dtypes"] == ["float32"] * 5 + ["int16"]
     assert catalog.loc[0, "nodata"] == [-99999.0] * 5 + [-32768.0]
@@ -124,13 +125,15 @@ def test_real_landsat_scene_with_mixed_dtypes_and_state_plane_crs(tmp_path):
     # a real quirk: the int16 band has nodata (-32768) where the float32 bands have data
     edge_rc = tuple(np.argwhere((swir2 == -32768) & (blue_all != -99999))[0])
     units = units_at([valid_rc, edge_rc], crs, transform)
-    write_sequence_cube(units, catalog, tmp_path / "nc.zarr", size=8)
+    summary = write_sequence_cube(units, catalog, tmp_path / "nc.zarr", size=8)
     cube = open_cube(tmp_path / "nc.zarr")
     with rasterio.open(files[0]) as src:
         blue = src.read(1, window=((valid_rc[0] - 4, valid_rc[0] + 4), (valid_rc[1] - 4, valid_rc[1] + 4)))
     np.testing.assert_array_equal(cube["reflectance"].sel(unit="u0", band="blue").isel(time=0).values, blue)
     np.testing.assert_array_equal(cube["reflectance"].sel(unit="u0", band="swir2").isel(time=0).values, swir2[216:224, 236:244])
-    edge = cube["reflectance"].sel(unit="u1", band="swir2").isel(time=0).values
-    assert np.isnan(edge[4, 4])  # -32768 became NaN, not a reflectance
-    assert not np.isnan(cube["reflectance"].sel(unit="u1", band="blue").isel(time=0).values[4, 4])
-    assert not cube["valid"].sel(unit="u1").isel(time=0).values[4, 4]
+    with scenes_from_catalog(catalog)[0] as scene:
+        edge = scene.read(edge_rc[0] - 4, edge_rc[1] - 4, 8, 8)
+    assert np.isnan(edge[5, 4, 4]) and not np.isnan(edge[0, 4, 4])  # -32768 became NaN, not a reflectance
+    # no pixel of u1's chip is valid in every band: the unit is dropped and listed, not kept with an all-False mask
+    assert summary.dropped_all_nodata == ["u1"] and list(cube["unit"].values) == ["u0"]
+    assert summary.date_table()["units_without_data"].tolist() == [1]
