@@ -155,7 +155,13 @@ class ChipsConfig(dg.Config):
 @dg.asset(
     group_name=GROUP,
     kinds={"zarr", "xarray"},
-    check_specs=[dg.AssetCheckSpec("chips_have_data", asset="unit_image_sequences", description="No unit's sequence is entirely nodata.")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "chips_have_data",
+            asset="unit_image_sequences",
+            description="No unit is without a valid pixel on every date, and on no date are more than max_all_nodata_share of units without one.",
+        )
+    ],
 )
 def unit_image_sequences(
     context: dg.AssetExecutionContext,
@@ -184,11 +190,17 @@ def unit_image_sequences(
         yield dg.Output(
             staged, metadata={**_cube_metadata(staged.path, summary), "seconds": seconds, "chips_per_second": summary.n_units / seconds}
         )
+    dates = summary.date_table()
+    sparse = dates.loc[dates["share"] > config.max_all_nodata_share, "date"].tolist()
     yield dg.AssetCheckResult(
         check_name="chips_have_data",
-        passed=not summary.dropped_all_nodata,
+        passed=not summary.dropped_all_nodata and not sparse,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"all_nodata_units": len(summary.dropped_all_nodata), "valid_fraction": summary.valid_fraction},
+        metadata={
+            "all_nodata_units": len(summary.dropped_all_nodata),
+            "dates_above_max_all_nodata_share": ", ".join(sparse) or "none",
+            "valid_fraction": summary.valid_fraction,
+        },
     )
 
 
