@@ -23,6 +23,8 @@ demo: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/dagster definitions validate -w workspace.yaml
 
 test: lint
 	$(BIN)/python -m pytest -q
@@ -41,5 +43,6 @@ bench: install
 	$(BIN)/python benchmarks/encoder.py
 	$(BIN)/python benchmarks/cate.py --units 1000 10000
 	$(BIN)/python benchmarks/debias.py
+	$(BIN)/python benchmarks/study2_simulation.py --seeds 0 1 2 3 4
 
 .PHONY: install demo lint test test-fast ui bench

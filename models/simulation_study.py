@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from models.catalog import build_catalog
-from models.cate import Learner, LearnerConfig, cross_fit_choices
+from models.cate import DATA_CHOICES, Learner, LearnerConfig, cross_fit_choices
 from models.chips import open_cube, write_sequence_cube
 from models.design import trial_frame
 from models.encoders import Capacity, EncoderSpec
@@ -166,9 +166,9 @@ def run_setting(setting: dict, grid: StudyGrid, root: Path, device: torch.device
     for encoder in grid.encoders:
         seq = _embeddings(trial, encoder, grid, setting["seed"], device, None)
         img = _embeddings(trial, encoder, grid, setting["seed"], device, [-1])
-        choices = {"image": img, "image_sequence": seq, "image_sequence_tabular": np.hstack([seq, trial.tabular])}
-        if encoder == grid.encoders[0]:
-            choices = {"tabular": trial.tabular, **choices}
+        choices = dict(zip(DATA_CHOICES, (trial.tabular, img, seq, np.hstack([seq, trial.tabular])), strict=True))
+        if encoder != grid.encoders[0]:
+            del choices["tabular"]  # the same for every encoder: fitted once
         estimates, timings = cross_fit_choices(trial.unit_ids, choices, trial.T, trial.Y, trial.e, folds, grid.learners, cfg)
         evaluation = evaluate_choices(estimates, tau_true=trial.tau, n_boot=grid.n_boot).merge(
             timings[["data_choice", "learner", "seconds"]], on=["data_choice", "learner"]

@@ -109,6 +109,7 @@ def test_simulation_study_setting_and_asset(tmp_path):
     )
     assert set(rows["data_choice"]) == {"tabular", "image", "image_sequence", "image_sequence_tabular"}
     assert rows["pehe"].gt(0).all() and rows["rank_correlation"].between(-1, 1).all()
+    assert {"blp_differential", "blp_differential_p", "qini_ratio", "autoc_se"} <= set(rows.columns)  # what the causal assets report
     config = SimulationStudyConfig(
         seeds=[0],
         n_units=[150],
