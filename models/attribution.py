@@ -1,0 +1,89 @@
+"""What in the landscape drives the heterogeneity: the best linear projection (BLP) of the doubly
+robust scores on land-cover fractions and their change, and the CATE by quantile of a fraction.
+
+The BLP (grf's ``best_linear_projection``) regresses the DR scores, not the fitted CATEs, on the
+features: its coefficients are an honest test of which features move the effect. A regression of
+tau-hat on the features would ignore the CATE model's estimation error.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import statsmodels.api as sm
+from scipy import stats
+
+from models.landcover import WORLDCOVER
+
+
+def land_cover_design(first: pd.DataFrame, last: pd.DataFrame, reference: int | None = None, min_sd: float = 0.01) -> pd.DataFrame:
+    """Features per unit from class fractions (columns = WorldCover codes, index = unit_id) at the
+    first and the last date: ``level_<code>`` (last date) and ``change_<code>`` (last - first).
+
+    Fractions sum to one and changes to zero, so one class is the reference, left out of both
+    (by default the most common class at the last date; choose a background class such as
+    grassland to read the others against it); near-constant features (sd < ``min_sd``) are left out.
+    """
+    reference = last.mean().idxmax() if reference is None else reference
+    level = last.drop(columns=reference).add_prefix("level_")
+    change = (last - first).drop(columns=reference).add_prefix("change_")
+    design = pd.concat([level, change], axis=1)
+    design.attrs["reference"] = int(reference)
+    return design.loc[:, design.std() >= min_sd]
+
+
+def best_linear_projection(gamma: np.ndarray, X: pd.DataFrame, clusters: np.ndarray | None = None, alpha: float = 0.05) -> pd.DataFrame:
+    """OLS of the DR scores on centred features with HC3 (or cluster-robust) standard errors.
+
+    One row per feature: the change in the effect per unit of the feature and per 10 percentage
+    points (``per_10pp``), its interval, p-value and Bonferroni-adjusted p-value over the features.
+    """
+    design = sm.add_constant(X - X.mean())
+    fit = (
+        sm.OLS(np.asarray(gamma, float), design).fit(cov_type="cluster", cov_kwds={"groups": pd.factorize(np.asarray(clusters))[0]})
+        if clusters is not None
+        else sm.OLS(np.asarray(gamma, float), design).fit(cov_type="HC3")
+    )
+    z = stats.norm.ppf(1 - alpha / 2)
+    rows = []
+    for term in X.columns:
+        est, se, p = float(fit.params[term]), float(fit.bse[term]), float(fit.pvalues[term])
+        kind, code = term.split("_", 1)
+        name = f"{'share' if kind == 'level' else 'change in share'} of {WORLDCOVER.get(int(code), code)}"
+        rows.append(
+            {
+                "term": term,
+                "feature": name,
+                "estimate": est,
+                "std_error": se,
+                "ci_lower": est - z * se,
+                "ci_upper": est + z * se,
+                "p_value": p,
+            }
+        )
+    table = pd.DataFrame(rows)
+    table["per_10pp"] = 0.1 * table["estimate"]
+    table["p_bonferroni"] = np.minimum(1.0, table["p_value"] * len(table))
+    return table
+
+
+def cate_by_quantile(gamma: np.ndarray, values: np.ndarray, q: int = 5, alpha: float = 0.05) -> pd.DataFrame:
+    """The mean DR score (the group's ATE) with its interval in each quantile group of ``values``."""
+    groups = pd.qcut(pd.Series(values).rank(method="first"), q, labels=False)
+    z = stats.norm.ppf(1 - alpha / 2)
+    rows = []
+    for g in range(q):
+        sel = (groups == g).to_numpy()
+        est, se = float(np.mean(gamma[sel])), float(np.std(gamma[sel], ddof=1) / np.sqrt(sel.sum()))
+        rows.append(
+            {
+                "quantile": g + 1,
+                "low": float(np.min(values[sel])),
+                "high": float(np.max(values[sel])),
+                "units": int(sel.sum()),
+                "estimate": est,
+                "ci_lower": est - z * se,
+                "ci_upper": est + z * se,
+            }
+        )
+    return pd.DataFrame(rows)
