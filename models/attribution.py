@@ -24,7 +24,7 @@ def land_cover_design(first: pd.DataFrame, last: pd.DataFrame, reference: int | 
     (by default the most common class at the last date; choose a background class such as
     grassland to read the others against it); near-constant features (sd < ``min_sd``) are left out.
     """
-    reference = last.mean().idxmax() if reference is None else reference
+    reference = last.mean().idxmax() if reference is None or reference not in last or last[reference].mean() == 0 else reference
     level = last.drop(columns=reference).add_prefix("level_")
     change = (last - first).drop(columns=reference).add_prefix("change_")
     design = pd.concat([level, change], axis=1)
@@ -87,3 +87,32 @@ def cate_by_quantile(gamma: np.ndarray, values: np.ndarray, q: int = 5, alpha: f
             }
         )
     return pd.DataFrame(rows)
+
+
+def fractions_by_date(unit_land_cover: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """First- and last-date class fractions from ``unit_land_cover`` (index unit_id, columns codes)."""
+    dated = unit_land_cover[unit_land_cover["date"] != "change"]
+    dates = sorted(dated["date"].unique())
+
+    def at(date: str) -> pd.DataFrame:
+        frame = dated[dated["date"] == date].set_index("unit_id").filter(like="frac_")
+        return frame.rename(columns=lambda c: int(c.removeprefix("frac_"))).fillna(0.0)
+
+    return at(dates[0]), at(dates[-1])
+
+
+def attribute(
+    unit_land_cover: pd.DataFrame, gamma: pd.Series, clusters: pd.Series | None = None, reference: int | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The BLP of the DR scores (``gamma``, indexed by unit_id) on the land-cover design of the
+    units present in both; returns the table and the design (index unit_id)."""
+    first, last = fractions_by_date(unit_land_cover)
+    ids = [u for u in gamma.index if u in last.index]
+    design = land_cover_design(first.loc[ids], last.loc[ids], reference)
+    cl = clusters.loc[ids].to_numpy() if clusters is not None else None
+    return best_linear_projection(gamma.loc[ids].to_numpy(), design, cl), design
+
+
+def quantile_table(gamma: np.ndarray, design: pd.DataFrame, terms: list[str]) -> pd.DataFrame:
+    """``cate_by_quantile`` for each of ``terms``, stacked (column ``term``)."""
+    return pd.concat([cate_by_quantile(gamma, design[t].to_numpy()).assign(term=t) for t in terms], ignore_index=True)

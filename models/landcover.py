@@ -1,6 +1,11 @@
-"""ESA WorldCover land-cover classes: the one code list used everywhere in eotrials."""
+"""Land cover in ESA WorldCover classes: the code list and palette used everywhere in eotrials, a
+per-pixel classifier trained on labels from the simulator, a categorical raster or a labelled vector
+file, classified GeoTIFFs, and each unit's class fractions."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -125,3 +130,262 @@ def accuracy_report(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, pd.D
     per_class = pd.DataFrame({"class": names, "precision": p, "recall": r, "f1": f, "support": n})
     confusion = pd.DataFrame(confusion_matrix(y_true, y_pred, labels=classes), index=names, columns=names)
     return float(np.mean(y_true == y_pred)), per_class, confusion
+
+
+class LabelError(ValueError):
+    """Land-cover labels that cannot train a classifier (the message names the problem and the fix)."""
+
+
+def _crosswalked(values: np.ndarray, crosswalk: dict | None, what: str) -> np.ndarray:
+    """User class values -> WorldCover codes (0 where unlabelled); unknown values are an error."""
+    values = np.asarray(values)
+    if crosswalk is None:
+        mapping = {v: v for v in np.unique(values)}
+    else:
+        mapping = {k: int(v) for k, v in crosswalk.items()}
+        mapping.update({str(k): int(v) for k, v in crosswalk.items()})
+    present = [v for v in pd.unique(values.ravel()) if not (isinstance(v, float) and np.isnan(v)) and v != NODATA_CLASS]
+    unknown = sorted({str(v) for v in present if v not in mapping and str(v) not in mapping})
+    if unknown:
+        raise LabelError(
+            f"{what}: class values {unknown[:10]} are not in the crosswalk: add them to LandCoverConfig.crosswalk (user value -> WorldCover code)"
+        )
+    codes = {v: int(mapping.get(v, mapping.get(str(v)))) for v in present}
+    bad = sorted({c for c in codes.values() if c not in WORLDCOVER})
+    if bad:
+        raise LabelError(f"{what}: codes {bad} are not WorldCover codes {sorted(WORLDCOVER)}: map them with LandCoverConfig.crosswalk")
+    out = np.zeros(values.shape, dtype=np.uint8)
+    for v, c in codes.items():
+        out[values == v] = c
+    return out
+
+
+def raster_labels(path: str, scene: pd.Series, crosswalk: dict | None = None) -> np.ndarray:
+    """A categorical raster (any CRS) on the scene's grid by nearest neighbour: (H, W) WorldCover codes, 0 unlabelled."""
+    import rasterio
+    from affine import Affine
+    from rasterio.warp import Resampling, reproject
+
+    with rasterio.open(path) as src:
+        if src.crs is None:
+            raise LabelError(f"label raster {path} has no CRS: assign one before using it as land-cover labels")
+        out = np.zeros((int(scene["height"]), int(scene["width"])), dtype=src.dtypes[0])
+        dst = Affine(scene["res_x"], 0, scene["left"], 0, -scene["res_y"], scene["top"])
+        reproject(rasterio.band(src, 1), out, dst_transform=dst, dst_crs=scene["crs"], resampling=Resampling.nearest, dst_nodata=0)
+    return _crosswalked(out, crosswalk, f"label raster {path}")
+
+
+def vector_labels(path: str, scene: pd.Series, class_column: str, crosswalk: dict | None = None) -> np.ndarray:
+    """Labelled points or polygons (GeoPackage, Shapefile, GeoParquet; any CRS) burnt onto the scene's grid."""
+    import geopandas as gpd
+    from affine import Affine
+    from rasterio.features import rasterize
+
+    frame = gpd.read_parquet(path) if str(path).endswith((".parquet", ".geoparquet")) else gpd.read_file(path)
+    if class_column not in frame:
+        raise LabelError(f"label file {path} has no column {class_column!r} (LandCoverConfig.class_column); it has {list(frame.columns)}")
+    if frame.crs is None:
+        raise LabelError(f"label file {path} has no CRS: set it (e.g. GeoDataFrame.set_crs) before using it as land-cover labels")
+    frame = frame.to_crs(scene["crs"])
+    codes = _crosswalked(frame[class_column].to_numpy(), crosswalk, f"label file {path}")
+    transform = Affine(scene["res_x"], 0, scene["left"], 0, -scene["res_y"], scene["top"])
+    shapes = [(geom, int(code)) for geom, code in zip(frame.geometry, codes, strict=True) if code != NODATA_CLASS and geom is not None]
+    shape = (int(scene["height"]), int(scene["width"]))
+    return rasterize(shapes, out_shape=shape, transform=transform, fill=0, dtype="uint8") if shapes else np.zeros(shape, dtype=np.uint8)
+
+
+def training_pixels(
+    labels: np.ndarray, features: np.ndarray, per_class: int, min_per_class: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Up to ``per_class`` labelled pixels with valid features per class: rows, cols, X, y.
+
+    Fails when no label falls on valid imagery, or a class has fewer than ``min_per_class`` pixels.
+    """
+    ok = (labels != NODATA_CLASS) & ~np.isnan(features).any(axis=0)
+    if not ok.any():
+        raise LabelError("no labelled pixel falls on valid imagery: the labels do not overlap the scenes (check their extent and CRS)")
+    counts = pd.Series(labels[ok]).value_counts()
+    few = {int(c): int(n) for c, n in counts.items() if n < min_per_class}
+    if few:
+        named = ", ".join(f"{c} {WORLDCOVER.get(c, '?')} ({n})" for c, n in few.items())
+        raise LabelError(
+            f"classes with fewer than {min_per_class} labelled pixels: {named}. Add labels, merge the class in the crosswalk, or lower LandCoverConfig.min_pixels_per_class"
+        )
+    rng = np.random.default_rng(seed)
+    rows, cols = [], []
+    for code in counts.index:
+        r, c = np.nonzero(ok & (labels == code))
+        pick = rng.choice(len(r), size=min(per_class, len(r)), replace=False)
+        rows.append(r[pick])
+        cols.append(c[pick])
+    rows, cols = np.concatenate(rows), np.concatenate(cols)
+    return rows, cols, features[:, rows, cols].T, labels[rows, cols]
+
+
+def write_land_cover(path, classes: np.ndarray, scene: pd.Series) -> None:
+    """A uint8 WorldCover GeoTIFF on the scene's grid: nodata 0, the WorldCover colour table, overviews."""
+    import rasterio
+    from affine import Affine
+    from rasterio.enums import Resampling
+
+    from models.storage import atomic_path
+
+    profile = {
+        "driver": "GTiff", "count": 1, "height": classes.shape[0], "width": classes.shape[1], "dtype": "uint8", "nodata": NODATA_CLASS,
+        "crs": scene["crs"], "transform": Affine(scene["res_x"], 0, scene["left"], 0, -scene["res_y"], scene["top"]),
+        "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate",
+    }  # fmt: skip
+    with atomic_path(path) as tmp:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(classes, 1)
+            dst.write_colormap(1, colormap())
+            dst.update_tags(1, classes="; ".join(f"{c}={n}" for c, n in WORLDCOVER.items()))
+        with rasterio.open(tmp, "r+") as dst:
+            factors = [f for f in (2, 4, 8, 16) if min(classes.shape) // f >= 32]
+            if factors:
+                dst.build_overviews(factors, Resampling.mode)
+
+
+@dataclass
+class LandCoverMaps:
+    """The classified scenes and the classifier's held-out (spatial block) accuracy."""
+
+    paths: list[str]
+    dates: list[str]
+    accuracy: float
+    per_class: pd.DataFrame
+    confusion: pd.DataFrame
+    training_pixels: int
+    test_pixels: int
+
+
+def scene_features(scene: pd.Series, row0: int = 0, height: int | None = None) -> np.ndarray:
+    """Features of a catalog scene's rows [row0, row0 + height) (all rows by default)."""
+    from models.chips import scenes_from_catalog
+
+    with scenes_from_catalog(scene.to_frame().T)[0] as reader:
+        block = reader.read(row0, 0, height or int(scene["height"]) - row0, int(scene["width"]))
+    return pixel_features(block, list(scene["band_names"]))
+
+
+def classify_scenes(
+    catalog: pd.DataFrame,
+    labels: dict[int, np.ndarray],
+    out_dir: Path,
+    per_class: int = 2000,
+    min_per_class: int = 20,
+    block_px: int = 64,
+    window_rows: int = 256,
+    seed: int = 0,
+) -> LandCoverMaps:
+    """Train on labelled pixels of the scenes in ``labels`` (scene index -> labels on its grid),
+    hold out whole spatial blocks for the accuracy, then classify every scene window by window into
+    ``out_dir/land_cover_<date>.tif``."""
+    train, test = [], []
+    for i, lab in labels.items():
+        rows, cols, X, y = training_pixels(lab, scene_features(catalog.iloc[i]), per_class, min_per_class, seed + i)
+        held = block_test_mask(rows, cols, block_px, seed=seed)
+        train.append((X[~held], y[~held]))
+        test.append((X[held], y[held]))
+    X_train, y_train = np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train])
+    X_test, y_test = np.concatenate([x for x, _ in test]), np.concatenate([y for _, y in test])
+    classifier = LandCoverClassifier(seed=seed).fit(X_train, y_train)
+    accuracy, per_class_table, confusion = accuracy_report(y_test, classifier.predict(X_test))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths, dates = [], []
+    for _, scene in catalog.iterrows():
+        height = int(scene["height"])
+        classes = np.concatenate(
+            [classifier.predict_image(scene_features(scene, r, min(window_rows, height - r))) for r in range(0, height, window_rows)]
+        )
+        date = f"{pd.Timestamp(scene['date']):%Y-%m-%d}"
+        path = out_dir / f"land_cover_{date}.tif"
+        write_land_cover(path, classes, scene)
+        paths.append(str(path))
+        dates.append(date)
+    return LandCoverMaps(paths, dates, accuracy, per_class_table, confusion, len(y_train), len(y_test))
+
+
+def map_files(folder: Path) -> tuple[list[str], list[str]]:
+    """The classified GeoTIFFs of a ``land_cover_maps`` folder and their dates, in date order."""
+    paths = sorted(Path(folder).glob("land_cover_*.tif"))
+    return [str(p) for p in paths], [p.stem.removeprefix("land_cover_") for p in paths]
+
+
+def unit_fractions(paths: list[str], dates: list[str], crs: list[str], units: pd.DataFrame, chip_size: int) -> pd.DataFrame:
+    """Per unit and date the share of each class among the classified pixels of the unit's chip, and
+    (``date == "change"``) the last minus the first date. Columns: unit_id, date, frac_<code>..."""
+    from models.chips import Scene, iter_chip_tiles
+
+    scenes = [Scene([p], c, [float(NODATA_CLASS)], [1.0], [0.0]) for p, c in zip(paths, crs, strict=True)]
+    codes = sorted(WORLDCOVER)
+    parts = []
+    for scene in scenes:
+        scene.__enter__()
+    try:
+        for idx, chips in iter_chip_tiles(units["lon"].to_numpy(), units["lat"].to_numpy(), scenes, chip_size):
+            labels = np.nan_to_num(chips[:, :, 0], nan=NODATA_CLASS).astype(np.uint8)  # (n, T, H, W)
+            fractions = class_fractions(labels, codes)  # (n, T, K)
+            for t, date in enumerate(dates):
+                parts.append(
+                    pd.DataFrame(fractions[:, t], columns=[f"frac_{c}" for c in codes]).assign(
+                        unit_id=units["unit_id"].iloc[idx].to_numpy(), date=date
+                    )
+                )
+    finally:
+        for scene in scenes:
+            scene.__exit__()
+    table = pd.concat(parts, ignore_index=True)
+    wide = table.set_index(["unit_id", "date"])
+    change = (wide.xs(dates[-1], level="date") - wide.xs(dates[0], level="date")).reset_index().assign(date="change")
+    table = pd.concat([table, change], ignore_index=True)
+    keep = [c for c in table.columns if not c.startswith("frac_") or table[c].abs().max() > 0]
+    return table[["unit_id", "date", *[c for c in keep if c.startswith("frac_")]]]
+
+
+def labels_for_scenes(
+    kind: str,
+    catalog: pd.DataFrame,
+    truth_dir: str | None = None,
+    path: str | None = None,
+    class_column: str = "class",
+    crosswalk: dict | None = None,
+    label_scene: int = -1,
+) -> dict[int, np.ndarray]:
+    """Training labels on the scenes' grids: the simulator's true land cover for every date, or a
+    user's raster / vector labels for the one scene they describe (``label_scene``, default the last)."""
+    if kind == "simulator":
+        if not truth_dir:
+            raise LabelError(
+                "LandCoverConfig.labels = 'simulator' needs the simulated demo: for your own study use 'raster' or 'vector' with label_path"
+            )
+        files = sorted(Path(truth_dir).glob("*.tif"))
+        if len(files) != len(catalog):
+            raise LabelError(f"{len(files)} true land-cover rasters for {len(catalog)} scenes in {truth_dir}")
+        return {i: raster_labels(str(f), catalog.iloc[i]) for i, f in enumerate(files)}
+    if not path:
+        raise LabelError(f"LandCoverConfig.labels = {kind!r} needs LandCoverConfig.label_path")
+    index = range(len(catalog))[label_scene]
+    scene = catalog.iloc[index]
+    if kind == "raster":
+        return {index: raster_labels(path, scene, crosswalk)}
+    if kind == "vector":
+        return {index: vector_labels(path, scene, class_column, crosswalk)}
+    raise LabelError(f"LandCoverConfig.labels must be 'simulator', 'raster' or 'vector', got {kind!r}")
+
+
+def land_cover_chips(path: str, units: pd.DataFrame, size: int) -> list[np.ndarray]:
+    """Each unit's ``size`` x ``size`` chip of a classified map (uint8 codes, 0 outside), in ``units`` order."""
+    import rasterio
+
+    from models.chips import Scene, iter_chip_tiles
+
+    with rasterio.open(path) as src:
+        crs = src.crs.to_string()
+    out: list[np.ndarray] = [np.zeros((size, size), dtype=np.uint8)] * len(units)
+    with Scene([path], crs, [float(NODATA_CLASS)], [1.0], [0.0]) as scene:
+        for idx, chips in iter_chip_tiles(units["lon"].to_numpy(), units["lat"].to_numpy(), [scene], size):
+            for i, chip in zip(idx, chips, strict=True):
+                out[i] = np.nan_to_num(chip[0, 0], nan=NODATA_CLASS).astype(np.uint8)
+    return out

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import rasterio
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 from rasterio.enums import Resampling
 
 
@@ -160,4 +161,93 @@ def raster_panels(layers: dict[str, np.ndarray], extent: tuple[float, float, flo
         im = ax.imshow(values, cmap=cmap, extent=extent, vmin=lo, vmax=hi)
         ax.set_title(name, fontsize=9)
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
+    return fig
+
+
+def coefficient_plot(blp: pd.DataFrame, title: str = "What in the landscape moves the effect") -> Figure:
+    """BLP coefficients per 10 percentage points with 95% intervals, one row per feature."""
+    table = blp.iloc[::-1]
+    fig = Figure(figsize=(6.5, 0.35 * len(table) + 1.5))
+    ax = fig.subplots()
+    y = np.arange(len(table))
+    est, lo, hi = 0.1 * table["estimate"], 0.1 * table["ci_lower"], 0.1 * table["ci_upper"]
+    colours = np.where(lo > 0, "tab:green", np.where(hi < 0, "tab:red", "tab:gray"))
+    for yi, e, l, h, c in zip(y, est, lo, hi, colours, strict=True):
+        ax.plot([l, h], [yi, yi], color=c, lw=1.5)
+        ax.plot([e], [yi], "o", color=c)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(y, table["feature"], fontsize=8)
+    ax.set_xlabel("change in the treatment effect per 10 percentage points (95% CI)")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_plot(confusion: pd.DataFrame, title: str = "held-out confusion matrix (row-normalized)") -> Figure:
+    """The confusion matrix as an image, rows normalized to recall."""
+    values = confusion.to_numpy(float)
+    norm = values / np.maximum(values.sum(axis=1, keepdims=True), 1)
+    fig = Figure(figsize=(5.5, 5))
+    ax = fig.subplots()
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    labels = [str(c).split(" ")[0] for c in confusion.index]
+    ax.set_xticks(range(len(labels)), labels, fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    for (i, j), v in np.ndenumerate(norm):
+        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="white" if v > 0.5 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _class_rgb(classes: np.ndarray) -> np.ndarray:
+    from models.landcover import PALETTE
+
+    lut = np.zeros((256, 3), dtype=np.float32)
+    for code, rgb in PALETTE.items():
+        lut[code] = np.asarray(rgb) / 255
+    return lut[classes]
+
+
+def land_cover_panel(paths: list[str], dates: list[str], max_px: int = 300) -> Figure:
+    """The classified maps side by side in WorldCover colours (decimated reads)."""
+    from models.landcover import PALETTE, WORLDCOVER
+
+    fig = Figure(figsize=(2.4 * len(paths), 2.9))
+    axes = fig.subplots(1, len(paths), squeeze=False)
+    for ax, path, date in zip(axes[0], paths, dates, strict=True):
+        with rasterio.open(path) as src:
+            factor = max(1, int(np.ceil(max(src.width, src.height) / max_px)))
+            classes = src.read(1, out_shape=(src.height // factor, src.width // factor), resampling=Resampling.nearest)
+        ax.imshow(_class_rgb(classes))
+        ax.set_title(date, fontsize=8)
+        ax.axis("off")
+    handles = [Patch(color=np.asarray(PALETTE[c]) / 255, label=f"{c} {WORLDCOVER[c]}") for c in PALETTE]
+    fig.legend(handles=handles[:9], loc="lower center", ncol=5, fontsize=6)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    return fig
+
+
+def example_chips(
+    sequences: list[np.ndarray], land_cover: list[np.ndarray], bands: list[str], labels: list[str], dates: list[str]
+) -> Figure:
+    """One row per unit: its true-colour sequence, then its classified land cover at the last date."""
+    rows, cols = len(sequences), len(dates) + 1
+    fig = Figure(figsize=(1.3 * cols, 1.4 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    rgb_idx = [bands.index(b) for b in ("red", "green", "blue")]
+    for r, (seq, classes, label) in enumerate(zip(sequences, land_cover, labels, strict=True)):
+        frames = np.nan_to_num(_stretch(seq[:, rgb_idx].transpose(0, 2, 3, 1)))
+        for c in range(len(dates)):
+            axes[r, c].imshow(frames[c])
+            axes[r, c].axis("off")
+            if r == 0:
+                axes[r, c].set_title(dates[c][:4], fontsize=7)
+        axes[r, -1].imshow(_class_rgb(classes))
+        axes[r, -1].axis("off")
+        axes[r, 0].text(-0.1, 0.5, label, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=7)
+    axes[0, -1].set_title("land cover", fontsize=7)
+    fig.tight_layout()
     return fig

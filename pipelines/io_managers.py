@@ -17,19 +17,19 @@ from models.chips import open_cube
 from models.storage import StagedOutput, atomic_path, replace_path, write_json
 from pipelines.resources import StorageResource
 
-SUFFIXES = (".parquet", ".zarr", ".tif", ".safetensors", ".json")
-STAGED = (".zarr", ".tif", ".safetensors")
+SUFFIXES = (".parquet", ".zarr", ".tif", ".safetensors", ".png", ".json", "")
+STAGED = (".zarr", ".tif", ".safetensors", ".png", "")  # "": a folder of files (e.g. one GeoTIFF per date)
 
 
 class LocalStorageIOManager(dg.ConfigurableIOManager):
     """Stores each asset under ``storage.root/<asset key>`` in the format its value calls for.
 
     - GeoDataFrame -> GeoParquet, DataFrame -> Parquet, dict -> JSON;
-    - :class:`StagedOutput` (a ``.zarr``, ``.tif`` or ``.safetensors`` written inside
-      ``storage.staging()``) -> renamed into place, then its own staging folder is removed.
+    - :class:`StagedOutput` (a ``.zarr``, ``.tif``, ``.safetensors``, ``.png`` or a folder written
+      inside ``storage.staging()``) -> renamed into place, then its own staging folder is removed.
     Anything else, a bare ``Path`` included, is refused: the manager never deletes what it did not stage.
     Loading gives back a (Geo)DataFrame, a dict, a lazy ``xarray.Dataset`` for Zarr, or the
-    ``Path`` of a GeoTIFF or safetensors file.
+    ``Path`` of a GeoTIFF, safetensors or PNG file or of a folder.
     """
 
     storage: StorageResource
@@ -62,6 +62,8 @@ class LocalStorageIOManager(dg.ConfigurableIOManager):
             raise ValueError(f"{name}: staged outputs are {STAGED}, got {staged.path.name!r}")
         if not path.exists():
             raise FileNotFoundError(f"{name}: staged output {staged.path} does not exist (yield it inside the `storage.staging()` block)")
+        if staged.path.suffix == "" and not path.is_dir():
+            raise ValueError(f"{name}: a staged output without a suffix must be a folder, {staged.path} is a file")
         target = base.with_suffix(staged.path.suffix)
         replace_path(path, target)
         shutil.rmtree(folder, ignore_errors=True)
@@ -69,7 +71,7 @@ class LocalStorageIOManager(dg.ConfigurableIOManager):
 
     def load_input(self, context: dg.InputContext):
         base = self._base(context.upstream_output)
-        found = [base.with_suffix(s) for s in SUFFIXES if base.with_suffix(s).exists()]
+        found = [base.with_suffix(s) for s in SUFFIXES if base.with_suffix(s).exists() and (s or base.is_dir())]
         if not found:
             raise FileNotFoundError(f"{context.upstream_output.asset_key.to_user_string()} has not been materialized under {base.parent}")
         path = found[0]

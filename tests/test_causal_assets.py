@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import rasterio
 
-from assets import causal, generalization, ingest, representation, simulation
+from assets import causal, generalization, ingest, interpretation, representation, simulation
 from assets.causal import CateConfig
 from assets.generalization import CateMapConfig
 from assets.ingest import ChipsConfig, DemoStudyConfig
@@ -27,13 +27,15 @@ OPS = {
     "image_encoder": ImageEncoderConfig(epochs=1, batch_size=32),
     "cate_estimates": CateConfig(learners=["causal_forest", "t_learner"], n_estimators=50),
     "cate_map": CateMapConfig(step_px=16, n_estimators=50),
+    "unit_land_cover": interpretation.UnitLandCoverConfig(chip_size=16),
+    "heterogeneity_attribution": interpretation.AttributionConfig(n_estimators=50),
 }
 
 
 @pytest.fixture(scope="module")
 def causal_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
-    return root, materialize_modules([ingest, representation, causal, generalization], root, ops=OPS, folds=3)
+    return root, materialize_modules([ingest, representation, causal, generalization, interpretation], root, ops=OPS, folds=3)
 
 
 def test_cate_estimates_cover_every_choice_and_learner(causal_run):
@@ -123,3 +125,26 @@ def test_simulation_study_setting_and_asset(tmp_path):
     table = pd.read_parquet(tmp_path / "data" / "simulation_study.parquet")
     assert len(table) == 4 and set(table["heterogeneity"]) == {"static"}
     assert "data:image/png;base64" in result.asset_materializations_for_node("simulation_study")[0].metadata["rate_ratio"].value
+
+
+def test_land_cover_maps_units_and_attribution(causal_run):
+    root, result = causal_run
+    maps = sorted((root / "land_cover_maps").glob("land_cover_*.tif"))
+    assert len(maps) == 3
+    with rasterio.open(maps[-1]) as src:
+        assert src.dtypes[0] == "uint8" and src.nodata == 0 and src.crs.to_string() == "EPSG:32636" and src.overviews(1)
+        assert src.colormap(1)[40][:3] == (240, 150, 255) and set(np.unique(src.read(1))) <= {0, 10, 20, 30, 40, 50, 60, 80, 90}
+    meta = result.asset_materializations_for_node("land_cover_maps")[0].metadata
+    assert meta["accuracy"].value > 0.8 and "data:image/png;base64" in meta["confusion_plot"].value
+    shares = pd.read_parquet(root / "unit_land_cover.parquet")
+    assert set(shares["date"]) == {"2016-07-15", "2017-07-15", "2018-07-15", "change"}
+    dated = shares[shares["date"] != "change"].filter(like="frac_").sum(axis=1, min_count=1).dropna()  # NaN: no classified pixel
+    np.testing.assert_allclose(dated, 1.0, atol=1e-6)
+    blp = pd.read_parquet(root / "heterogeneity_attribution.parquet")
+    assert {"feature", "per_10pp", "ci_lower", "ci_upper", "p_value", "p_bonferroni"} <= set(blp.columns) and len(blp) >= 4
+    assert (blp["ci_lower"] <= blp["estimate"]).all() and (blp["estimate"] <= blp["ci_upper"]).all()
+    attribution = result.asset_materializations_for_node("heterogeneity_attribution")[0].metadata
+    assert "ratio" in attribution["attenuation_vs_true_land_cover"].value and "data:image/png;base64" in attribution["coefficients"].value
+    assert (root / "land_cover_examples.png").stat().st_size > 10_000
+    assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()}["land_cover_shares_sum_to_one"]
+    assert list((root / ".staging").iterdir()) == []
