@@ -4,6 +4,7 @@ file, classified GeoTIFFs, and each unit's class fractions."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,31 +196,50 @@ def vector_labels(path: str, scene: pd.Series, class_column: str, crosswalk: dic
 
 
 def training_pixels(
-    labels: np.ndarray, features: np.ndarray, per_class: int, min_per_class: int, seed: int = 0
+    labels: np.ndarray,
+    features_at: Callable[[int, int], np.ndarray],
+    per_class: int,
+    min_per_class: int,
+    seed: int = 0,
+    window_rows: int = 256,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Up to ``per_class`` labelled pixels with valid features per class: rows, cols, X, y.
 
-    Fails when no label falls on valid imagery, or a class has fewer than ``min_per_class`` pixels.
+    Candidates are drawn from the labels first and their features read window by window
+    (``features_at(row0, height)``), so a large scene is never held in memory whole. Fails when no
+    label falls on valid imagery, or a class has fewer than ``min_per_class`` valid pixels.
     """
-    ok = (labels != NODATA_CLASS) & ~np.isnan(features).any(axis=0)
+    rng = np.random.default_rng(seed)
+    r_all, c_all = np.nonzero(labels != NODATA_CLASS)
+    if not len(r_all):
+        raise LabelError("no labelled pixel falls on the scenes: the labels do not overlap the imagery (check their extent and CRS)")
+    y_all = labels[r_all, c_all]
+    pick = np.concatenate([rng.permutation(np.flatnonzero(y_all == code))[: 2 * per_class] for code in np.unique(y_all)])
+    rows, cols = r_all[pick], c_all[pick]
+    parts = []
+    for row0 in np.unique(rows // window_rows) * window_rows:
+        inside = np.flatnonzero((rows >= row0) & (rows < row0 + window_rows))
+        block = features_at(int(row0), int(min(window_rows, labels.shape[0] - row0)))
+        parts.append((inside, block[:, rows[inside] - row0, cols[inside]].T))
+    X = np.zeros((len(pick), parts[0][1].shape[1]), dtype=np.float32)
+    for inside, values in parts:
+        X[inside] = values
+    ok = ~np.isnan(X).any(axis=1)
     if not ok.any():
-        raise LabelError("no labelled pixel falls on valid imagery: the labels do not overlap the scenes (check their extent and CRS)")
-    counts = pd.Series(labels[ok]).value_counts()
-    few = {int(c): int(n) for c, n in counts.items() if n < min_per_class}
+        raise LabelError(
+            "no labelled pixel falls on valid imagery: the labels do not overlap the scenes' data (check their extent and CRS)"
+        )
+    y = labels[rows, cols]
+    counts = pd.Series(y[ok]).value_counts()
+    few = {int(c): int(counts.get(c, 0)) for c in np.unique(y) if counts.get(c, 0) < min_per_class}
     if few:
         named = ", ".join(f"{c} {WORLDCOVER.get(c, '?')} ({n})" for c, n in few.items())
         raise LabelError(
-            f"classes with fewer than {min_per_class} labelled pixels: {named}. Add labels, merge the class in the crosswalk, or lower LandCoverConfig.min_pixels_per_class"
+            f"classes with fewer than {min_per_class} labelled pixels on valid imagery: {named}. "
+            "Add labels, merge the class in the crosswalk, or lower LandCoverConfig.min_pixels_per_class"
         )
-    rng = np.random.default_rng(seed)
-    rows, cols = [], []
-    for code in counts.index:
-        r, c = np.nonzero(ok & (labels == code))
-        pick = rng.choice(len(r), size=min(per_class, len(r)), replace=False)
-        rows.append(r[pick])
-        cols.append(c[pick])
-    rows, cols = np.concatenate(rows), np.concatenate(cols)
-    return rows, cols, features[:, rows, cols].T, labels[rows, cols]
+    keep = np.concatenate([np.flatnonzero(ok & (y == code))[:per_class] for code in counts.index])
+    return rows[keep], cols[keep], X[keep], y[keep]
 
 
 def write_land_cover(path, classes: np.ndarray, scene: pd.Series) -> None:
@@ -283,7 +303,10 @@ def classify_scenes(
     ``out_dir/land_cover_<date>.tif``."""
     train, test = [], []
     for i, lab in labels.items():
-        rows, cols, X, y = training_pixels(lab, scene_features(catalog.iloc[i]), per_class, min_per_class, seed + i)
+        scene = catalog.iloc[i]
+        rows, cols, X, y = training_pixels(
+            lab, lambda r0, h, s=scene: scene_features(s, r0, h), per_class, min_per_class, seed + i, window_rows
+        )
         held = block_test_mask(rows, cols, block_px, seed=seed)
         train.append((X[~held], y[~held]))
         test.append((X[held], y[held]))
