@@ -43,6 +43,7 @@ bench: install
 	$(BIN)/python benchmarks/encoder.py
 	$(BIN)/python benchmarks/cate.py --units 1000 10000
 	$(BIN)/python benchmarks/debias.py
+	$(BIN)/python benchmarks/landcover.py
 	$(BIN)/python benchmarks/study2_simulation.py --seeds 0 1 2 3 4
 
 .PHONY: install demo lint test test-fast ui bench

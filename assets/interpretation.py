@@ -71,6 +71,8 @@ def land_cover_maps(config: LandCoverConfig, imagery_catalog: pd.DataFrame, stud
             "accuracy": result.accuracy,
             "training_pixels": result.training_pixels,
             "test_pixels": result.test_pixels,
+            "train_seconds": result.train_seconds,
+            "predict_seconds": result.predict_seconds,
             "per_class": table_md(result.per_class),
             "confusion": table_md(result.confusion.reset_index(names="true \\ predicted")),
             "confusion_plot": figure_md(confusion_plot(result.confusion), "confusion"),

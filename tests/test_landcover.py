@@ -24,7 +24,7 @@ def test_classifier_is_accurate_on_held_out_blocks(small_study):
     rows, cols = np.nonzero(~np.isnan(features).any(axis=0))
     test = block_test_mask(rows, cols, block_px=32)
     X, y = features[:, rows, cols].T, labels[rows, cols]
-    classifier = LandCoverClassifier(max_iter=100).fit(X[~test], y[~test])
+    classifier = LandCoverClassifier().fit(X[~test], y[~test])
     accuracy, per_class, confusion = accuracy_report(y[test], classifier.predict(X[test]))
     assert accuracy > 0.85 and confusion.to_numpy().sum() == test.sum()
     assert per_class.set_index("class").loc["80 permanent water bodies", "recall"] > 0.9
