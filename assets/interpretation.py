@@ -170,7 +170,7 @@ def heterogeneity_attribution(
     meta = {
         "units": len(design),
         "reference_class": int(design.attrs["reference"]),
-        "attribution": table_md(blp[["feature", "per_10pp", "ci_lower", "ci_upper", "p_value", "p_bonferroni"]]),
+        "attribution": table_md(blp[["feature", "per_10pp", "per_10pp_lower", "per_10pp_upper", "p_value", "p_bonferroni"]]),
         "coefficients": figure_md(coefficient_plot(blp), "coefficients"),
         "effect_by_quintile": table_md(quintiles),
         "importance_in_land_cover_forest": table_md(importance),

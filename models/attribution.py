@@ -62,7 +62,8 @@ def best_linear_projection(gamma: np.ndarray, X: pd.DataFrame, clusters: np.ndar
             }
         )
     table = pd.DataFrame(rows)
-    table["per_10pp"] = 0.1 * table["estimate"]
+    for col, source in (("per_10pp", "estimate"), ("per_10pp_lower", "ci_lower"), ("per_10pp_upper", "ci_upper")):
+        table[col] = 0.1 * table[source]
     table["p_bonferroni"] = np.minimum(1.0, table["p_value"] * len(table))
     return table
 
