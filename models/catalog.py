@@ -34,7 +34,9 @@ def date_from_name(name: str) -> pd.Timestamp:
     """Parse YYYY-MM-DD, YYYYMMDD or YYYY from a file name (a bare year means 1 July)."""
     match = _DATE.search(name)
     if not match:
-        raise CatalogError(f"no date (YYYY-MM-DD, YYYYMMDD or YYYY) in file name {name!r}")
+        raise CatalogError(
+            f"no date (YYYY-MM-DD, YYYYMMDD or YYYY) in file name {name!r}: rename the file, or list the files with their dates in a catalog CSV (date, path)"
+        )
     year, month, day = match.groups()
     return pd.Timestamp(int(year), int(month or 7), int(day or 1))
 
@@ -43,7 +45,7 @@ def _read_catalog_csv(source: Path) -> pd.DataFrame:
     table = pd.read_csv(source)
     missing = {"date", "path"} - set(table.columns)
     if missing:
-        raise CatalogError(f"catalog CSV {source} lacks column(s) {sorted(missing)}")
+        raise CatalogError(f"catalog CSV {source} lacks column(s) {sorted(missing)}: it needs a date and a path column")
     paths = [p if Path(p).is_absolute() else str(source.parent / p) for p in table["path"]]
     return pd.DataFrame({"date": table["date"], "path": paths})
 
@@ -64,10 +66,10 @@ def list_scene_files(source: str | Path) -> pd.DataFrame:
         table = _read_catalog_csv(source)
         return table.assign(date=pd.to_datetime(table["date"]))
     if not source.is_dir():
-        raise CatalogError(f"imagery source {source} is neither a folder nor a catalog CSV")
+        raise CatalogError(f"imagery source {source} is neither a folder nor a catalog CSV: point StudySource.imagery at one")
     files = sorted(p for p in source.iterdir() if p.suffix.lower() in RASTER_SUFFIXES)
     if not files:
-        raise CatalogError(f"no GeoTIFF/VRT files in {source}")
+        raise CatalogError(f"no GeoTIFF/VRT files in {source}: point StudySource.imagery at the folder that holds the dated rasters")
     return pd.DataFrame({"date": [date_from_name(p.name) for p in files], "path": [str(p) for p in files]})
 
 
@@ -108,7 +110,9 @@ def _header(path: str) -> dict:
                 "res": ds.res,
             }
     except RasterioError as err:
-        raise CatalogError(f"cannot read raster {path}: {err}") from err
+        raise CatalogError(
+            f"cannot read raster {path}: {err}. Check the file is a complete GeoTIFF/VRT (download or export it again)"
+        ) from err
 
 
 def _tokens(path: str) -> list[str]:

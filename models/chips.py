@@ -51,7 +51,7 @@ class Scene:
         try:
             self.handles = [rasterio.open(p) for p in self.paths]
         except RasterioError as err:
-            raise CatalogError(f"cannot open raster: {err}") from err
+            raise CatalogError(f"cannot open raster: {err}. Rebuild the imagery catalog (the files may have moved)") from err
         return self
 
     def __exit__(self, *exc) -> None:
@@ -79,7 +79,7 @@ class Scene:
             try:
                 raw = handle.read(window=window)
             except RasterioError as err:
-                raise CatalogError(f"cannot read raster {path}: {err}") from err
+                raise CatalogError(f"cannot read raster {path}: {err}. Download or export it again, then re-run imagery_catalog") from err
             for b in range(raw.shape[0]):
                 values = raw[b].astype(np.float32)
                 nodata = self.nodata[band]

@@ -80,7 +80,7 @@ def survey_places(survey: pd.DataFrame, catalog: pd.DataFrame) -> tuple[pd.DataF
     if missing:
         raise ValueError(f"survey table lacks column(s) {sorted(missing)} (StudySource.survey_table needs survey_id, lon, lat, wealth)")
     if survey[["lon", "lat", "wealth"]].isna().any().any():
-        raise ValueError("survey table has missing lon, lat or wealth values")
+        raise ValueError("survey table has missing lon, lat or wealth values: remove or fill those rows in StudySource.survey_table")
     survey["unit_id"] = survey["unit_id"].astype(str)
     inside, outside = locate_units(survey, catalog)
     return pd.DataFrame(inside.drop(columns="geometry")), outside

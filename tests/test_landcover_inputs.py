@@ -56,6 +56,7 @@ def test_unusable_labels_fail_by_name(catalog, tmp_path, change, message):
     assert not (tmp_path / "maps").exists() or not list((tmp_path / "maps").iterdir())
 
 
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")  # the raster is made without a CRS on purpose
 def test_label_raster_without_crs_is_refused(catalog, tmp_path):
     path = tmp_path / "labels.tif"
     with rasterio.open(path, "w", driver="GTiff", width=10, height=10, count=1, dtype="uint8") as dst:
