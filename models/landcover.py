@@ -204,6 +204,26 @@ def vector_labels(path: str, scene: pd.Series, class_column: str, crosswalk: dic
     return rasterize(shapes, out_shape=shape, transform=transform, fill=0, dtype="uint8") if shapes else np.zeros(shape, dtype=np.uint8)
 
 
+def _candidates(labels: np.ndarray, k: int, seed: int, window_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """A uniform random sample of up to ``k`` labelled positions per class, found window by window:
+    each position gets a random key and the ``k`` smallest keys per class are kept, so memory stays
+    O(window + k x classes) however large and densely labelled the scene."""
+    rng = np.random.default_rng(seed)
+    kept: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for row0 in range(0, labels.shape[0], window_rows):
+        r, c = np.nonzero(labels[row0 : row0 + window_rows] != NODATA_CLASS)
+        y, keys = labels[row0 + r, c], rng.random(len(r))
+        for code in np.unique(y):
+            sel = y == code
+            old = kept.get(int(code), (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)))
+            rr, cc, kk = np.concatenate([old[0], row0 + r[sel]]), np.concatenate([old[1], c[sel]]), np.concatenate([old[2], keys[sel]])
+            best = np.argsort(kk)[:k]
+            kept[int(code)] = (rr[best], cc[best], kk[best])
+    if not kept:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    return np.concatenate([v[0] for v in kept.values()]), np.concatenate([v[1] for v in kept.values()])
+
+
 def training_pixels(
     labels: np.ndarray,
     features_at: Callable[[int, int], np.ndarray],
@@ -218,19 +238,15 @@ def training_pixels(
     (``features_at(row0, height)``), so a large scene is never held in memory whole. Fails when no
     label falls on valid imagery, or a class has fewer than ``min_per_class`` valid pixels.
     """
-    rng = np.random.default_rng(seed)
-    r_all, c_all = np.nonzero(labels != NODATA_CLASS)
-    if not len(r_all):
+    rows, cols = _candidates(labels, 2 * per_class, seed, window_rows)
+    if not len(rows):
         raise LabelError("no labelled pixel falls on the scenes: the labels do not overlap the imagery (check their extent and CRS)")
-    y_all = labels[r_all, c_all]
-    pick = np.concatenate([rng.permutation(np.flatnonzero(y_all == code))[: 2 * per_class] for code in np.unique(y_all)])
-    rows, cols = r_all[pick], c_all[pick]
     parts = []
     for row0 in np.unique(rows // window_rows) * window_rows:
         inside = np.flatnonzero((rows >= row0) & (rows < row0 + window_rows))
         block = features_at(int(row0), int(min(window_rows, labels.shape[0] - row0)))
         parts.append((inside, block[:, rows[inside] - row0, cols[inside]].T))
-    X = np.zeros((len(pick), parts[0][1].shape[1]), dtype=np.float32)
+    X = np.zeros((len(rows), parts[0][1].shape[1]), dtype=np.float32)
     for inside, values in parts:
         X[inside] = values
     ok = ~np.isnan(X).any(axis=1)
