@@ -209,13 +209,14 @@ def _cube_metadata(path, summary) -> dict:
     unit = cube["unit"].values[0]
     dates = [str(d)[:10] for d in cube["time"].values]
     strip = sequence_strip(cube["reflectance"].sel(unit=unit).values, dates, list(cube["band"].values), f"unit {unit}")
+    dates_table = summary.date_table()
     return {
         "units": summary.n_units,
         "dims": dg.MetadataValue.json({k: int(v) for k, v in cube.sizes.items()}),
         "valid_fraction": summary.valid_fraction,
         "dropped_all_nodata": dg.MetadataValue.json(summary.dropped_all_nodata[:50]),
-        "units_without_data_by_date": table_md(summary.date_table()),
-        "max_date_share_without_data": float(summary.date_table()["share"].max()),
+        "units_without_data_by_date": table_md(dates_table),
+        "max_date_share_without_data": float(dates_table["share"].max()),
         "sequence": figure_md(strip, "sequence strip"),
     }
 

@@ -11,7 +11,7 @@ import pandas as pd
 import xarray as xr
 
 from assets.metadata import figure_md, table_md
-from models.attribution import attribute, quantile_table
+from models.attribution import attenuation_vs_truth, attribute, quantile_table
 from models.cate import SCORE_CHOICE, LearnerConfig, fit_full
 from models.chips import CHIP_SIZE
 from models.design import trial_frame
@@ -94,9 +94,7 @@ class UnitLandCoverConfig(dg.Config):
 
 
 @dg.asset(group_name=GROUP, kinds={"parquet"})
-def unit_land_cover(
-    config: UnitLandCoverConfig, land_cover_maps: Path, rct_units: gpd.GeoDataFrame, imagery_catalog: pd.DataFrame
-) -> dg.Output:
+def unit_land_cover(config: UnitLandCoverConfig, land_cover_maps: Path, rct_units: gpd.GeoDataFrame) -> dg.Output:
     """Per unit and date the share of each WorldCover class among the classified pixels of the unit's
     chip, and the change between the first and the last date.
 
@@ -105,7 +103,7 @@ def unit_land_cover(
     ``change`` rows the difference in share).
     """
     paths, dates = map_files(land_cover_maps)
-    table = unit_fractions(paths, dates, list(imagery_catalog["crs"]), pd.DataFrame(rct_units.drop(columns="geometry")), config.chip_size)
+    table = unit_fractions(paths, dates, pd.DataFrame(rct_units.drop(columns="geometry")), config.chip_size)
     shares = table[table["date"] == dates[-1]].filter(like="frac_").mean()
     last = pd.DataFrame({"class": shares.index, "mean share at the last date": shares.to_numpy()})
     return dg.Output(table, metadata={"units": table["unit_id"].nunique(), "dates": len(dates), "mean_shares": table_md(last)})
@@ -177,34 +175,15 @@ def heterogeneity_attribution(
     }
     truth = read_unit_truth(study_inputs["truth"].get("units"))
     if truth is not None:
-        meta["attenuation_vs_true_land_cover"] = table_md(_attenuation(blp, gamma, truth, design))
+        meta["attenuation_vs_true_land_cover"] = table_md(attenuation_vs_truth(blp, gamma, truth, design))
     context.log.info(f"land-cover attribution on {len(design)} units, reference class {design.attrs['reference']}")
     return dg.Output(blp, metadata=meta)
-
-
-def _attenuation(blp: pd.DataFrame, gamma: pd.Series, truth: pd.DataFrame, design: pd.DataFrame) -> pd.DataFrame:
-    """The same projection on the simulator's true fractions; ratio = classified / true coefficient."""
-    codes = sorted({int(c.split("_")[1]) for c in truth.columns if c.startswith("frac_")})
-    long = pd.concat(
-        [
-            pd.DataFrame({f"frac_{c}": truth.loc[design.index, f"frac_{c}_{when}"].to_numpy() for c in codes}).assign(
-                unit_id=design.index, date=d
-            )
-            for when, d in (("first", "0"), ("last", "1"))
-        ],
-        ignore_index=True,
-    )
-    true_blp, _ = attribute(long, gamma, None, int(design.attrs["reference"]))
-    merged = blp.merge(true_blp[["term", "estimate"]], on="term", how="inner", suffixes=("", "_true"))
-    merged["ratio"] = merged["estimate"] / merged["estimate_true"]
-    return merged[["feature", "estimate", "estimate_true", "ratio"]]
 
 
 @dg.asset(group_name=GROUP, kinds={"png"})
 def land_cover_examples(
     cate_estimates: pd.DataFrame,
     unit_image_sequences: xr.Dataset,
-    unit_land_cover: pd.DataFrame,
     land_cover_maps: Path,
     rct_units: gpd.GeoDataFrame,
     storage: StorageResource,

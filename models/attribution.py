@@ -117,3 +117,23 @@ def attribute(
 def quantile_table(gamma: np.ndarray, design: pd.DataFrame, terms: list[str]) -> pd.DataFrame:
     """``cate_by_quantile`` for each of ``terms``, stacked (column ``term``)."""
     return pd.concat([cate_by_quantile(gamma, design[t].to_numpy()).assign(term=t) for t in terms], ignore_index=True)
+
+
+def attenuation_vs_truth(blp: pd.DataFrame, gamma: pd.Series, truth: pd.DataFrame, design: pd.DataFrame) -> pd.DataFrame:
+    """The same projection on the simulator's true fractions (``frac_<code>_first`` / ``_last``
+    columns of its unit truth): ratio = classified / true coefficient, how much misclassification
+    attenuates each one."""
+    codes = sorted({int(c.split("_")[1]) for c in truth.columns if c.startswith("frac_")})
+    long = pd.concat(
+        [
+            pd.DataFrame({f"frac_{c}": truth.loc[design.index, f"frac_{c}_{when}"].to_numpy() for c in codes}).assign(
+                unit_id=design.index, date=d
+            )
+            for when, d in (("first", "0"), ("last", "1"))
+        ],
+        ignore_index=True,
+    )
+    true_blp, _ = attribute(long, gamma, None, int(design.attrs["reference"]))
+    merged = blp.merge(true_blp[["term", "estimate"]], on="term", how="inner", suffixes=("", "_true"))
+    merged["ratio"] = merged["estimate"] / merged["estimate_true"]
+    return merged[["feature", "estimate", "estimate_true", "ratio"]]

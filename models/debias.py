@@ -258,10 +258,13 @@ def corrections_from_dict(d: dict) -> tuple[LinearCalibrationCorrection, Tweedie
 
 
 def debias_map(naive: np.ndarray, lcc: LinearCalibrationCorrection, tweedie: TweedieCorrection) -> dict[str, np.ndarray]:
-    """Layers naive, lcc and tweedie of a predicted map (NaN cells stay NaN)."""
+    """Layers naive, lcc and tweedie of a predicted map (NaN cells stay NaN and are not corrected, so
+    they cannot raise a spurious out-of-support warning)."""
     ok = np.isfinite(naive)
-    return {
-        "naive": naive,
-        "lcc": np.where(ok, lcc.transform(np.nan_to_num(naive)), np.nan),
-        "tweedie": np.where(ok, tweedie.transform(np.nan_to_num(naive)), np.nan),
-    }
+
+    def corrected(transform) -> np.ndarray:
+        out = np.full(naive.shape, np.nan, dtype=float)
+        out[ok] = transform(naive[ok])
+        return out
+
+    return {"naive": naive, "lcc": corrected(lcc.transform), "tweedie": corrected(tweedie.transform)}

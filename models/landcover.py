@@ -4,8 +4,9 @@ file, classified GeoTIFFs, and each unit's class fractions."""
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,9 +57,6 @@ def class_fractions(labels: np.ndarray, classes: list[int], valid: np.ndarray | 
     counts = np.stack([((labels == c) & valid).sum(axis=(-2, -1)) for c in classes], axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n[..., None] > 0, counts / n[..., None], np.nan)
-
-
-INDICES = ("ndvi", "ndwi", "ndbi")
 
 
 def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -146,6 +144,13 @@ class LabelError(ValueError):
     """Land-cover labels that cannot train a classifier (the message names the problem and the fix)."""
 
 
+def scene_transform(scene: pd.Series):
+    """The affine transform of a catalog scene's pixel grid."""
+    from affine import Affine
+
+    return Affine(scene["res_x"], 0, scene["left"], 0, -scene["res_y"], scene["top"])
+
+
 def _crosswalked(values: np.ndarray, crosswalk: dict | None, what: str) -> np.ndarray:
     """User class values -> WorldCover codes (0 where unlabelled); unknown values are an error."""
     values = np.asarray(values)
@@ -173,14 +178,13 @@ def _crosswalked(values: np.ndarray, crosswalk: dict | None, what: str) -> np.nd
 def raster_labels(path: str, scene: pd.Series, crosswalk: dict | None = None) -> np.ndarray:
     """A categorical raster (any CRS) on the scene's grid by nearest neighbour: (H, W) WorldCover codes, 0 unlabelled."""
     import rasterio
-    from affine import Affine
     from rasterio.warp import Resampling, reproject
 
     with rasterio.open(path) as src:
         if src.crs is None:
             raise LabelError(f"label raster {path} has no CRS: assign one before using it as land-cover labels")
         out = np.zeros((int(scene["height"]), int(scene["width"])), dtype=src.dtypes[0])
-        dst = Affine(scene["res_x"], 0, scene["left"], 0, -scene["res_y"], scene["top"])
+        dst = scene_transform(scene)
         reproject(rasterio.band(src, 1), out, dst_transform=dst, dst_crs=scene["crs"], resampling=Resampling.nearest, dst_nodata=0)
     return _crosswalked(out, crosswalk, f"label raster {path}")
 
@@ -188,7 +192,6 @@ def raster_labels(path: str, scene: pd.Series, crosswalk: dict | None = None) ->
 def vector_labels(path: str, scene: pd.Series, class_column: str, crosswalk: dict | None = None) -> np.ndarray:
     """Labelled points or polygons (GeoPackage, Shapefile, GeoParquet; any CRS) burnt onto the scene's grid."""
     import geopandas as gpd
-    from affine import Affine
     from rasterio.features import rasterize
 
     frame = gpd.read_parquet(path) if str(path).endswith((".parquet", ".geoparquet")) else gpd.read_file(path)
@@ -198,7 +201,7 @@ def vector_labels(path: str, scene: pd.Series, class_column: str, crosswalk: dic
         raise LabelError(f"label file {path} has no CRS: set it (e.g. GeoDataFrame.set_crs) before using it as land-cover labels")
     frame = frame.to_crs(scene["crs"])
     codes = _crosswalked(frame[class_column].to_numpy(), crosswalk, f"label file {path}")
-    transform = Affine(scene["res_x"], 0, scene["left"], 0, -scene["res_y"], scene["top"])
+    transform = scene_transform(scene)
     shapes = [(geom, int(code)) for geom, code in zip(frame.geometry, codes, strict=True) if code != NODATA_CLASS and geom is not None]
     shape = (int(scene["height"]), int(scene["width"]))
     return rasterize(shapes, out_shape=shape, transform=transform, fill=0, dtype="uint8") if shapes else np.zeros(shape, dtype=np.uint8)
@@ -270,14 +273,13 @@ def training_pixels(
 def write_land_cover(path, classes: np.ndarray, scene: pd.Series) -> None:
     """A uint8 WorldCover GeoTIFF on the scene's grid: nodata 0, the WorldCover colour table, overviews."""
     import rasterio
-    from affine import Affine
     from rasterio.enums import Resampling
 
     from models.storage import atomic_path
 
     profile = {
         "driver": "GTiff", "count": 1, "height": classes.shape[0], "width": classes.shape[1], "dtype": "uint8", "nodata": NODATA_CLASS,
-        "crs": scene["crs"], "transform": Affine(scene["res_x"], 0, scene["left"], 0, -scene["res_y"], scene["top"]),
+        "crs": scene["crs"], "transform": scene_transform(scene),
         "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate",
     }  # fmt: skip
     with atomic_path(path) as tmp:
@@ -306,13 +308,20 @@ class LandCoverMaps:
     predict_seconds: float = 0.0
 
 
-def scene_features(scene: pd.Series, row0: int = 0, height: int | None = None) -> np.ndarray:
-    """Features of a catalog scene's rows [row0, row0 + height) (all rows by default)."""
+@contextlib.contextmanager
+def scene_reader(scene: pd.Series) -> Iterator[Callable[[int, int], np.ndarray]]:
+    """``features_at(row0, height)`` for a catalog scene whose files stay open for the block."""
     from models.chips import scenes_from_catalog
 
+    bands, width = list(scene["band_names"]), int(scene["width"])
     with scenes_from_catalog(scene.to_frame().T)[0] as reader:
-        block = reader.read(row0, 0, height or int(scene["height"]) - row0, int(scene["width"]))
-    return pixel_features(block, list(scene["band_names"]))
+        yield lambda row0, height: pixel_features(reader.read(row0, 0, height, width), bands)
+
+
+def scene_features(scene: pd.Series) -> np.ndarray:
+    """Features of a whole catalog scene (for small scenes and tests; large ones go window by window)."""
+    with scene_reader(scene) as features_at:
+        return features_at(0, int(scene["height"]))
 
 
 def classify_scenes(
@@ -330,10 +339,8 @@ def classify_scenes(
     ``out_dir/land_cover_<date>.tif``."""
     train, test = [], []
     for i, lab in labels.items():
-        scene = catalog.iloc[i]
-        rows, cols, X, y = training_pixels(
-            lab, lambda r0, h, s=scene: scene_features(s, r0, h), per_class, min_per_class, seed + i, window_rows
-        )
+        with scene_reader(catalog.iloc[i]) as features_at:
+            rows, cols, X, y = training_pixels(lab, features_at, per_class, min_per_class, seed + i, window_rows)
         held = block_test_mask(rows, cols, block_px, seed=seed)
         train.append((X[~held], y[~held]))
         test.append((X[held], y[held]))
@@ -349,9 +356,10 @@ def classify_scenes(
     paths, dates = [], []
     for _, scene in catalog.iterrows():
         height = int(scene["height"])
-        classes = np.concatenate(
-            [classifier.predict_image(scene_features(scene, r, min(window_rows, height - r))) for r in range(0, height, window_rows)]
-        )
+        with scene_reader(scene) as features_at:
+            classes = np.concatenate(
+                [classifier.predict_image(features_at(r, min(window_rows, height - r))) for r in range(0, height, window_rows)]
+            )
         date = f"{pd.Timestamp(scene['date']):%Y-%m-%d}"
         path = out_dir / f"land_cover_{date}.tif"
         write_land_cover(path, classes, scene)
@@ -368,29 +376,34 @@ def map_files(folder: Path) -> tuple[list[str], list[str]]:
     return [str(p) for p in paths], [p.stem.removeprefix("land_cover_") for p in paths]
 
 
-def unit_fractions(paths: list[str], dates: list[str], crs: list[str], units: pd.DataFrame, chip_size: int) -> pd.DataFrame:
-    """Per unit and date the share of each class among the classified pixels of the unit's chip, and
-    (``date == "change"``) the last minus the first date. Columns: unit_id, date, frac_<code>..."""
+def _map_chips(paths: list[str], units: pd.DataFrame, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(unit indices, (n, T, size, size) uint8 class chips) of classified maps, tile by tile."""
+    import rasterio
+
     from models.chips import Scene, iter_chip_tiles
 
+    crs = []
+    for path in paths:
+        with rasterio.open(path) as src:
+            crs.append(src.crs.to_string())
     scenes = [Scene([p], c, [float(NODATA_CLASS)], [1.0], [0.0]) for p, c in zip(paths, crs, strict=True)]
+    with contextlib.ExitStack() as stack:
+        for scene in scenes:
+            stack.enter_context(scene)
+        for idx, chips in iter_chip_tiles(units["lon"].to_numpy(), units["lat"].to_numpy(), scenes, size):
+            yield idx, np.nan_to_num(chips[:, :, 0], nan=NODATA_CLASS).astype(np.uint8)
+
+
+def unit_fractions(paths: list[str], dates: list[str], units: pd.DataFrame, chip_size: int) -> pd.DataFrame:
+    """Per unit and date the share of each class among the classified pixels of the unit's chip, and
+    (``date == "change"``) the last minus the first date. Columns: unit_id, date, frac_<code>..."""
     codes = sorted(WORLDCOVER)
     parts = []
-    for scene in scenes:
-        scene.__enter__()
-    try:
-        for idx, chips in iter_chip_tiles(units["lon"].to_numpy(), units["lat"].to_numpy(), scenes, chip_size):
-            labels = np.nan_to_num(chips[:, :, 0], nan=NODATA_CLASS).astype(np.uint8)  # (n, T, H, W)
-            fractions = class_fractions(labels, codes)  # (n, T, K)
-            for t, date in enumerate(dates):
-                parts.append(
-                    pd.DataFrame(fractions[:, t], columns=[f"frac_{c}" for c in codes]).assign(
-                        unit_id=units["unit_id"].iloc[idx].to_numpy(), date=date
-                    )
-                )
-    finally:
-        for scene in scenes:
-            scene.__exit__()
+    for idx, labels in _map_chips(paths, units, chip_size):
+        fractions = class_fractions(labels, codes)  # (n, T, K)
+        for t, date in enumerate(dates):
+            frame = pd.DataFrame(fractions[:, t], columns=[f"frac_{c}" for c in codes])
+            parts.append(frame.assign(unit_id=units["unit_id"].iloc[idx].to_numpy(), date=date))
     table = pd.concat(parts, ignore_index=True)
     wide = table.set_index(["unit_id", "date"])
     change = (wide.xs(dates[-1], level="date") - wide.xs(dates[0], level="date")).reset_index().assign(date="change")
@@ -432,15 +445,8 @@ def labels_for_scenes(
 
 def land_cover_chips(path: str, units: pd.DataFrame, size: int) -> list[np.ndarray]:
     """Each unit's ``size`` x ``size`` chip of a classified map (uint8 codes, 0 outside), in ``units`` order."""
-    import rasterio
-
-    from models.chips import Scene, iter_chip_tiles
-
-    with rasterio.open(path) as src:
-        crs = src.crs.to_string()
     out: list[np.ndarray] = [np.zeros((size, size), dtype=np.uint8)] * len(units)
-    with Scene([path], crs, [float(NODATA_CLASS)], [1.0], [0.0]) as scene:
-        for idx, chips in iter_chip_tiles(units["lon"].to_numpy(), units["lat"].to_numpy(), [scene], size):
-            for i, chip in zip(idx, chips, strict=True):
-                out[i] = np.nan_to_num(chip[0, 0], nan=NODATA_CLASS).astype(np.uint8)
+    for idx, labels in _map_chips([path], units, size):
+        for i, chip in zip(idx, labels[:, 0], strict=True):
+            out[i] = chip
     return out

@@ -92,10 +92,6 @@ def covariate_choice(table: pd.DataFrame, spec: RCTSpec) -> tuple[list[str], dic
     return taken, excluded
 
 
-def covariate_columns(table: pd.DataFrame, spec: RCTSpec) -> list[str]:
-    return covariate_choice(table, spec)[0]
-
-
 def validate_rct(table: pd.DataFrame, spec: RCTSpec = RCTSpec()) -> pd.DataFrame:
     """Return a clean copy of the trial table or raise ``RCTValidationError`` naming the problem."""
     required = ["unit_id", "lon", "lat", "treatment", *spec.outcomes, *(spec.covariates or ())]
@@ -119,7 +115,7 @@ def validate_rct(table: pd.DataFrame, spec: RCTSpec = RCTSpec()) -> pd.DataFrame
             raise RCTValidationError(
                 f"assignment_probability must lie strictly between 0 and 1; {len(bad)} unit(s) do not: {_examples(bad)}. Fix the column or drop it (the stratum share is used then)"
             )
-    for col in covariate_columns(table, spec):
+    for col in covariate_choice(table, spec)[0]:
         if not pd.api.types.is_numeric_dtype(table[col]):
             raise RCTValidationError(
                 f"covariate {col!r} is not numeric (dtype {table[col].dtype}): encode it as numbers or leave it out of StudySource.covariates"
@@ -203,7 +199,7 @@ def standardize(features: pd.DataFrame) -> pd.DataFrame:
 
 def tabular_matrix(units: pd.DataFrame, spec: RCTSpec = RCTSpec()) -> pd.DataFrame:
     """Covariate matrix keyed by unit_id: numeric covariates, median-imputed with missing indicators."""
-    cols = covariate_columns(units, spec)
+    cols = covariate_choice(units, spec)[0]
     out = units[["unit_id"]].copy()
     for col in cols:
         values = units[col].astype(float)

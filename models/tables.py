@@ -34,7 +34,8 @@ def read_table(path: str | Path, field: str = "StudySource.rct_table") -> pd.Dat
         raise TableError(f"{field} = {str(path)!r} does not exist or is not a file")
     if path.stat().st_size == 0:
         raise TableError(f"{field} = {str(path)!r} is empty (0 bytes): was the export or download interrupted?")
-    head = path.open("rb").read(65536)
+    with path.open("rb") as handle:
+        head = handle.read(65536)
     if path.suffix.lower() in {".xlsx", ".xls", ".xlsm"} or head.startswith(_EXCEL_MAGIC):
         raise TableError(
             f"{field} = {str(path)!r} is an Excel workbook: save the sheet as CSV (UTF-8) or Parquet and point {field} at that file"
