@@ -344,7 +344,7 @@ def classify_scenes(
     per_class: int = 2000,
     min_per_class: int = 20,
     block_px: int = 64,
-    window_pixels: int = 2**18,
+    window_pixels: int = 2**20,
     seed: int = 0,
 ) -> LandCoverMaps:
     """Train on labelled pixels of the scenes in ``labels`` (scene index -> labels on its grid),
