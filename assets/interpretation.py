@@ -152,7 +152,9 @@ def heterogeneity_attribution(
     clusters = rct_units.set_index("unit_id")["cluster"] if "cluster" in rct_units else None
     blp, design = attribute(unit_land_cover, gamma, clusters, config.reference_class)
     top = blp.reindex(blp["p_value"].sort_values().index)["term"].head(3).tolist()
-    quintiles = quantile_table(gamma.loc[design.index].to_numpy(), design, top)
+    quintiles = quantile_table(
+        gamma.loc[design.index].to_numpy(), design, top, clusters.loc[design.index].to_numpy() if clusters is not None else None
+    )
     trial = trial_frame(rct_units, source.outcomes[0], design.index)
     forest = fit_full(
         "causal_forest",

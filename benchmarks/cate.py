@@ -96,7 +96,7 @@ def simulator_pehe(data: Path, learners: list[str], seeds: list[int], settings: 
         for variant in settings:
             make = make_learner if variant == "eotrials" else _econml_default_factory
             estimates, fits = cross_fit_choices(ids, features, T, Y, p, folds, learners, LearnerConfig(seed=seed), make)
-            scores = evaluate_choices(estimates, tau_true=truth, n_boot=2)[["data_choice", "learner", "pehe"]]
+            scores = evaluate_choices(estimates, tau_true=truth, n_boot=4)[0][["data_choice", "learner", "pehe"]]
             for row in fits.merge(scores, on=["data_choice", "learner"]).to_dict("records"):
                 rows.append(
                     {

@@ -13,6 +13,7 @@ import pandas as pd
 import statsmodels.api as sm
 from scipy import stats
 
+from models.heterogeneity import gates, robust_ols
 from models.landcover import WORLDCOVER
 
 
@@ -39,11 +40,7 @@ def best_linear_projection(gamma: np.ndarray, X: pd.DataFrame, clusters: np.ndar
     points (``per_10pp``), its interval, p-value and Bonferroni-adjusted p-value over the features.
     """
     design = sm.add_constant(X - X.mean())
-    fit = (
-        sm.OLS(np.asarray(gamma, float), design).fit(cov_type="cluster", cov_kwds={"groups": pd.factorize(np.asarray(clusters))[0]})
-        if clusters is not None
-        else sm.OLS(np.asarray(gamma, float), design).fit(cov_type="HC3")
-    )
+    fit = robust_ols(gamma, design, clusters)
     z = stats.norm.ppf(1 - alpha / 2)
     rows = []
     for term in X.columns:
@@ -68,26 +65,11 @@ def best_linear_projection(gamma: np.ndarray, X: pd.DataFrame, clusters: np.ndar
     return table
 
 
-def cate_by_quantile(gamma: np.ndarray, values: np.ndarray, q: int = 5, alpha: float = 0.05) -> pd.DataFrame:
-    """The mean DR score (the group's ATE) with its interval in each quantile group of ``values``."""
-    groups = pd.qcut(pd.Series(values).rank(method="first"), q, labels=False)
-    z = stats.norm.ppf(1 - alpha / 2)
-    rows = []
-    for g in range(q):
-        sel = (groups == g).to_numpy()
-        est, se = float(np.mean(gamma[sel])), float(np.std(gamma[sel], ddof=1) / np.sqrt(sel.sum()))
-        rows.append(
-            {
-                "quantile": g + 1,
-                "low": float(np.min(values[sel])),
-                "high": float(np.max(values[sel])),
-                "units": int(sel.sum()),
-                "estimate": est,
-                "ci_lower": est - z * se,
-                "ci_upper": est + z * se,
-            }
-        )
-    return pd.DataFrame(rows)
+def cate_by_quantile(gamma: np.ndarray, values: np.ndarray, q: int = 5, clusters: np.ndarray | None = None) -> pd.DataFrame:
+    """The mean DR score (the group's ATE) with its interval in each quantile group of ``values``
+    (``models.heterogeneity.gates`` on a land-cover feature)."""
+    table = gates(values, gamma, q, clusters).rename(columns={"group": "quantile", "gate": "estimate"})
+    return table[["quantile", "low", "high", "units", "estimate", "ci_lower", "ci_upper"]]
 
 
 def fractions_by_date(unit_land_cover: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -114,9 +96,9 @@ def attribute(
     return best_linear_projection(gamma.loc[ids].to_numpy(), design, cl), design
 
 
-def quantile_table(gamma: np.ndarray, design: pd.DataFrame, terms: list[str]) -> pd.DataFrame:
+def quantile_table(gamma: np.ndarray, design: pd.DataFrame, terms: list[str], clusters: np.ndarray | None = None) -> pd.DataFrame:
     """``cate_by_quantile`` for each of ``terms``, stacked (column ``term``)."""
-    return pd.concat([cate_by_quantile(gamma, design[t].to_numpy()).assign(term=t) for t in terms], ignore_index=True)
+    return pd.concat([cate_by_quantile(gamma, design[t].to_numpy(), clusters=clusters).assign(term=t) for t in terms], ignore_index=True)
 
 
 def attenuation_vs_truth(blp: pd.DataFrame, gamma: pd.Series, truth: pd.DataFrame, design: pd.DataFrame) -> pd.DataFrame:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -279,25 +279,29 @@ def training_pixels(
     return rows[keep], cols[keep], X[keep], y[keep]
 
 
-def write_land_cover(path, classes: np.ndarray, scene: pd.Series) -> None:
-    """A uint8 WorldCover GeoTIFF on the scene's grid: nodata 0, the WorldCover colour table, overviews."""
+def write_land_cover(path, windows: Iterable[tuple[int, np.ndarray]], scene: pd.Series) -> None:
+    """A uint8 WorldCover GeoTIFF on the scene's grid from (first row, classes) windows, written as
+    they come so the scene is never held whole: nodata 0, the WorldCover colour table, overviews."""
     import rasterio
     from rasterio.enums import Resampling
+    from rasterio.windows import Window
 
     from models.storage import atomic_path
 
+    height, width = int(scene["height"]), int(scene["width"])
     profile = {
-        "driver": "GTiff", "count": 1, "height": classes.shape[0], "width": classes.shape[1], "dtype": "uint8", "nodata": NODATA_CLASS,
+        "driver": "GTiff", "count": 1, "height": height, "width": width, "dtype": "uint8", "nodata": NODATA_CLASS,
         "crs": scene["crs"], "transform": scene_transform(scene),
         "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate",
     }  # fmt: skip
     with atomic_path(path) as tmp:
         with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(classes, 1)
+            for row0, classes in windows:
+                dst.write(classes, 1, window=Window(0, row0, width, classes.shape[0]))
             dst.write_colormap(1, colormap())
             dst.update_tags(1, classes="; ".join(f"{c}={n}" for c, n in WORLDCOVER.items()))
         with rasterio.open(tmp, "r+") as dst:
-            factors = [f for f in (2, 4, 8, 16) if min(classes.shape) // f >= 32]
+            factors = [f for f in (2, 4, 8, 16) if min(height, width) // f >= 32]
             if factors:
                 dst.build_overviews(factors, Resampling.mode)
 
@@ -370,13 +374,11 @@ def classify_scenes(
     paths, dates = [], []
     for _, scene in catalog.iterrows():
         height, window_rows = int(scene["height"]), _rows(scene, window_pixels)
-        with scene_reader(scene) as features_at:
-            classes = np.concatenate(
-                [classifier.predict_image(features_at(r, min(window_rows, height - r))) for r in range(0, height, window_rows)]
-            )
         date = f"{pd.Timestamp(scene['date']):%Y-%m-%d}"
         path = out_dir / f"land_cover_{date}.tif"
-        write_land_cover(path, classes, scene)
+        with scene_reader(scene) as features_at:
+            windows = ((r, classifier.predict_image(features_at(r, min(window_rows, height - r)))) for r in range(0, height, window_rows))
+            write_land_cover(path, windows, scene)
         paths.append(str(path))
         dates.append(date)
     return LandCoverMaps(

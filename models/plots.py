@@ -112,9 +112,46 @@ def embedding_pca(embeddings: np.ndarray, colour_by: dict[str, np.ndarray], titl
     return fig
 
 
-def toc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "TOC") -> Figure:
-    """Targeting operator characteristic curves, one per priority rule."""
-    return _lines(curves, "share treated, by priority (q)", "TOC(q)", title, zero_line=True)
+def toc_bands(table: pd.DataFrame, title: str = "TOC with 95% pointwise bands") -> Figure:
+    """TOC curves with bands (``models.heterogeneity.toc_by_choice``): one panel per learner, one
+    line per data choice."""
+    learners = list(table["learner"].unique())
+    fig = Figure(figsize=(4.2 * len(learners), 3.6))
+    axes = fig.subplots(1, len(learners), squeeze=False, sharey=True)[0]
+    for ax, learner in zip(axes, learners, strict=True):
+        for choice, part in table[table["learner"] == learner].groupby("data_choice", sort=False):
+            (line,) = ax.plot(part["q"], part["toc"], label=choice)
+            ax.fill_between(part["q"], part["ci_lower"], part["ci_upper"], color=line.get_color(), alpha=0.15)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xlabel("share treated, by priority (q)")
+        ax.set_title(learner, fontsize=9)
+    axes[0].set_ylabel("TOC(q), outcome units")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def gates_calibration(table: pd.DataFrame, learner: str, title: str = "GATES by CATE quintile") -> Figure:
+    """Calibration plot (``models.heterogeneity.gates_by_choice``): each quintile's GATE with its 95%
+    interval against its mean predicted CATE, one series per data choice; the diagonal is perfect
+    calibration."""
+    fig = Figure(figsize=(5.2, 4))
+    ax = fig.subplots()
+    part = table[table["learner"] == learner]
+    for k, (choice, rows) in enumerate(part.groupby("data_choice", sort=False)):
+        offset = (k - 1.5) * 0.01 * (part["mean_value"].max() - part["mean_value"].min() + 1e-9)
+        yerr = [rows["gate"] - rows["ci_lower"], rows["ci_upper"] - rows["gate"]]
+        ax.errorbar(rows["mean_value"] + offset, rows["gate"], yerr=yerr, fmt="o-", capsize=2, ms=3, label=choice)
+    low = min(part["mean_value"].min(), part["ci_lower"].min())
+    high = max(part["mean_value"].max(), part["ci_upper"].max())
+    ax.plot([low, high], [low, high], color="grey", lw=0.8, ls="--", label="calibrated")
+    ax.set_xlabel("mean predicted CATE in quintile")
+    ax.set_ylabel("GATE (mean DR score), 95% CI")
+    ax.set_title(f"{title} ({learner})", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
 
 
 def metric_bars(table: pd.DataFrame, metric: str, by: str, hue: str, title: str) -> Figure:

@@ -170,7 +170,7 @@ def run_setting(setting: dict, grid: StudyGrid, root: Path, device: torch.device
         if encoder != grid.encoders[0]:
             del choices["tabular"]  # the same for every encoder: fitted once
         estimates, timings = cross_fit_choices(trial.unit_ids, choices, trial.T, trial.Y, trial.e, folds, grid.learners, cfg)
-        evaluation = evaluate_choices(estimates, tau_true=trial.tau, n_boot=grid.n_boot).merge(
+        evaluation = evaluate_choices(estimates, tau_true=trial.tau, n_boot=grid.n_boot)[0].merge(
             timings[["data_choice", "learner", "seconds"]], on=["data_choice", "learner"]
         )
         evaluation = evaluation.set_index(["data_choice", "learner"]).loc[timings.set_index(["data_choice", "learner"]).index].reset_index()
@@ -204,7 +204,7 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     """Mean over seeds of each metric per data choice, encoder, learner and heterogeneity driver."""
     keys = ["heterogeneity", "data_choice", "encoder", "learner"]
     return (
-        results.groupby(keys)[["autoc_ratio", "qini_ratio", "pehe", "rank_correlation", "coverage"]]
+        results.groupby(keys)[["autoc_ratio", "qini_ratio", "pehe", "rank_correlation", "unit_interval_coverage", "gates_coverage"]]
         .mean()
         .reset_index()
         .sort_values(["heterogeneity", "autoc_ratio"], ascending=[True, False])

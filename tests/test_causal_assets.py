@@ -62,7 +62,19 @@ def test_evaluation_ate_and_checks(causal_run):
     assert dr["ci_lower"] < summary.loc["truth (mean simulated CATE)", "estimate"] + 3 * dr["std_error"]
     checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert checks["covariates_balanced"].passed and "rate_is_significant" in checks
-    assert "data:image/png;base64" in result.asset_materializations_for_node("heterogeneity_evaluation")[0].metadata["toc"].value
+    coverage = checks["interval_coverage"].metadata
+    assert 0 <= coverage["min_unit_interval_coverage"].value <= 1 and 0 <= coverage["min_gates_coverage"].value <= 1
+    assert (evaluation["autoc_lower"] <= evaluation["autoc"]).all() and (evaluation["autoc"] <= evaluation["autoc_upper"]).all()
+    differences = pd.read_parquet(root / "rate_differences.parquet")
+    assert len(differences) == 2 * 2 * 6  # two targets x two learners x the six pairs of four data choices
+    assert set(differences["data_choice_a"]) | set(differences["data_choice_b"]) == set(evaluation["data_choice"])
+    bands = pd.read_parquet(root / "toc_curves.parquet")
+    assert len(bands) == 8 * 20 and np.allclose(bands.loc[bands["q"] == 1.0, "toc"], 0.0)
+    gates = pd.read_parquet(root / "gates.parquet")
+    assert len(gates) == 8 * 5 and (gates["ci_lower"] < gates["ci_upper"]).all()
+    pages = {m.asset_key.path[-1]: m.metadata for m in result.asset_materializations_for_node("heterogeneity_evaluation")}
+    assert "data:image/png;base64" in pages["toc_curves"]["toc"].value
+    assert "data:image/png;base64" in pages["gates"]["calibration_causal_forest"].value
 
 
 def test_cate_map_is_a_georeferenced_grid(causal_run):

@@ -50,7 +50,9 @@ def test_calibration_recovers_a_calibrated_predictor():
 def test_truth_metrics():
     m = truth_metrics(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 5.0]), np.array([0.0, 0.0, 0.0]), np.array([2.0, 3.0, 4.0]))
     assert (
-        m["pehe"] == pytest.approx(np.sqrt(4 / 3)) and m["rank_correlation"] == pytest.approx(1.0) and m["coverage"] == pytest.approx(2 / 3)
+        m["pehe"] == pytest.approx(np.sqrt(4 / 3))
+        and m["rank_correlation"] == pytest.approx(1.0)
+        and m["unit_interval_coverage"] == pytest.approx(2 / 3)
     )
 
 
