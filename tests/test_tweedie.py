@@ -47,6 +47,27 @@ def test_interpolated_score_matches_the_direct_score(shape, rule):
     assert error * tweedie.bandwidth_ < 0.02 and error < 0.01 * np.abs(direct).max()  # scores are O(1 / bandwidth)
 
 
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_float32_maps_chunks_and_nan_cells(shape):
+    """A float32 map stays float32 with the float64 accuracy; chunk boundaries change nothing; NaN
+    cells (nodata) stay NaN and do not count as outside the support."""
+    x = SHAPES[shape]
+    tweedie = TweedieCorrection().fit(x, x + RNG.normal(0, 0.3, len(x)))
+    z = RNG.uniform(x.min(), x.max(), 5001)
+    wide = tweedie.score(z)
+    narrow = tweedie.score(z.astype(np.float32))
+    assert narrow.dtype == np.float32
+    assert np.abs(narrow - kde_score(z.astype(np.float32).astype(float), x, tweedie.bandwidth_)).max() * tweedie.bandwidth_ < 0.02
+    np.testing.assert_array_equal(tweedie.score(z, chunk=7), wide)
+    cells = z.astype(np.float32).reshape(3, 1667)
+    cells[1, 5] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OutOfSupportWarning)
+        corrected = tweedie.transform(cells)
+    assert corrected.shape == cells.shape and corrected.dtype == np.float32
+    assert np.isnan(corrected[1, 5]) and np.isfinite(np.delete(corrected.ravel(), 1667 + 5)).all()
+
+
 def test_out_of_support_warning_fires_exactly_outside_the_calibration_range():
     x = SHAPES["skewed"]
     tweedie = TweedieCorrection().fit(x, x + 0.2 * RNG.standard_normal(len(x)))
