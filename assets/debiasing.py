@@ -11,7 +11,7 @@ import xarray as xr
 from assets.metadata import figure_md, table_md
 from models.debias import BandwidthRule, TweedieCorrection, corrections_from_dict, debias_map, fit_corrections
 from models.grid import GridMap, embed_grid
-from models.many_trials import METHODS, TrialDesign, TweedieDensity, evaluate, observed_trial, simulate_trials
+from models.many_trials import METHODS, CalibrationDraws, TrialDesign, TweedieDensity, evaluate, observed_trial, simulate_trials
 from models.plots import metric_bars, raster_panels
 from models.simulate import read_unit_truth
 from models.tables import read_table
@@ -155,9 +155,10 @@ class TrialOutcomesConfig(dg.Config):
 
     n_trials: int = TrialDesign.n_trials
     units_per_trial: int = TrialDesign.units_per_trial
-    effect: float = TrialDesign.effect
+    effects: list[float] = list(TrialDesign.effects)
     labeled_share: float = TrialDesign.labeled_share
     tweedie_density: TweedieDensity = TrialDesign.tweedie_density
+    calibration_boot: int = TrialDesign.calibration_boot
     seed: int = TrialDesign.seed
 
 
@@ -171,11 +172,17 @@ def trial_outcomes(
     study_inputs: dict,
 ) -> dg.Output:
     """The ATE on the wealth outcome, per trial and method (oracle, naive, LCC, Tweedie, PPI): the
-    demo RCT (true effect on wealth 0: treatment does not change the imagery) plus simulated trials."""
+    demo RCT (true effect on wealth 0: treatment does not change the imagery) plus simulated trials.
+    The corrected ATEs' intervals include the calibration step's error (corrections refitted on
+    ``calibration_boot`` resamples of the calibration split); cluster-robust when the trial has clusters."""
     lcc, tweedie = corrections_from_dict(wealth_corrections)
-    design = TrialDesign(**config.model_dump())
+    design = TrialDesign(**config.model_dump() | {"effects": tuple(config.effects)})
+    calibration = survey_predictions[survey_predictions["split"] == "calibration"]
+    draws = CalibrationDraws.fit(
+        calibration["prediction"].to_numpy(), calibration["wealth"].to_numpy(), design.calibration_boot, design.seed, tweedie.bandwidth
+    )
     pool = survey_predictions[survey_predictions["split"] == "test"].rename(columns={"wealth": "truth"})
-    rows = [simulate_trials(pool, lcc, tweedie, design).assign(trial=lambda d: "sim_" + d["trial"].astype(str))]
+    rows = [simulate_trials(pool, lcc, tweedie, design, draws).assign(trial=lambda d: "sim_" + d["trial"].astype(str))]
     truth = read_unit_truth(study_inputs["truth"].get("units"))
     if truth is not None:
         demo = unit_wealth_predictions.merge(rct_units[["unit_id", "treatment"]], on="unit_id").merge(
@@ -191,6 +198,8 @@ def trial_outcomes(
                 tweedie,
                 design,
                 true_effect=0.0,
+                draws=draws,
+                clusters=rct_units.set_index("unit_id").loc[demo["unit_id"], "cluster"].to_numpy() if "cluster" in rct_units else None,
             )
         )
     table = pd.concat(rows, ignore_index=True)
@@ -199,18 +208,23 @@ def trial_outcomes(
 
 @dg.asset(group_name=GROUP, kinds={"parquet"})
 def debiasing_evaluation(trial_outcomes: pd.DataFrame, wealth_corrections: dict) -> dg.Output:
-    """Bias, RMSE and CI coverage of each method over the simulated trials with a known effect.
-    Naive estimates should be attenuated by about the calibration slope b; LCC and Tweedie not."""
+    """Bias, RMSE and CI coverage of each method per true effect over the simulated trials, and each
+    method's slope of estimated on true effect. Naive estimates should be attenuated by about the
+    calibration slope b; LCC and Tweedie not."""
     simulated = trial_outcomes[trial_outcomes["trial"].str.startswith("sim_")]
     summary = evaluate(simulated)
     b = wealth_corrections["lcc"]["b"]
-    summary["expected_naive_estimate"] = np.where(summary["method"] == "naive", b * simulated["true_effect"].iloc[0], np.nan)
-    errors = simulated.assign(error=simulated["estimate"] - simulated["true_effect"], group="all trials")
-    plot = metric_bars(errors, "error", "method", "group", "estimate - true effect (mean, sd over trials)")
+    summary["expected_naive_estimate"] = np.where(summary["method"] == "naive", b * summary["true_effect"], np.nan)
+    errors = simulated.assign(
+        error=simulated["estimate"] - simulated["true_effect"], effect=simulated["true_effect"].map("effect {:+.2f}".format)
+    )
+    plot = metric_bars(errors, "error", "method", "effect", "estimate - true effect (mean, sd over trials)")
+    slopes = summary.drop_duplicates("method")[["method", "slope"]]
     return dg.Output(
         summary,
         metadata={
             "evaluation": table_md(summary),
+            "slopes": table_md(slopes),
             "calibration_slope_b": float(b),
             "errors": figure_md(plot, "errors"),
             "methods": ", ".join(METHODS),

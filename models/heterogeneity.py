@@ -49,7 +49,13 @@ def ate(gamma: np.ndarray) -> Estimate:
     return Estimate(float(np.mean(gamma)), float(np.std(gamma, ddof=1) / np.sqrt(len(gamma))))
 
 
-def difference_in_means(y: np.ndarray, t: np.ndarray) -> Estimate:
+def difference_in_means(y: np.ndarray, t: np.ndarray, clusters: np.ndarray | None = None) -> Estimate:
+    """Treated minus control mean with Neyman's standard error, or the cluster-robust one (OLS of y
+    on [1, T], CR1) when ``clusters`` is given: a cluster-randomized trial's units are not independent."""
+    y, t = np.asarray(y, float), np.asarray(t)
+    if clusters is not None:
+        fit = robust_ols(y, np.column_stack([np.ones_like(y), t]), clusters)
+        return Estimate(float(fit.params[1]), float(fit.bse[1]))
     y1, y0 = y[t == 1], y[t == 0]
     return Estimate(float(y1.mean() - y0.mean()), float(np.sqrt(y1.var(ddof=1) / len(y1) + y0.var(ddof=1) / len(y0))))
 

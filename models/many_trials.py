@@ -1,7 +1,8 @@
 """One map, many trials: the ATE on a wealth outcome by oracle, naive, LCC, Tweedie and PPI.
 
 Simulated trials draw units from places where the true wealth is known (the survey's held-out
-split), randomize treatment, and add a true effect ``delta`` to the treated units' wealth. The map
+split), randomize treatment, and add a true effect ``delta`` (several, zero and negative included)
+to the treated units' wealth. The map
 responds to that change as it responds to wealth differences across places: treated predictions
 move by ``b * delta``, with b the slope of predictions on truth over the pool (a linear response,
 our modelling choice; it is the attenuation mechanism of Study 2).
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 from ppi_py import ppi_ols_ci, ppi_ols_pointestimate
 
-from models.debias import LinearCalibrationCorrection, OutOfSupportWarning, TweedieCorrection
+from models.debias import BandwidthRule, LinearCalibrationCorrection, OutOfSupportWarning, TweedieCorrection, WeakCalibrationWarning
 from models.heterogeneity import Z95, Estimate, difference_in_means
 
 METHODS = ("oracle", "naive", "lcc", "tweedie", "ppi")
@@ -35,6 +36,47 @@ def ppi_ate(
     return Estimate(float(point), float((upper[1] - lower[1]) / (2 * Z95)))
 
 
+@dataclass(frozen=True)
+class CalibrationDraws:
+    """LCC and Tweedie refitted on bootstrap resamples of the calibration split: the calibration
+    step's own sampling error. The map is corrected once for many trials, so that error is shared
+    by all of them; a trial's interval must include it (``corrected_ate``)."""
+
+    lcc: tuple[LinearCalibrationCorrection, ...]
+    tweedie: tuple[TweedieCorrection, ...]
+
+    @classmethod
+    def fit(
+        cls, prediction: np.ndarray, truth: np.ndarray, n_boot: int = 200, seed: int = 0, bandwidth: BandwidthRule | float = "scott"
+    ) -> CalibrationDraws:
+        prediction, truth = np.asarray(prediction, float), np.asarray(truth, float)
+        rng = np.random.default_rng(seed)
+        lcc, tweedie = [], []
+        with warnings.catch_warnings():  # a resample's weak slope is already reported by the fit on the whole split
+            warnings.simplefilter("ignore", WeakCalibrationWarning)
+            for _ in range(n_boot):
+                idx = rng.integers(0, len(truth), len(truth))
+                lcc.append(LinearCalibrationCorrection().fit(prediction[idx], truth[idx]))
+                tweedie.append(TweedieCorrection(bandwidth).fit(prediction[idx], truth[idx]))
+        return cls(tuple(lcc), tuple(tweedie))
+
+
+def corrected_ate(
+    prediction: np.ndarray, t: np.ndarray, transform, draws: list | tuple = (), clusters: np.ndarray | None = None
+) -> Estimate:
+    """The ATE of corrected predictions. Its variance is the trial's own (difference in means,
+    cluster-robust with ``clusters``) plus the calibration step's: the variance of the same ATE
+    over corrections refitted on calibration resamples (``draws``, callables like ``transform``).
+    The calibration split is independent of the trial, so the two add."""
+    point = difference_in_means(transform(prediction), t, clusters)
+    if len(draws) < 2:
+        return point
+    with warnings.catch_warnings():  # a resample's narrower range: the fitted correction already warned for the trial
+        warnings.simplefilter("ignore", OutOfSupportWarning)
+        spread = np.var([difference_in_means(draw(prediction), t).estimate for draw in draws], ddof=1)
+    return Estimate(point.estimate, float(np.sqrt(point.se**2 + spread)))
+
+
 def trial_ates(
     truth: np.ndarray,
     prediction: np.ndarray,
@@ -43,31 +85,41 @@ def trial_ates(
     tweedie: TweedieCorrection,
     labeled: np.ndarray,
     tweedie_density: TweedieDensity = "calibration",
+    draws: CalibrationDraws | None = None,
+    clusters: np.ndarray | None = None,
 ) -> dict[str, Estimate]:
     """Every method's ATE for one trial; ``labeled`` marks the units whose truth PPI may use.
 
     ``tweedie_density``: the KDE of the calibration predictions (the map's correction, fitted once)
     or of this trial's own predictions (the same sigma); the source study uses both in places.
+    With ``draws`` the corrected ATEs' intervals include the calibration step's error; with
+    ``clusters`` every trial-level standard error is cluster-robust (PPI excepted: ppi-python has
+    no clustered OLS).
     """
-    tweedie = tweedie.with_density(prediction) if tweedie_density == "trial" else tweedie
+    if tweedie_density == "trial":
+        tweedie = tweedie.with_density(prediction)
+    lcc_draws = [d.transform for d in draws.lcc] if draws else []
+    tweedie_draws = [(d.with_density(prediction) if tweedie_density == "trial" else d).transform for d in draws.tweedie] if draws else []
     return {
-        "oracle": difference_in_means(truth, t),
-        "naive": difference_in_means(prediction, t),
-        "lcc": difference_in_means(lcc.transform(prediction), t),
-        "tweedie": difference_in_means(tweedie.transform(prediction), t),
+        "oracle": difference_in_means(truth, t, clusters),
+        "naive": difference_in_means(prediction, t, clusters),
+        "lcc": corrected_ate(prediction, t, lcc.transform, lcc_draws, clusters),
+        "tweedie": corrected_ate(prediction, t, tweedie.transform, tweedie_draws, clusters),
         "ppi": ppi_ate(truth[labeled], prediction[labeled], t[labeled], prediction[~labeled], t[~labeled]),
     }
 
 
 @dataclass(frozen=True)
 class TrialDesign:
-    """How the simulated trials are drawn: count, size, true effect, PPI's labelled share."""
+    """How the simulated trials are drawn: trials per true effect, size, the true effects (zero and
+    negative ones included: a correction must not invent or flip an effect), PPI's labelled share."""
 
-    n_trials: int = 200
+    n_trials: int = 50
     units_per_trial: int = 150
-    effect: float = 0.5
+    effects: tuple[float, ...] = (-0.5, 0.0, 0.5, 1.0)
     labeled_share: float = 0.1  # PPI's extra labelled data per trial
     tweedie_density: TweedieDensity = "calibration"
+    calibration_boot: int = 200  # calibration resamples behind the corrected ATEs' intervals (0: trial error only)
     seed: int = 0
 
 
@@ -86,7 +138,11 @@ def _rows(trial, estimates: dict[str, Estimate], true_effect: float) -> list[dic
 
 
 def simulate_trials(
-    pool: pd.DataFrame, lcc: LinearCalibrationCorrection, tweedie: TweedieCorrection, design: TrialDesign = TrialDesign()
+    pool: pd.DataFrame,
+    lcc: LinearCalibrationCorrection,
+    tweedie: TweedieCorrection,
+    design: TrialDesign = TrialDesign(),
+    draws: CalibrationDraws | None = None,
 ) -> pd.DataFrame:
     """Draw trials from ``pool`` (columns truth, prediction); one row per trial and method.
 
@@ -96,16 +152,17 @@ def simulate_trials(
     rng = np.random.default_rng(design.seed)
     slope = np.polyfit(pool["truth"], pool["prediction"], 1)[0]
     rows = []
-    for trial in range(design.n_trials):
-        idx = rng.choice(len(pool), size=min(design.units_per_trial, len(pool)), replace=False)
-        t = rng.binomial(1, 0.5, len(idx))
-        truth = pool["truth"].to_numpy()[idx] + design.effect * t
-        prediction = pool["prediction"].to_numpy()[idx] + slope * design.effect * t
-        labeled = rng.random(len(idx)) < design.labeled_share
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", OutOfSupportWarning)
-            estimates = trial_ates(truth, prediction, t, lcc, tweedie, labeled, design.tweedie_density)
-        rows += _rows(trial, estimates, design.effect)
+    for k, effect in enumerate(design.effects):
+        for trial in range(k * design.n_trials, (k + 1) * design.n_trials):
+            idx = rng.choice(len(pool), size=min(design.units_per_trial, len(pool)), replace=False)
+            t = rng.binomial(1, 0.5, len(idx))
+            truth = pool["truth"].to_numpy()[idx] + effect * t
+            prediction = pool["prediction"].to_numpy()[idx] + slope * effect * t
+            labeled = rng.random(len(idx)) < design.labeled_share
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", OutOfSupportWarning)
+                estimates = trial_ates(truth, prediction, t, lcc, tweedie, labeled, design.tweedie_density, draws)
+            rows += _rows(trial, estimates, effect)
     return pd.DataFrame(rows)
 
 
@@ -118,19 +175,24 @@ def observed_trial(
     tweedie: TweedieCorrection,
     design: TrialDesign,
     true_effect: float,
+    draws: CalibrationDraws | None = None,
+    clusters: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """One real (or demo) trial's ATE on the mapped outcome by every method; PPI labels a random
     ``design.labeled_share`` of its units."""
     labeled = np.random.default_rng(design.seed).random(len(t)) < design.labeled_share
-    return pd.DataFrame(_rows(name, trial_ates(truth, prediction, t, lcc, tweedie, labeled, design.tweedie_density), true_effect))
+    estimates = trial_ates(truth, prediction, t, lcc, tweedie, labeled, design.tweedie_density, draws, clusters)
+    return pd.DataFrame(_rows(name, estimates, true_effect))
 
 
 def evaluate(trials: pd.DataFrame) -> pd.DataFrame:
-    """Bias, RMSE and 95% interval coverage of each method across trials."""
+    """Per method and true effect: bias, RMSE and 95% interval coverage across trials, and per
+    method the slope of estimated on true effect over all effects (1 = no attenuation; NaN with a
+    single effect)."""
     err = trials["estimate"] - trials["true_effect"]
     summary = (
         trials.assign(err=err, sq=err**2)
-        .groupby("method")
+        .groupby(["method", "true_effect"])
         .agg(
             bias=("err", "mean"),
             rmse=("sq", lambda s: float(np.sqrt(s.mean()))),
@@ -138,5 +200,12 @@ def evaluate(trials: pd.DataFrame) -> pd.DataFrame:
             mean_estimate=("estimate", "mean"),
             trials=("trial", "nunique"),
         )
+        .reset_index()
     )
-    return summary.reindex([m for m in METHODS if m in summary.index]).reset_index()
+    slopes = {
+        m: np.polyfit(part["true_effect"], part["estimate"], 1)[0] if part["true_effect"].nunique() > 1 else np.nan
+        for m, part in trials.groupby("method")
+    }
+    summary["slope"] = summary["method"].map(slopes)
+    order = {m: i for i, m in enumerate(METHODS)}
+    return summary.sort_values(["method", "true_effect"], key=lambda c: c.map(order) if c.name == "method" else c, ignore_index=True)

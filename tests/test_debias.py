@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from models.debias import CorrectionError, LinearCalibrationCorrection, TweedieCorrection, diagnostics
-from models.many_trials import TrialDesign, evaluate, simulate_trials
+from models.many_trials import CalibrationDraws, TrialDesign, evaluate, simulate_trials
 
 
 def test_lcc_recovers_linear_shrinkage_exactly():
@@ -47,9 +47,9 @@ def test_tweedie_is_nearly_unbiased_for_the_ate_on_gaussian_shrinkage():
     tweedie = TweedieCorrection().fit(yhat[calib], y[calib])
     lcc = LinearCalibrationCorrection().fit(yhat[calib], y[calib])
     pool = pd.DataFrame({"truth": y[2000:], "prediction": yhat[2000:]})
-    summary = evaluate(simulate_trials(pool, lcc, tweedie, TrialDesign(n_trials=60, units_per_trial=1000, effect=0.5, seed=2))).set_index(
-        "method"
-    )
+    summary = evaluate(
+        simulate_trials(pool, lcc, tweedie, TrialDesign(n_trials=60, units_per_trial=1000, effects=(0.5,), seed=2))
+    ).set_index("method")
     assert summary.loc["naive", "mean_estimate"] == pytest.approx(0.3, abs=0.05)  # attenuated by b = 0.6
     for method in ("oracle", "lcc", "tweedie", "ppi"):
         assert abs(summary.loc[method, "bias"]) < 0.06, method
@@ -75,3 +75,22 @@ def test_diagnostics_flag_shrinkage():
     d = diagnostics(yhat, y)
     assert d["slope_b"] == pytest.approx(0.6, abs=0.03) and d["correction_warranted"]
     assert not diagnostics(y + 0.01 * np.random.default_rng(0).standard_normal(3000), y)["correction_warranted"]
+
+
+def test_several_effects_give_one_slope_per_method():
+    """Zero and negative effects included: the corrections' slope of estimated on true effect is 1,
+    naive's the calibration slope, and the corrections' intervals (with calibration draws) cover."""
+    y, yhat = gaussian_shrinkage(4000, seed=3)
+    calib = slice(0, 1000)
+    lcc, tweedie = LinearCalibrationCorrection().fit(yhat[calib], y[calib]), TweedieCorrection().fit(yhat[calib], y[calib])
+    draws = CalibrationDraws.fit(yhat[calib], y[calib], n_boot=50, seed=1)
+    pool = pd.DataFrame({"truth": y[1000:], "prediction": yhat[1000:]})
+    design = TrialDesign(n_trials=15, units_per_trial=500, effects=(-0.5, 0.0, 0.5), seed=4)
+    summary = evaluate(simulate_trials(pool, lcc, tweedie, design, draws))
+    assert set(summary["true_effect"]) == {-0.5, 0.0, 0.5} and (summary["trials"] == 15).all()
+    slopes = summary.drop_duplicates("method").set_index("method")["slope"]
+    assert slopes["naive"] == pytest.approx(0.6, abs=0.08)
+    for method in ("oracle", "lcc", "tweedie"):
+        assert slopes[method] == pytest.approx(1.0, abs=0.1), method
+    corrected = summary[summary["method"].isin(["lcc", "tweedie"])]
+    assert corrected["coverage"].min() >= 0.8
