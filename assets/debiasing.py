@@ -11,6 +11,7 @@ import xarray as xr
 from assets.metadata import figure_md, table_md
 from models.debias import BandwidthRule, TweedieCorrection, corrections_from_dict, debias_map, fit_corrections
 from models.grid import GridMap, embed_grid
+from models.imagery_trials import WealthResponse, survey_pool_trials
 from models.many_trials import METHODS, CalibrationDraws, TrialDesign, TweedieDensity, evaluate, observed_trial, simulate_trials
 from models.plots import metric_bars, raster_panels
 from models.simulate import read_unit_truth
@@ -168,21 +169,48 @@ def trial_outcomes(
     survey_predictions: pd.DataFrame,
     unit_wealth_predictions: pd.DataFrame,
     wealth_corrections: dict,
+    wealth_model: dict,
+    sequence_encoder: Path,
+    imagery_catalog: pd.DataFrame,
     rct_units: gpd.GeoDataFrame,
     study_inputs: dict,
+    storage: StorageResource,
+    compute: ComputeResource,
 ) -> dg.Output:
-    """The ATE on the wealth outcome, per trial and method (oracle, naive, LCC, Tweedie, PPI): the
-    demo RCT (true effect on wealth 0: treatment does not change the imagery) plus simulated trials.
-    The corrected ATEs' intervals include the calibration step's error (corrections refitted on
-    ``calibration_boot`` resamples of the calibration split); cluster-robust when the trial has clusters."""
+    """The ATE on the wealth outcome, per trial and method (oracle, naive, LCC, Tweedie, PPI), over
+    simulated trials drawn from the survey's held-out places with several true effects: where the
+    simulator knows how wealth shapes the landscape, treated units' chips change and the map
+    re-predicts them (``response = "imagery"``); the linear shortcut (predictions moved by the
+    calibration slope times the effect) is kept as a labelled sensitivity analysis. Plus the demo
+    RCT (true effect on wealth 0: treatment does not change the imagery). Corrected ATEs' intervals
+    include the calibration step (``calibration_boot`` resamples); cluster-robust with clusters."""
     lcc, tweedie = corrections_from_dict(wealth_corrections)
     design = TrialDesign(**config.model_dump() | {"effects": tuple(config.effects)})
     calibration = survey_predictions[survey_predictions["split"] == "calibration"]
     draws = CalibrationDraws.fit(
         calibration["prediction"].to_numpy(), calibration["wealth"].to_numpy(), design.calibration_boot, design.seed, tweedie.bandwidth
     )
-    pool = survey_predictions[survey_predictions["split"] == "test"].rename(columns={"wealth": "truth"})
-    rows = [simulate_trials(pool, lcc, tweedie, design, draws).assign(trial=lambda d: "sim_" + d["trial"].astype(str))]
+    test = survey_predictions[survey_predictions["split"] == "test"]
+    rows = [simulate_trials(test.rename(columns={"wealth": "truth"}), lcc, tweedie, design, draws)]
+    response_path = study_inputs["truth"].get("wealth_response")
+    if response_path:
+        with storage.staging() as stage:
+            rows.append(
+                survey_pool_trials(
+                    test,
+                    imagery_catalog,
+                    load_encoders(sequence_encoder),
+                    WealthModel.from_dict(wealth_model),
+                    WealthResponse.read(response_path),
+                    lcc,
+                    tweedie,
+                    design,
+                    draws,
+                    stage.folder,
+                    compute.torch_device(),
+                )
+            )
+    rows = [r.assign(trial="sim_" + r["response"].str.split().str[0] + "_" + r["trial"].astype(str)) for r in rows]
     truth = read_unit_truth(study_inputs["truth"].get("units"))
     if truth is not None:
         demo = unit_wealth_predictions.merge(rct_units[["unit_id", "treatment"]], on="unit_id").merge(
@@ -200,10 +228,17 @@ def trial_outcomes(
                 true_effect=0.0,
                 draws=draws,
                 clusters=rct_units.set_index("unit_id").loc[demo["unit_id"], "cluster"].to_numpy() if "cluster" in rct_units else None,
-            )
+            ).assign(response="observed")
         )
     table = pd.concat(rows, ignore_index=True)
-    return dg.Output(table, metadata={"trials": table["trial"].nunique(), "demo_rct": table_md(table[table["trial"] == "demo_rct"])})
+    return dg.Output(
+        table,
+        metadata={
+            "trials": table["trial"].nunique(),
+            "responses": ", ".join(table["response"].unique()),
+            "demo_rct": table_md(table[table["trial"] == "demo_rct"]),
+        },
+    )
 
 
 @dg.asset(group_name=GROUP, kinds={"parquet"})

@@ -71,13 +71,18 @@ def write_grid_geotiff(path: str | Path, layers: dict[str, np.ndarray], transfor
     return Path(path)
 
 
-def embed_places(places: pd.DataFrame, catalog: pd.DataFrame, fitted, workdir: Path, device) -> tuple[pd.DataFrame, list[np.ndarray]]:
-    """Chip sequences (at the encoders' chip size) and embeddings, one array per fold model, for
-    places given as unit_id, lon, lat. Places whose sequence is all nodata are left out; the
-    returned frame lists the kept ones, in order."""
+def place_sequences(places: pd.DataFrame, catalog: pd.DataFrame, fitted, workdir: Path):
+    """Chip sequences at the encoders' chip size, as they read them, for places given as unit_id,
+    lon, lat (a cube under ``workdir``). Places whose sequence is all nodata are left out."""
     cube_path = Path(workdir) / "places.zarr"
     write_sequence_cube(places, catalog, cube_path, size=fitted.chip_size)
-    data = fitted.sequences(open_cube(cube_path))
+    return fitted.sequences(open_cube(cube_path))
+
+
+def embed_places(places: pd.DataFrame, catalog: pd.DataFrame, fitted, workdir: Path, device) -> tuple[pd.DataFrame, list[np.ndarray]]:
+    """Embeddings, one array per fold model, of ``place_sequences``; the returned frame lists the
+    kept places, in order."""
+    data = place_sequences(places, catalog, fitted, workdir)
     kept = places.set_index("unit_id").loc[list(data.unit_ids)].reset_index()
     return kept, fitted.transform_each(data, device)
 

@@ -123,7 +123,8 @@ class TrialDesign:
     seed: int = 0
 
 
-def _rows(trial, estimates: dict[str, Estimate], true_effect: float) -> list[dict]:
+def trial_rows(trial, estimates: dict[str, Estimate], true_effect: float) -> list[dict]:
+    """One row per method: estimate, standard error, the true effect and whether the 95% CI covers it."""
     return [
         {
             "trial": trial,
@@ -144,7 +145,9 @@ def simulate_trials(
     design: TrialDesign = TrialDesign(),
     draws: CalibrationDraws | None = None,
 ) -> pd.DataFrame:
-    """Draw trials from ``pool`` (columns truth, prediction); one row per trial and method.
+    """Draw trials from ``pool`` (columns truth, prediction); one row per trial and method,
+    ``response = "linear shortcut"`` (the map's response assumed linear: a sensitivity analysis
+    beside ``models.imagery_trials``, where the treatment reaches the map through the imagery).
 
     The treated units' predictions leave the calibration range now and then; over hundreds of
     trials that is expected, so the out-of-support warning is silenced here (not in observed trials).
@@ -162,8 +165,8 @@ def simulate_trials(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", OutOfSupportWarning)
                 estimates = trial_ates(truth, prediction, t, lcc, tweedie, labeled, design.tweedie_density, draws)
-            rows += _rows(trial, estimates, effect)
-    return pd.DataFrame(rows)
+            rows += trial_rows(trial, estimates, effect)
+    return pd.DataFrame(rows).assign(response="linear shortcut")
 
 
 def observed_trial(
@@ -182,17 +185,18 @@ def observed_trial(
     ``design.labeled_share`` of its units."""
     labeled = np.random.default_rng(design.seed).random(len(t)) < design.labeled_share
     estimates = trial_ates(truth, prediction, t, lcc, tweedie, labeled, design.tweedie_density, draws, clusters)
-    return pd.DataFrame(_rows(name, estimates, true_effect))
+    return pd.DataFrame(trial_rows(name, estimates, true_effect))
 
 
 def evaluate(trials: pd.DataFrame) -> pd.DataFrame:
     """Per method and true effect: bias, RMSE and 95% interval coverage across trials, and per
     method the slope of estimated on true effect over all effects (1 = no attenuation; NaN with a
     single effect)."""
+    trials = trials if "response" in trials else trials.assign(response="observed")
     err = trials["estimate"] - trials["true_effect"]
     summary = (
         trials.assign(err=err, sq=err**2)
-        .groupby(["method", "true_effect"])
+        .groupby(["response", "method", "true_effect"])
         .agg(
             bias=("err", "mean"),
             rmse=("sq", lambda s: float(np.sqrt(s.mean()))),
@@ -203,9 +207,11 @@ def evaluate(trials: pd.DataFrame) -> pd.DataFrame:
         .reset_index()
     )
     slopes = {
-        m: np.polyfit(part["true_effect"], part["estimate"], 1)[0] if part["true_effect"].nunique() > 1 else np.nan
-        for m, part in trials.groupby("method")
+        key: np.polyfit(part["true_effect"], part["estimate"], 1)[0] if part["true_effect"].nunique() > 1 else np.nan
+        for key, part in trials.groupby(["response", "method"])
     }
-    summary["slope"] = summary["method"].map(slopes)
+    summary["slope"] = [slopes[key] for key in zip(summary["response"], summary["method"], strict=True)]
     order = {m: i for i, m in enumerate(METHODS)}
-    return summary.sort_values(["method", "true_effect"], key=lambda c: c.map(order) if c.name == "method" else c, ignore_index=True)
+    return summary.sort_values(
+        ["response", "method", "true_effect"], key=lambda c: c.map(order) if c.name == "method" else c, ignore_index=True
+    )

@@ -84,6 +84,7 @@ class StudyPaths:
     landcover_dir: Path
     unit_truth: Path
     wealth_truth: Path
+    wealth_response: Path
 
     @classmethod
     def under(cls, root: str | Path) -> StudyPaths:
@@ -96,12 +97,18 @@ class StudyPaths:
             landcover_dir=root / "truth" / "landcover",
             unit_truth=root / "truth" / "units.parquet",
             wealth_truth=root / "truth" / "wealth.tif",
+            wealth_response=root / "truth" / "wealth_response.json",
         )
 
     def manifest(self) -> dict:
         """The study's inputs and truth as absolute paths, readable from any working directory."""
         a = {k: str(Path(v).resolve()) for k, v in dataclasses.asdict(self).items()}
-        truth = {"units": a["unit_truth"], "landcover": a["landcover_dir"], "wealth": a["wealth_truth"]}
+        truth = {
+            "units": a["unit_truth"],
+            "landcover": a["landcover_dir"],
+            "wealth": a["wealth_truth"],
+            "wealth_response": a["wealth_response"],
+        }
         return {"kind": "demo", "rct_table": a["rct_table"], "imagery": a["imagery_dir"], "survey_table": a["survey_table"], "truth": truth}
 
 
@@ -307,6 +314,16 @@ def wealth_surface(first: dict, last: dict, smooth: np.ndarray) -> np.ndarray:
     return ((w - w.mean()) / w.std()).astype(np.float32)
 
 
+def wealth_response(fractions: dict[int, np.ndarray], wealth: np.ndarray, step: int = 4) -> dict[int, float]:
+    """How land cover differs with wealth across the region: the OLS slope of each class's chip-scale
+    share on the wealth index (every ``step``-th pixel). Richer places have more built-up land and
+    cropland; a treated unit's wealth gain changes its surroundings by these slopes times the gain
+    (``models.imagery_trials``)."""
+    w = wealth[::step, ::step].ravel().astype(float)
+    w = w - w.mean()
+    return {int(c): float(np.dot(f[::step, ::step].ravel() - f[::step, ::step].mean(), w) / np.dot(w, w)) for c, f in fractions.items()}
+
+
 def simulate_study(cfg: SimulationConfig, root: str | Path) -> StudyPaths:
     """Write a complete demo study under ``root`` and return its paths."""
     paths = StudyPaths.under(root)
@@ -330,6 +347,7 @@ def simulate_study(cfg: SimulationConfig, root: str | Path) -> StudyPaths:
     last = neighbourhood_fractions(labels_last, classes, cfg.chip_size)
     wealth = wealth_surface(first, last, gaussian_field(labels_last.shape, 60, rng))
     _write_float_raster(paths.wealth_truth, wealth, cfg)
+    write_json({"share_per_wealth": wealth_response(last, wealth)}, paths.wealth_response)
     _write_units(paths, cfg, labels_last, first, last, wealth, rng)
     _write_survey(paths, cfg, labels_last, wealth, rng)
     write_json({"config": dataclasses.asdict(cfg), "dates": dates, "bands": BANDS}, paths.root / "simulation.json")

@@ -6,6 +6,7 @@ model) and test (honest R^2), so the corrections and the reported skill never se
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from sklearn.metrics import r2_score
 from models.folds import split_of
 from models.grid import GridEmbedding, GridMap, embed_places
 from models.rct import locate_units
+from models.training import SequenceData, embed
 
 SPLIT_NAMES = ("train", "calibration", "test")
 
@@ -111,9 +113,14 @@ def predict_map(model: WealthModel, grid: GridEmbedding) -> GridMap:
     return grid.to_map({"wealth_prediction": model.predict(grid.per_model[model.encoder_model])})
 
 
+def predictor(model: WealthModel, fitted, device) -> Callable[[SequenceData], np.ndarray]:
+    """The map's prediction from chip sequences as ``fitted.sequences`` gives them: the encoder the
+    model was fitted on, then the ridge."""
+    encoder = fitted.models[model.encoder_model]
+    return lambda data: model.predict(embed(encoder, data, device))
+
+
 def predict_units(model: WealthModel, fitted, cube: xr.Dataset, device) -> pd.DataFrame:
     """Predicted wealth at every unit of a chip cube (unit_id, prediction), from the cube's chips."""
     data = fitted.sequences(cube)
-    return pd.DataFrame(
-        {"unit_id": data.unit_ids.astype(str), "prediction": model.predict(fitted.transform_each(data, device)[model.encoder_model])}
-    )
+    return pd.DataFrame({"unit_id": data.unit_ids.astype(str), "prediction": predictor(model, fitted, device)(data)})

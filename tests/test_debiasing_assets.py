@@ -38,6 +38,11 @@ def test_wealth_map_corrections_and_evaluation(tmp_path):
     corrections = json.loads((tmp_path / "wealth_corrections.json").read_text())
     assert 0 < corrections["lcc"]["b"] < 1 and corrections["diagnostics"]["correction_warranted"]
     table = pd.read_parquet(tmp_path / "debiasing_evaluation.parquet")
+    assert set(table["response"]) == {"imagery", "linear shortcut"}
+    imagery = table[table["response"] == "imagery"].set_index(["method", "true_effect"])
+    assert imagery.loc[("naive", 1.0), "mean_estimate"] > 0.1  # the treatment reaches the map through the chips
+    assert imagery.loc[("naive", 0.0), "mean_estimate"] == pytest.approx(0.0, abs=0.15)
+    table = table[table["response"] == "linear shortcut"]
     assert list(table["method"].unique()) == ["oracle", "naive", "lcc", "tweedie", "ppi"] and set(table["true_effect"]) == {0.0, 1.0}
     slopes = table.drop_duplicates("method").set_index("method")["slope"]
     assert slopes["naive"] < 0.9 and slopes["oracle"] == pytest.approx(1.0, abs=0.15)
