@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from scipy import stats
 
 from models.catalog import build_catalog
 from models.cate import DATA_CHOICES, Learner, LearnerConfig, cross_fit_choices
@@ -156,13 +157,16 @@ def _embeddings(
     return fitted.transform(data, device)[0]
 
 
-def run_setting(setting: dict, grid: StudyGrid, root: Path, device: torch.device, log: Callable[[str], None] = print) -> list[dict]:
+def run_setting(
+    setting: dict, grid: StudyGrid, root: Path, device: torch.device, log: Callable[[str], None] = print
+) -> tuple[list[dict], list[dict]]:
     """All data choices x encoders x learners for one simulated study: the same fit-and-evaluate
-    functions as the causal assets (``cross_fit_choices``, ``evaluate_choices``)."""
+    functions as the causal assets (``cross_fit_choices``, ``evaluate_choices``). Returns one row
+    per data choice x encoder x learner, and the paired RATE differences between data choices."""
     trial = _prepare(setting, grid, root)
     cfg = LearnerConfig(n_estimators=grid.n_estimators, seed=setting["seed"])
     folds = trial.cross_fitting.assign(trial.unit_ids)
-    rows = []
+    rows, differences = [], []
     for encoder in grid.encoders:
         seq = _embeddings(trial, encoder, grid, setting["seed"], device, None)
         img = _embeddings(trial, encoder, grid, setting["seed"], device, [-1])
@@ -170,16 +174,16 @@ def run_setting(setting: dict, grid: StudyGrid, root: Path, device: torch.device
         if encoder != grid.encoders[0]:
             del choices["tabular"]  # the same for every encoder: fitted once
         estimates, timings = cross_fit_choices(trial.unit_ids, choices, trial.T, trial.Y, trial.e, folds, grid.learners, cfg)
-        evaluation = evaluate_choices(estimates, tau_true=trial.tau, n_boot=grid.n_boot)[0].merge(
-            timings[["data_choice", "learner", "seconds"]], on=["data_choice", "learner"]
-        )
+        evaluation, paired = evaluate_choices(estimates, tau_true=trial.tau, n_boot=grid.n_boot)
+        differences += [{**setting, "encoder": encoder.label, **row} for row in paired.to_dict("records")]
+        evaluation = evaluation.merge(timings[["data_choice", "learner", "seconds"]], on=["data_choice", "learner"])
         evaluation = evaluation.set_index(["data_choice", "learner"]).loc[timings.set_index(["data_choice", "learner"]).index].reset_index()
         for row in evaluation.to_dict("records"):
             rows.append({**setting, "encoder": "none" if row["data_choice"] == "tabular" else encoder.label, **row})
             log(
                 f"{setting} {rows[-1]['encoder']} {row['data_choice']} {row['learner']}: AUTOC ratio {row['autoc_ratio']:.2f}, PEHE {row['pehe']:.3f}"
             )
-    return rows
+    return rows, differences
 
 
 def settings(grid: StudyGrid) -> list[dict]:
@@ -191,12 +195,42 @@ def settings(grid: StudyGrid) -> list[dict]:
 
 def run_study(
     grid: StudyGrid, device: torch.device | str = "auto", log: Callable[[str], None] = print, workdir: str | Path | None = None
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every setting of the grid: (results, paired RATE differences between data choices)."""
     device = resolve_device(device) if isinstance(device, str) else device
-    rows = []
+    rows, differences = [], []
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         for i, setting in enumerate(settings(grid)):
-            rows += run_setting(setting, grid, Path(tmp) / f"setting_{i}", device, log)
+            r, d = run_setting(setting, grid, Path(tmp) / f"setting_{i}", device, log)
+            rows, differences = rows + r, differences + d
+    return pd.DataFrame(rows), pd.DataFrame(differences)
+
+
+def compare_choices(differences: pd.DataFrame, a: str = "image_sequence", b: str = "image", target: str = "AUTOC") -> pd.DataFrame:
+    """Does data choice ``a`` beat ``b``? Per heterogeneity driver, encoder and learner: the mean over
+    seeds of the paired RATE difference a - b, its 95% t-interval across seeds (each seed a new
+    simulated world), and in how many seeds the within-trial paired interval excludes zero."""
+    pairs = differences[(differences["target"] == target)]
+    forward = pairs[(pairs["data_choice_a"] == a) & (pairs["data_choice_b"] == b)]
+    backward = pairs[(pairs["data_choice_a"] == b) & (pairs["data_choice_b"] == a)]
+    flipped = backward.assign(difference=-backward["difference"], ci_lower=-backward["ci_upper"], ci_upper=-backward["ci_lower"])
+    both = pd.concat([forward, flipped], ignore_index=True)
+    rows = []
+    for key, part in both.groupby(["heterogeneity", "encoder", "learner"]):
+        n, mean, sd = len(part), part["difference"].mean(), part["difference"].std(ddof=1)
+        half = stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n) if n > 1 else np.nan
+        rows.append(
+            {
+                **dict(zip(["heterogeneity", "encoder", "learner"], key, strict=True)),
+                "comparison": f"{a} - {b} ({target})",
+                "seeds": n,
+                "mean_difference": mean,
+                "ci_lower": mean - half,
+                "ci_upper": mean + half,
+                "seeds_a_wins": int((part["ci_lower"] > 0).sum()),
+                "seeds_b_wins": int((part["ci_upper"] < 0).sum()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -218,9 +252,11 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     grid = StudyGrid.full() if args.full else StudyGrid()
-    results = run_study(grid, args.device)
+    results, differences = run_study(grid, args.device)
     results.to_parquet(args.out, index=False)
+    differences.to_parquet(Path(args.out).with_suffix(".differences.parquet"), index=False)
     print(summarize(results).to_markdown(index=False, floatfmt=".3f"))
+    print(compare_choices(differences).to_markdown(index=False, floatfmt=".3f"))
     print(f"grid: {asdict(grid)}")
 
 

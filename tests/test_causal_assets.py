@@ -112,15 +112,15 @@ def test_simulation_study_setting_and_asset(tmp_path):
         n_estimators=50,
         n_boot=30,
     )
-    rows = pd.DataFrame(
-        run_setting(
-            {"seed": 0, "n_units": 200, "effect_strength": 1.0, "heterogeneity": "change"},
-            grid,
-            tmp_path / "s",
-            resolve_device("cpu"),
-            log=lambda m: None,
-        )
+    rows, differences = run_setting(
+        {"seed": 0, "n_units": 200, "effect_strength": 1.0, "heterogeneity": "change"},
+        grid,
+        tmp_path / "s",
+        resolve_device("cpu"),
+        log=lambda m: None,
     )
+    rows, differences = pd.DataFrame(rows), pd.DataFrame(differences)
+    assert len(differences) == 2 * 6 and {"encoder", "seed", "difference", "ci_lower"} <= set(differences.columns)
     assert set(rows["data_choice"]) == {"tabular", "image", "image_sequence", "image_sequence_tabular"}
     assert rows["pehe"].gt(0).all() and rows["rank_correlation"].between(-1, 1).all()
     assert {"blp_differential", "blp_differential_p", "qini_ratio", "autoc_se"} <= set(rows.columns)  # what the causal assets report
@@ -136,6 +136,10 @@ def test_simulation_study_setting_and_asset(tmp_path):
     result = materialize_modules([simulation], tmp_path / "data", ops={"simulation_study": config})
     table = pd.read_parquet(tmp_path / "data" / "simulation_study.parquet")
     assert len(table) == 4 and set(table["heterogeneity"]) == {"static"}
+    comparison = pd.read_parquet(tmp_path / "data" / "simulation_comparison.parquet")
+    assert (
+        len(comparison) == 1 and comparison["comparison"].iloc[0] == "image_sequence - image (AUTOC)" and comparison["seeds"].iloc[0] == 1
+    )
     assert "data:image/png;base64" in result.asset_materializations_for_node("simulation_study")[0].metadata["rate_ratio"].value
 
 

@@ -205,3 +205,24 @@ def test_evaluate_choices_reports_intervals_and_paired_differences():
     assert best["unit_interval_coverage"] < 0.5 and best["gates_coverage"] >= 0.6
     diff = differences.set_index("target").loc["AUTOC"]
     assert (diff["data_choice_a"], diff["data_choice_b"]) == ("image_sequence", "image") and diff["ci_lower"] > 0
+
+
+def test_compare_choices_orients_and_pools_seeds():
+    from models.simulation_study import compare_choices
+
+    rows = []
+    for seed, diff in enumerate([0.2, 0.3, 0.25]):
+        # pairs come in DATA_CHOICES order (image before image_sequence): image - image_sequence
+        rows.append(
+            {"seed": seed, "heterogeneity": "change", "encoder": "small:random", "learner": "causal_forest", "target": "AUTOC"}
+            | {
+                "data_choice_a": "image",
+                "data_choice_b": "image_sequence",
+                "difference": -diff,
+                "ci_lower": -diff - 0.1,
+                "ci_upper": -diff + 0.1,
+            }
+        )
+    table = compare_choices(pd.DataFrame(rows)).iloc[0]
+    assert table["mean_difference"] == pytest.approx(0.25) and table["ci_lower"] < 0.25 < table["ci_upper"]
+    assert table["seeds"] == 3 and table["seeds_a_wins"] == 3 and table["seeds_b_wins"] == 0
