@@ -178,6 +178,28 @@ def cross_fit_cate(
     return out[["tau", "se", "lower", "upper", "fold"]]
 
 
+def sequential_cate(
+    name: Learner,
+    X: np.ndarray,
+    T: np.ndarray,
+    Y: np.ndarray,
+    propensity: np.ndarray,
+    folds: np.ndarray,
+    cfg: LearnerConfig = LearnerConfig(),
+    make: MakeLearner = make_learner,
+) -> np.ndarray:
+    """grf's ``rate_cv`` scheme for small trials: fold k's units are predicted by a model fitted on
+    folds 0..k-1 only (NaN for fold 0). Each fold's RATE then tests a model that is independent of
+    every later fold, so the fold t-statistics can be pooled (``models.heterogeneity.sequential_rate``)."""
+    tau = np.full(len(T), np.nan)
+    for k in np.unique(folds)[1:]:
+        train, test = folds < k, folds == k
+        if len(np.unique(T[train])) < 2:
+            continue
+        tau[test] = fit_learner(make(name, cfg), X[train], T[train], Y[train], propensity[train]).effect(X[test])
+    return tau
+
+
 def fit_full(name: Learner, X: np.ndarray, T: np.ndarray, Y: np.ndarray, propensity: np.ndarray, cfg: LearnerConfig = LearnerConfig()):
     """One model on every unit, for predicting new places (the CATE map)."""
     check_trial_arrays(X, T, Y, propensity)
@@ -208,14 +230,16 @@ def cross_fit_choices(
     cfg: LearnerConfig = LearnerConfig(),
     make: MakeLearner = make_learner,
     log: Callable[[str], None] = lambda message: None,
+    sequential: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every data choice x learner fitted out of fold on the same units and folds, each unit with its
     doubly robust score ``gamma``.
 
     The scores come from out-of-fold outcome models on the richest choice (``SCORE_CHOICE``) and are
     shared by every choice, so their RATEs are comparable (``models.heterogeneity.evaluate_choices``).
-    Returns the estimates (unit_id, data_choice, learner, tau, se, lower, upper, fold, gamma) and the
-    fit times (data_choice, learner, seconds, mean_tau, sd_tau).
+    Returns the estimates (unit_id, data_choice, learner, tau, se, lower, upper, fold, gamma, and
+    with ``sequential`` the ``sequential_cate`` priorities ``tau_sequential``) and the fit times
+    (data_choice, learner, seconds, mean_tau, sd_tau).
     """
     unknown = set(features) - set(DATA_CHOICES)
     if unknown or SCORE_CHOICE not in features:
@@ -227,6 +251,8 @@ def cross_fit_choices(
         for learner in learners:
             started = time.perf_counter()
             est = cross_fit_cate(learner, X, T, Y, propensity, folds, cfg, make)
+            if sequential:
+                est["tau_sequential"] = sequential_cate(learner, X, T, Y, propensity, folds, cfg, make)
             timings.append(
                 {
                     "data_choice": choice,
@@ -239,6 +265,7 @@ def cross_fit_choices(
             log(f"{choice} x {learner}: {timings[-1]['seconds']:.1f}s")
             parts.append(est.assign(unit_id=np.asarray(unit_ids), data_choice=choice, learner=learner, gamma=gamma))
     columns = ["unit_id", "data_choice", "learner", "tau", "se", "lower", "upper", "fold", "gamma"]
+    columns += ["tau_sequential"] if sequential else []
     return pd.concat(parts, ignore_index=True)[columns], pd.DataFrame(timings)
 
 

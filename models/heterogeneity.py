@@ -194,6 +194,32 @@ def rate_comparison(
     return rules_table, pd.DataFrame(diffs).rename(columns={"estimate": "difference"})
 
 
+def sequential_rate(
+    priority: np.ndarray,
+    gamma: np.ndarray,
+    folds: np.ndarray,
+    target: str = "AUTOC",
+    clusters: np.ndarray | None = None,
+    n_boot: int = 200,
+    seed: int = 0,
+) -> dict:
+    """grf's cross-fitted RATE for small trials (the ``rate_cv`` vignette): with priorities from
+    ``models.cate.sequential_cate`` (fold k ranked by a model fitted on earlier folds; NaN for the
+    first), the RATE of each later fold and its t-statistic; the pooled statistic sum(t_k) / sqrt(K - 1)
+    is standard normal under no heterogeneity, as every unit serves as evaluation data once and
+    as training data for later folds. Returns the mean fold RATE, the pooled t and its one-sided p."""
+    ok = ~np.isnan(np.asarray(priority, float))
+    codes = cluster_codes(clusters, len(gamma))
+    stats_k, estimates = [], []
+    for k in np.unique(np.asarray(folds)[ok]):
+        sel = ok & (np.asarray(folds) == k)
+        est = rate(np.asarray(priority)[sel], np.asarray(gamma)[sel], target, codes[sel], n_boot, seed)
+        estimates.append(est.estimate)
+        stats_k.append(est.ratio)
+    t = float(np.sum(stats_k) / np.sqrt(len(stats_k))) if stats_k else np.nan
+    return {"estimate": float(np.mean(estimates)) if estimates else np.nan, "t": t, "p_one_sided": float(stats.norm.sf(t))}
+
+
 def toc_band(
     priority: np.ndarray,
     gamma: np.ndarray,
@@ -316,6 +342,10 @@ def evaluate_choices(
                 r, key = rules.loc[(choice, target)], target.lower()
                 row |= {key: r["rate"], f"{key}_se": r["std_error"], f"{key}_lower": r["ci_lower"], f"{key}_upper": r["ci_upper"]}
                 row[f"{key}_ratio"] = r["ratio"]
+            if "tau_sequential" in part:
+                sub = part[part["data_choice"] == choice].set_index("unit_id").loc[wide.index]
+                seq = sequential_rate(sub["tau_sequential"].to_numpy(), gamma, sub["fold"].to_numpy(), "AUTOC", cl, n_boot, seed)
+                row |= {"autoc_sequential": seq["estimate"], "autoc_sequential_t": seq["t"], "autoc_sequential_p": seq["p_one_sided"]}
             row |= {
                 "blp_mean": blp.loc["mean_forest_prediction", "estimate"],
                 "blp_mean_se": blp.loc["mean_forest_prediction", "std_error"],

@@ -3,8 +3,18 @@
 import numpy as np
 import pytest
 
-from models.cate import LearnerConfig, cross_fit_cate, outcome_model, outcome_predictions
-from models.heterogeneity import ate, calibration_test, difference_in_means, dr_scores, rate, rate_point, toc, truth_metrics
+from models.cate import LearnerConfig, cross_fit_cate, outcome_model, outcome_predictions, sequential_cate
+from models.heterogeneity import (
+    ate,
+    calibration_test,
+    difference_in_means,
+    dr_scores,
+    rate,
+    rate_point,
+    sequential_rate,
+    toc,
+    truth_metrics,
+)
 
 
 def test_dr_scores_by_hand():
@@ -97,3 +107,17 @@ def test_outcome_model_chooses_by_cross_validation(shape, chosen):
     signal = X @ np.linspace(1, 0.2, 8) if shape == "linear" else 2.0 * np.sign(X[:, 0]) * (X[:, 1] > 0.5)
     fitted = outcome_model(LearnerConfig()).fit(X, signal + 0.3 * rng.standard_normal(600))
     assert type(fitted.best_estimator_[-1]).__name__ == chosen
+
+
+@pytest.mark.parametrize("strength, expect_heterogeneity", [(0.0, False), (1.0, True)])
+def test_sequential_rate_pools_folds_fitted_on_earlier_folds(strength, expect_heterogeneity):
+    X, T, Y, e, folds, tau = _trial(strength, n=1000, seed=3)
+    cfg = LearnerConfig(n_estimators=100)
+    priority = sequential_cate("causal_forest", X, T, Y, e, folds, cfg)
+    assert np.isnan(priority[folds == 0]).all() and np.isfinite(priority[folds > 0]).all()
+    mu0, mu1 = outcome_predictions(X, T, Y, folds, cfg)
+    result = sequential_rate(priority, dr_scores(Y, T, mu0, mu1, e), folds, n_boot=100)
+    if expect_heterogeneity:
+        assert result["t"] > 3 and result["p_one_sided"] < 0.01 and result["estimate"] > 0
+    else:
+        assert abs(result["t"]) < 2.5
