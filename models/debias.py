@@ -35,14 +35,19 @@ class LinearCalibrationCorrection:
 
     Unbiased for treatment effects under linear shrinkage; inflates variance by 1 / b**2
     (``variance_inflation_``). Refuses to fit when b is not clearly positive (its 95% interval
-    must exclude zero) and warns when b < ``WEAK_SLOPE``.
+    must exclude zero) and warns when b < ``WEAK_SLOPE``. ``require_clear_slope=False`` turns the
+    refusal off for bootstrap refits (``models.many_trials.CalibrationDraws``): there a weak
+    resample is a draw to keep, since it is what widens the interval.
     """
+
+    def __init__(self, require_clear_slope: bool = True):
+        self.require_clear_slope = require_clear_slope
 
     def fit(self, prediction: np.ndarray, truth: np.ndarray) -> LinearCalibrationCorrection:
         prediction, truth = _check_pair(prediction, truth)
         fit = sm.OLS(prediction, sm.add_constant(truth)).fit()
         (self.a_, self.b_), (self.a_se_, self.b_se_) = fit.params, fit.bse
-        if not self.b_ - 1.96 * self.b_se_ > 0:
+        if self.require_clear_slope and not self.b_ - 1.96 * self.b_se_ > 0:
             raise CorrectionError(
                 f"calibration slope b = {self.b_:.3g} (se {self.b_se_:.2g}) is not clearly positive: the predictions do not track the truth, LCC would divide by ~0"
             )

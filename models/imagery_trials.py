@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from models.debias import LinearCalibrationCorrection, OutOfSupportWarning, TweedieCorrection
-from models.many_trials import CalibrationDraws, TrialDesign, trial_ates, trial_rows
+from models.many_trials import CalibrationDraws, TrialDesign, label_units, trial_ates, trial_rows
 from models.simulate import SPECTRA
 from models.training import SequenceData
 
@@ -98,7 +98,7 @@ def imagery_trials(
             treated = idx[t == 1]
             if effect != 0 and len(treated):
                 prediction[t == 1] = predict(response.apply(data.subset(treated), effect, rng))
-            labeled = rng.random(len(idx)) < design.labeled_share
+            labeled = label_units(t, design.labeled_share, rng)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", OutOfSupportWarning)
                 estimates = trial_ates(truth[idx] + effect * t, prediction, t, lcc, tweedie, labeled, design.tweedie_density, draws)

@@ -56,7 +56,7 @@ class CalibrationDraws:
             warnings.simplefilter("ignore", WeakCalibrationWarning)
             for _ in range(n_boot):
                 idx = rng.integers(0, len(truth), len(truth))
-                lcc.append(LinearCalibrationCorrection().fit(prediction[idx], truth[idx]))
+                lcc.append(LinearCalibrationCorrection(require_clear_slope=False).fit(prediction[idx], truth[idx]))
                 tweedie.append(TweedieCorrection(bandwidth).fit(prediction[idx], truth[idx]))
         return cls(tuple(lcc), tuple(tweedie))
 
@@ -75,6 +75,17 @@ def corrected_ate(
         warnings.simplefilter("ignore", OutOfSupportWarning)
         spread = np.var([difference_in_means(draw(prediction), t).estimate for draw in draws], ddof=1)
     return Estimate(point.estimate, float(np.sqrt(point.se**2 + spread)))
+
+
+def label_units(t: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
+    """Which units PPI may see the truth of: a random ``share`` of each arm, at least 2 per arm
+    (PPI's OLS of outcome on [1, T] is singular with fewer)."""
+    labeled = np.zeros(len(t), bool)
+    for arm in (0, 1):
+        members = np.flatnonzero(t == arm)
+        k = min(len(members), max(2, int(round(share * len(members)))))
+        labeled[rng.choice(members, k, replace=False)] = True
+    return labeled
 
 
 def trial_ates(
@@ -161,7 +172,7 @@ def simulate_trials(
             t = rng.binomial(1, 0.5, len(idx))
             truth = pool["truth"].to_numpy()[idx] + effect * t
             prediction = pool["prediction"].to_numpy()[idx] + slope * effect * t
-            labeled = rng.random(len(idx)) < design.labeled_share
+            labeled = label_units(t, design.labeled_share, rng)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", OutOfSupportWarning)
                 estimates = trial_ates(truth, prediction, t, lcc, tweedie, labeled, design.tweedie_density, draws)
@@ -183,7 +194,7 @@ def observed_trial(
 ) -> pd.DataFrame:
     """One real (or demo) trial's ATE on the mapped outcome by every method; PPI labels a random
     ``design.labeled_share`` of its units."""
-    labeled = np.random.default_rng(design.seed).random(len(t)) < design.labeled_share
+    labeled = label_units(t, design.labeled_share, np.random.default_rng(design.seed))
     estimates = trial_ates(truth, prediction, t, lcc, tweedie, labeled, design.tweedie_density, draws, clusters)
     return pd.DataFrame(trial_rows(name, estimates, true_effect))
 

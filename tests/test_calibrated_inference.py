@@ -53,3 +53,20 @@ def test_only_calibration_aware_intervals_cover_with_a_small_calibration_split()
         assert abs(table.loc[(method, "calibration-aware"), "bias"]) < 0.05
     assert table.loc[("naive", "trial only"), "coverage"] < 0.1  # attenuated by the slope 0.61
     assert table.loc[("ppi++", "trial only"), "coverage"] >= 0.85
+
+
+def test_a_weak_resample_is_kept_as_a_draw_not_refused():
+    rng = np.random.default_rng(5)
+    truth = rng.standard_normal(40)
+    pred = 0.3 * truth + rng.standard_normal(40)  # b is positive but weakly determined on 40 places
+    draws = CalibrationDraws.fit(pred, truth, n_boot=300, seed=0)
+    slopes = np.array([d.b_ for d in draws.lcc])
+    assert len(slopes) == 300 and (slopes - 1.96 * np.array([d.b_se_ for d in draws.lcc]) <= 0).any()
+
+
+def test_ppi_labels_at_least_two_units_per_arm():
+    from models.many_trials import label_units
+
+    t = np.r_[np.zeros(30, int), np.ones(10, int)]
+    labeled = label_units(t, 0.1, np.random.default_rng(0))
+    assert labeled[t == 0].sum() == 3 and labeled[t == 1].sum() == 2

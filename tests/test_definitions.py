@@ -64,7 +64,7 @@ def test_cli_materializes_the_whole_graph(tmp_path):
             "cate_estimates": {"config": {"learners": ["t_learner"]}},
             "cate_map": {"config": {"step_px": 16, "n_estimators": 20}},
             "wealth_map": {"config": {"step_px": 32}},
-            "trial_outcomes": {"config": {"n_trials": 10, "units_per_trial": 40}},
+            "trial_outcomes": {"config": {"n_trials": 10, "units_per_trial": 40, "effects": [0.0, 1.0], "calibration_boot": 20}},
             "simulation_study": {
                 "config": {
                     "seeds": [0],
@@ -97,5 +97,10 @@ def test_cli_materializes_the_whole_graph(tmp_path):
     assert (data / "unit_image_sequences.zarr").is_dir()
     assert len(pd.read_parquet(data / "embeddings_image_sequence_tabular.parquet")) == 80
     assert (data / "cate_map.tif").exists() and len(pd.read_parquet(data / "simulation_study.parquet")) == 4
-    assert (data / "debiased_wealth_map.tif").exists() and len(pd.read_parquet(data / "debiasing_evaluation.parquet")) == 5
+    evaluation = pd.read_parquet(data / "debiasing_evaluation.parquet")  # response x method x true effect
+    assert (
+        (data / "debiased_wealth_map.tif").exists()
+        and len(evaluation) == 2 * 5 * 2
+        and set(evaluation["response"]) == {"imagery", "linear shortcut"}
+    )
     assert list((data / ".staging").iterdir()) == []  # scratch cubes and staged outputs are all gone
