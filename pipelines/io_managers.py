@@ -11,9 +11,11 @@ from pathlib import Path
 import dagster as dg
 import geopandas as gpd
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from models.chips import open_cube
+from models.data_dictionary import describe, with_descriptions
 from models.storage import StagedOutput, atomic_path, replace_path, write_json
 from pipelines.resources import StorageResource
 
@@ -21,10 +23,16 @@ SUFFIXES = (".parquet", ".zarr", ".tif", ".safetensors", ".png", ".json", "")
 STAGED = (".zarr", ".tif", ".safetensors", ".png", "")  # "": a folder of files (e.g. one GeoTIFF per date)
 
 
+def column_schema(frame: pd.DataFrame, table: str) -> dg.TableSchema:
+    """Each column's type and its data-dictionary description: the asset page's column list."""
+    return dg.TableSchema(columns=[dg.TableColumn(str(c), str(t), description=describe(str(c), table)) for c, t in frame.dtypes.items()])
+
+
 class LocalStorageIOManager(dg.ConfigurableIOManager):
     """Stores each asset under ``storage.root/<asset key>`` in the format its value calls for.
 
-    - GeoDataFrame -> GeoParquet, DataFrame -> Parquet, dict -> JSON;
+    - GeoDataFrame -> GeoParquet, DataFrame -> Parquet with each column's description in its field
+      metadata (``models.data_dictionary``), dict -> JSON; tables also get a Dagster column schema;
     - :class:`StagedOutput` (a ``.zarr``, ``.tif``, ``.safetensors``, ``.png`` or a folder written
       inside ``storage.staging()``) -> renamed into place, then its own staging folder is removed.
     Anything else, a bare ``Path`` included, is refused: the manager never deletes what it did not stage.
@@ -39,10 +47,15 @@ class LocalStorageIOManager(dg.ConfigurableIOManager):
 
     def handle_output(self, context: dg.OutputContext, obj) -> None:
         base, name = self._base(context), context.asset_key.to_user_string()
+        metadata = {}
         if isinstance(obj, pd.DataFrame):
             target = base.with_suffix(".parquet")
             with atomic_path(target) as tmp:
-                obj.to_parquet(tmp, index=False)
+                if isinstance(obj, gpd.GeoDataFrame):
+                    obj.to_parquet(tmp, index=False)  # geopandas writes the GeoParquet metadata
+                else:
+                    pq.write_table(with_descriptions(pa.Table.from_pandas(obj, preserve_index=False), name), tmp)
+            metadata["dagster/column_schema"] = dg.MetadataValue.table_schema(column_schema(obj, name))
         elif isinstance(obj, dict):
             target = write_json(obj, base.with_suffix(".json"))
         elif isinstance(obj, StagedOutput):
@@ -50,7 +63,7 @@ class LocalStorageIOManager(dg.ConfigurableIOManager):
         else:
             hint = " Write it inside `with storage.staging() as stage:` and return `stage.output(name)`." if isinstance(obj, Path) else ""
             raise TypeError(f"{name}: no storage format for {type(obj).__name__}.{hint}")
-        context.add_output_metadata({"path": dg.MetadataValue.path(str(target.resolve()))})
+        context.add_output_metadata({"path": dg.MetadataValue.path(str(target.resolve())), **metadata})
 
     def _move_staged(self, staged: StagedOutput, base: Path, name: str) -> Path:
         """Rename the staged output into place and remove its staging folder, after checking both are ours."""

@@ -40,8 +40,11 @@ def test_wealth_map_corrections_and_evaluation(tmp_path):
     table = pd.read_parquet(tmp_path / "debiasing_evaluation.parquet")
     assert set(table["response"]) == {"imagery", "linear shortcut"}
     imagery = table[table["response"] == "imagery"].set_index(["method", "true_effect"])
-    assert imagery.loc[("naive", 1.0), "mean_estimate"] > 0.1  # the treatment reaches the map through the chips
+    # the treatment reaches the map through the chips, far more weakly than the calibration slope says
+    assert imagery.loc[("naive", 1.0), "mean_estimate"] > imagery.loc[("naive", 0.0), "mean_estimate"] + 0.03
     assert imagery.loc[("naive", 0.0), "mean_estimate"] == pytest.approx(0.0, abs=0.15)
+    shortcut = table[table["response"] == "linear shortcut"].set_index(["method", "true_effect"])
+    assert imagery.loc[("naive", 1.0), "slope"] < shortcut.loc[("naive", 1.0), "slope"]
     table = table[table["response"] == "linear shortcut"]
     assert list(table["method"].unique()) == ["oracle", "naive", "lcc", "tweedie", "ppi"] and set(table["true_effect"]) == {0.0, 1.0}
     slopes = table.drop_duplicates("method").set_index("method")["slope"]

@@ -9,8 +9,10 @@ from pathlib import Path
 import dagster as dg
 import geopandas as gpd
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
+from models.data_dictionary import describe
 from pipelines.automation import new_imagery_sensor
 from pipelines.definitions import defs
 from pipelines.resources import StudySource
@@ -104,3 +106,6 @@ def test_cli_materializes_the_whole_graph(tmp_path):
         and set(evaluation["response"]) == {"imagery", "linear shortcut"}
     )
     assert list((data / ".staging").iterdir()) == []  # scratch cubes and staged outputs are all gone
+    for table in sorted(data.glob("*.parquet")):  # every column of every table is in the data dictionary
+        undescribed = [c for c in pq.read_schema(table).names if describe(c, table.stem) is None]
+        assert not undescribed, (table.name, undescribed)
