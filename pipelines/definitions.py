@@ -2,12 +2,12 @@
 
 import dagster as dg
 
-from assets import causal, debiasing, generalization, ingest, interpretation, representation, simulation
+from assets import analyst, causal, debiasing, generalization, ingest, interpretation, representation, simulation
 from pipelines.automation import all_assets_job, ingest_job, new_imagery_sensor, weekly_refresh
 from pipelines.io_managers import LocalStorageIOManager
 from pipelines.resources import ComputeResource, CrossFittingResource, StorageResource, StudySource
 
-ASSET_MODULES = [ingest, representation, causal, interpretation, generalization, simulation, debiasing]
+ASSET_MODULES = [ingest, representation, causal, interpretation, generalization, simulation, debiasing, analyst]
 
 
 def resources(storage: StorageResource, source: StudySource | None = None, compute: ComputeResource | None = None) -> dict:

@@ -19,8 +19,8 @@ from models.data_dictionary import describe, with_descriptions
 from models.storage import StagedOutput, atomic_path, replace_path, write_json
 from pipelines.resources import StorageResource
 
-SUFFIXES = (".parquet", ".zarr", ".tif", ".safetensors", ".png", ".json", "")
-STAGED = (".zarr", ".tif", ".safetensors", ".png", "")  # "": a folder of files (e.g. one GeoTIFF per date)
+SUFFIXES = (".parquet", ".zarr", ".tif", ".safetensors", ".png", ".json", ".duckdb", "")
+STAGED = (".zarr", ".tif", ".safetensors", ".png", ".duckdb", "")  # "": a folder of files (e.g. one GeoTIFF per date)
 
 
 def column_schema(frame: pd.DataFrame, table: str) -> dg.TableSchema:

@@ -7,6 +7,7 @@ import dagster as dg
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from models.data_dictionary import describe, markdown, with_descriptions
 from tests.test_storage import _run
@@ -47,3 +48,20 @@ def test_the_io_manager_writes_descriptions_and_a_column_schema(tmp_path):
     assert pd.read_parquet(path)["tau"].tolist() == [0.5, -0.1]
     columns = result.asset_materializations_for_node("cate_estimates")[0].metadata["dagster/column_schema"].value.columns
     assert [(c.name, c.description) for c in columns] == [(c, describe(c)) for c in ("unit_id", "tau", "fold")]
+
+
+def test_the_analyst_database_has_a_view_per_table_with_comments(tmp_path):
+    import duckdb
+
+    from models.analyst import build_database
+
+    pd.DataFrame({"unit_id": ["U1", "U2"], "tau": [0.5, -0.1]}).to_parquet(tmp_path / "cate_estimates.parquet")
+    pd.DataFrame({"method": ["naive"], "estimate": [0.3]}).to_parquet(tmp_path / "ate_summary.parquet")
+    tables = {p.stem: p for p in tmp_path.glob("*.parquet")}
+    assert build_database(tables, tmp_path / "eotrials.duckdb") == ["ate_summary", "cate_estimates"]
+    with duckdb.connect(str(tmp_path / "eotrials.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT sum(tau) FROM cate_estimates").fetchone()[0] == pytest.approx(0.4)
+        comment = con.execute(
+            "SELECT comment FROM duckdb_columns() WHERE table_name = 'cate_estimates' AND column_name = 'tau'"
+        ).fetchone()[0]
+    assert comment == describe("tau")

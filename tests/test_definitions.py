@@ -106,6 +106,11 @@ def test_cli_materializes_the_whole_graph(tmp_path):
         and set(evaluation["response"]) == {"imagery", "linear shortcut"}
     )
     assert list((data / ".staging").iterdir()) == []  # scratch cubes and staged outputs are all gone
+    import duckdb  # the analyst's database: a view per table, reading the Parquet in place
+
+    with duckdb.connect(str(data / "analyst_database.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM rct_units").fetchone()[0] == 80
+        assert con.execute("SELECT count(DISTINCT learner) FROM heterogeneity_evaluation").fetchone()[0] == 1
     for table in sorted(data.glob("*.parquet")):  # every column of every table is in the data dictionary
         undescribed = [c for c in pq.read_schema(table).names if describe(c, table.stem) is None]
         assert not undescribed, (table.name, undescribed)
