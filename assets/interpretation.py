@@ -54,7 +54,7 @@ def land_cover_maps(config: LandCoverConfig, imagery_catalog: pd.DataFrame, stud
     """One classified GeoTIFF per date (uint8 WorldCover codes, nodata 0, the WorldCover colour table,
     overviews) over the imagery's extent, in the folder ``land_cover_maps/``.
 
-    A gradient-boosting classifier on the bands plus NDVI, NDWI and NDBI, trained on labelled pixels;
+    A random-forest classifier on the bands plus NDVI, NDWI and NDBI, trained on labelled pixels;
     its accuracy, per-class precision / recall / F1 and confusion matrix are measured on whole spatial
     blocks held out from training.
     """

@@ -183,7 +183,8 @@ class TweedieCorrection:
         prediction = prediction if np.issubdtype(prediction.dtype, np.floating) else prediction.astype(float)
         if self.sigma_ == 0:
             return prediction.copy()  # predictions equal the truth: nothing to undo
-        finite = prediction[np.isfinite(prediction)] if not np.isfinite(prediction).all() else prediction
+        ok = np.isfinite(prediction)
+        finite = prediction if ok.all() else prediction[ok]  # nodata cells are not outside the support
         if finite.size and (finite.min() < self.support_[0] or finite.max() > self.support_[1]):
             outside = int(np.sum((finite < self.support_[0]) | (finite > self.support_[1])))
             warnings.warn(
@@ -287,13 +288,6 @@ def corrections_from_dict(d: dict) -> tuple[LinearCalibrationCorrection, Tweedie
 
 
 def debias_map(naive: np.ndarray, lcc: LinearCalibrationCorrection, tweedie: TweedieCorrection) -> dict[str, np.ndarray]:
-    """Layers naive, lcc and tweedie of a predicted map (NaN cells stay NaN and are not corrected, so
-    they cannot raise a spurious out-of-support warning)."""
-    ok = np.isfinite(naive)
-
-    def corrected(transform) -> np.ndarray:
-        out = np.full(naive.shape, np.nan, dtype=float)
-        out[ok] = transform(naive[ok])
-        return out
-
-    return {"naive": naive, "lcc": corrected(lcc.transform), "tweedie": corrected(tweedie.transform)}
+    """Layers naive, lcc and tweedie of a predicted map. NaN cells stay NaN: both transforms pass
+    them through, and Tweedie's support check ignores them, so they raise no spurious warning."""
+    return {"naive": naive, "lcc": lcc.transform(naive), "tweedie": tweedie.transform(naive)}

@@ -272,6 +272,11 @@ def calibration_test(tau_hat: np.ndarray, gamma: np.ndarray, clusters: np.ndarra
     )
 
 
+def quantile_groups(values: np.ndarray, n_groups: int = 5) -> np.ndarray:
+    """Group 0..n_groups-1 of each value by quantile (ties broken by order, so groups are equal-sized)."""
+    return pd.qcut(pd.Series(np.asarray(values, float)).rank(method="first"), n_groups, labels=False).to_numpy()
+
+
 def gates(values: np.ndarray, gamma: np.ndarray, n_groups: int = 5, clusters: np.ndarray | None = None) -> pd.DataFrame:
     """Group average treatment effects by quantile of ``values`` (the predicted CATE for GATES, or
     any feature): each group's mean DR score with a 95% interval (HC3 or cluster-robust). Unlike
@@ -279,7 +284,7 @@ def gates(values: np.ndarray, gamma: np.ndarray, n_groups: int = 5, clusters: np
     whatever the CATE model's errors. A calibrated CATE model has GATEs rising with, and close to,
     each group's mean prediction (``mean_value``)."""
     values = np.asarray(values, float)
-    group = pd.qcut(pd.Series(values).rank(method="first"), n_groups, labels=False).to_numpy()
+    group = quantile_groups(values, n_groups)
     fit = robust_ols(gamma, np.eye(n_groups)[group], clusters)
     rows = []
     for k in range(n_groups):
@@ -308,8 +313,7 @@ def truth_metrics(tau_hat: np.ndarray, tau: np.ndarray, lower: np.ndarray | None
 def gates_coverage(tau_hat: np.ndarray, gamma: np.ndarray, tau: np.ndarray, clusters: np.ndarray | None = None) -> float:
     """Share of the GATE intervals (quintiles of the prediction) that hold the true mean CATE of their group."""
     table = gates(tau_hat, gamma, clusters=clusters)
-    group = pd.qcut(pd.Series(np.asarray(tau_hat, float)).rank(method="first"), len(table), labels=False).to_numpy()
-    truth = pd.Series(np.asarray(tau, float)).groupby(group).mean().to_numpy()
+    truth = pd.Series(np.asarray(tau, float)).groupby(quantile_groups(tau_hat, len(table))).mean().to_numpy()
     return float(np.mean((table["ci_lower"] <= truth) & (truth <= table["ci_upper"])))
 
 
@@ -336,6 +340,7 @@ def evaluate_choices(
         rules = rules.set_index(["rule", "target"])
         for choice in wide.columns:
             tau_hat = wide[choice].to_numpy()
+            sub = part[part["data_choice"] == choice].set_index("unit_id").loc[wide.index]
             blp = calibration_test(tau_hat, gamma, cl).set_index("term")
             row = {"data_choice": choice, "learner": learner}
             for target in ("AUTOC", "QINI"):
@@ -343,7 +348,6 @@ def evaluate_choices(
                 row |= {key: r["rate"], f"{key}_se": r["std_error"], f"{key}_lower": r["ci_lower"], f"{key}_upper": r["ci_upper"]}
                 row[f"{key}_ratio"] = r["ratio"]
             if "tau_sequential" in part:
-                sub = part[part["data_choice"] == choice].set_index("unit_id").loc[wide.index]
                 seq = sequential_rate(sub["tau_sequential"].to_numpy(), gamma, sub["fold"].to_numpy(), "AUTOC", cl, n_boot, seed)
                 row |= {"autoc_sequential": seq["estimate"], "autoc_sequential_t": seq["t"], "autoc_sequential_p": seq["p_one_sided"]}
             row |= {
@@ -354,7 +358,6 @@ def evaluate_choices(
                 "blp_differential_p": blp.loc["differential_forest_prediction", "p_value_one_sided"],
             }
             if tau_true is not None:
-                sub = part[part["data_choice"] == choice].set_index("unit_id").loc[wide.index]
                 tau = tau_true.loc[wide.index].to_numpy()
                 row |= truth_metrics(tau_hat, tau, sub["lower"].to_numpy(), sub["upper"].to_numpy())
                 row["gates_coverage"] = gates_coverage(tau_hat, gamma, tau, cl)
@@ -363,36 +366,32 @@ def evaluate_choices(
     return evaluation, pd.concat(differences, ignore_index=True)
 
 
-def toc_by_choice(estimates: pd.DataFrame, clusters: pd.Series | None = None, n_boot: int = 200) -> pd.DataFrame:
-    """TOC curves with pointwise 95% bands for every data choice and learner (the heterogeneity plot's
-    lines): data_choice, learner, q, toc, std_error, ci_lower, ci_upper."""
+def _per_choice(estimates: pd.DataFrame, clusters: pd.Series | None, table) -> pd.DataFrame:
+    """``table(tau, gamma, clusters)`` for every data choice and learner, stacked with those two columns first."""
     parts = []
     for (choice, learner), part in estimates.groupby(["data_choice", "learner"], sort=False):
         cl = clusters.loc[part["unit_id"]].to_numpy() if clusters is not None else None
-        band = toc_band(part["tau"].to_numpy(), part["gamma"].to_numpy(), cl, n_boot=n_boot)
-        parts.append(band.assign(data_choice=choice, learner=learner))
-    table = pd.concat(parts, ignore_index=True)
-    return table[["data_choice", "learner", *[c for c in table.columns if c not in ("data_choice", "learner")]]]
+        parts.append(table(part["tau"].to_numpy(), part["gamma"].to_numpy(), cl).assign(data_choice=choice, learner=learner))
+    stacked = pd.concat(parts, ignore_index=True)
+    return stacked[["data_choice", "learner", *[c for c in stacked.columns if c not in ("data_choice", "learner")]]]
+
+
+def toc_by_choice(estimates: pd.DataFrame, clusters: pd.Series | None = None, n_boot: int = 200) -> pd.DataFrame:
+    """TOC curves with pointwise 95% bands for every data choice and learner (the heterogeneity plot's
+    lines): data_choice, learner, q, toc, std_error, ci_lower, ci_upper."""
+    return _per_choice(estimates, clusters, lambda tau, gamma, cl: toc_band(tau, gamma, cl, n_boot=n_boot))
 
 
 def gates_by_choice(estimates: pd.DataFrame, clusters: pd.Series | None = None, n_groups: int = 5) -> pd.DataFrame:
     """GATES (``gates`` on the predicted CATE) for every data choice and learner: the calibration
     plot's points. Columns: data_choice, learner, group, units, low, high, mean_value, gate, ..."""
-    parts = []
-    for (choice, learner), part in estimates.groupby(["data_choice", "learner"], sort=False):
-        cl = clusters.loc[part["unit_id"]].to_numpy() if clusters is not None else None
-        table = gates(part["tau"].to_numpy(), part["gamma"].to_numpy(), n_groups, cl)
-        parts.append(table.assign(data_choice=choice, learner=learner))
-    table = pd.concat(parts, ignore_index=True)
-    return table[["data_choice", "learner", *[c for c in table.columns if c not in ("data_choice", "learner")]]]
+    return _per_choice(estimates, clusters, lambda tau, gamma, cl: gates(tau, gamma, n_groups, cl))
 
 
 def ate_table(gamma: np.ndarray, y: np.ndarray, t: np.ndarray, tau_true: np.ndarray | None = None) -> pd.DataFrame:
     """The ATE from DR scores and the difference in means with 95% intervals (and the true mean CATE if known)."""
     estimates = {"doubly robust (AIPW)": ate(gamma), "difference in means": difference_in_means(y, t)}
-    rows = [
-        {"method": k, "estimate": v.estimate, "std_error": v.se, "ci_lower": v.ci[0], "ci_upper": v.ci[1]} for k, v in estimates.items()
-    ]
+    rows = [{"method": k, **_columns(v)} for k, v in estimates.items()]
     if tau_true is not None:
         rows.append(
             {

@@ -15,7 +15,6 @@ simplification of how settlements grow.
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,8 +23,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from models.debias import LinearCalibrationCorrection, OutOfSupportWarning, TweedieCorrection
-from models.many_trials import CalibrationDraws, TrialDesign, label_units, trial_ates, trial_rows
+from models.debias import LinearCalibrationCorrection, TweedieCorrection
+from models.many_trials import CalibrationDraws, TrialDesign, draw_trials
 from models.simulate import SPECTRA
 from models.training import SequenceData
 
@@ -87,23 +86,16 @@ def imagery_trials(
     ``truth``: treated units' wealth rises by each of ``design.effects`` and their last-date chips
     change by ``response``; ``predict`` (the map's model) re-predicts them. One row per trial and
     method, ``response = "imagery"``."""
-    rng = np.random.default_rng(design.seed)
     baseline = predict(data)
-    rows = []
-    for k, effect in enumerate(design.effects):
-        for trial in range(k * design.n_trials, (k + 1) * design.n_trials):
-            idx = rng.choice(len(truth), size=min(design.units_per_trial, len(truth)), replace=False)
-            t = rng.binomial(1, 0.5, len(idx))
-            prediction = baseline[idx].copy()
-            treated = idx[t == 1]
-            if effect != 0 and len(treated):
-                prediction[t == 1] = predict(response.apply(data.subset(treated), effect, rng))
-            labeled = label_units(t, design.labeled_share, rng)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", OutOfSupportWarning)
-                estimates = trial_ates(truth[idx] + effect * t, prediction, t, lcc, tweedie, labeled, design.tweedie_density, draws)
-            rows += trial_rows(trial, estimates, effect)
-    return pd.DataFrame(rows).assign(response="imagery")
+
+    def respond(idx: np.ndarray, t: np.ndarray, effect: float, rng: np.random.Generator) -> np.ndarray:
+        prediction = baseline[idx].copy()
+        treated = idx[t == 1]
+        if effect != 0 and len(treated):
+            prediction[t == 1] = predict(response.apply(data.subset(treated), effect, rng))
+        return prediction
+
+    return draw_trials(truth, respond, lcc, tweedie, design, draws, "imagery")
 
 
 def survey_pool_trials(

@@ -1,16 +1,17 @@
 """One map, many trials: the ATE on a wealth outcome by oracle, naive, LCC, Tweedie and PPI.
 
-Simulated trials draw units from places where the true wealth is known (the survey's held-out
-split), randomize treatment, and add a true effect ``delta`` (several, zero and negative included)
-to the treated units' wealth. The map
-responds to that change as it responds to wealth differences across places: treated predictions
-move by ``b * delta``, with b the slope of predictions on truth over the pool (a linear response,
-our modelling choice; it is the attenuation mechanism of Study 2).
+Simulated trials (``draw_trials``) draw units from places where the true wealth is known (the
+survey's held-out split), randomize treatment, and add a true effect ``delta`` (several, zero and
+negative included) to the treated units' wealth. How the map responds is the caller's: through the
+imagery (``models.imagery_trials``, the main evaluation) or, in ``simulate_trials``, the linear
+shortcut (treated predictions move by ``b * delta``, b the slope of predictions on truth over the
+pool: the model under which LCC is unbiased by construction, kept as a sensitivity analysis).
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -73,8 +74,9 @@ def corrected_ate(
         return point
     with warnings.catch_warnings():  # a resample's narrower range: the fitted correction already warned for the trial
         warnings.simplefilter("ignore", OutOfSupportWarning)
-        spread = np.var([difference_in_means(draw(prediction), t).estimate for draw in draws], ddof=1)
-    return Estimate(point.estimate, float(np.sqrt(point.se**2 + spread)))
+        corrected = np.stack([draw(prediction) for draw in draws])
+    ates = corrected[:, t == 1].mean(axis=1) - corrected[:, t == 0].mean(axis=1)
+    return Estimate(point.estimate, float(np.sqrt(point.se**2 + np.var(ates, ddof=1))))
 
 
 def label_units(t: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
@@ -149,6 +151,40 @@ def trial_rows(trial, estimates: dict[str, Estimate], true_effect: float) -> lis
     ]
 
 
+Respond = Callable[[np.ndarray, np.ndarray, float, np.random.Generator], np.ndarray]
+
+
+def draw_trials(
+    truth: np.ndarray,
+    respond: Respond,
+    lcc: LinearCalibrationCorrection,
+    tweedie: TweedieCorrection,
+    design: TrialDesign,
+    draws: CalibrationDraws | None,
+    response: str,
+) -> pd.DataFrame:
+    """``design.n_trials`` trials per true effect from a pool of places with known ``truth``:
+    ``respond(units, treatment, effect, rng)`` gives the map's predictions for the drawn units
+    after treatment. One row per trial and method, labelled ``response``.
+
+    The treated units' predictions leave the calibration range now and then; over hundreds of
+    trials that is expected, so the out-of-support warning is silenced here (not in observed trials).
+    """
+    rng = np.random.default_rng(design.seed)
+    rows = []
+    for k, effect in enumerate(design.effects):
+        for trial in range(k * design.n_trials, (k + 1) * design.n_trials):
+            idx = rng.choice(len(truth), size=min(design.units_per_trial, len(truth)), replace=False)
+            t = rng.binomial(1, 0.5, len(idx))
+            prediction = respond(idx, t, effect, rng)
+            labeled = label_units(t, design.labeled_share, rng)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", OutOfSupportWarning)
+                estimates = trial_ates(truth[idx] + effect * t, prediction, t, lcc, tweedie, labeled, design.tweedie_density, draws)
+            rows += trial_rows(trial, estimates, effect)
+    return pd.DataFrame(rows).assign(response=response)
+
+
 def simulate_trials(
     pool: pd.DataFrame,
     lcc: LinearCalibrationCorrection,
@@ -156,28 +192,14 @@ def simulate_trials(
     design: TrialDesign = TrialDesign(),
     draws: CalibrationDraws | None = None,
 ) -> pd.DataFrame:
-    """Draw trials from ``pool`` (columns truth, prediction); one row per trial and method,
-    ``response = "linear shortcut"`` (the map's response assumed linear: a sensitivity analysis
-    beside ``models.imagery_trials``, where the treatment reaches the map through the imagery).
-
-    The treated units' predictions leave the calibration range now and then; over hundreds of
-    trials that is expected, so the out-of-support warning is silenced here (not in observed trials).
-    """
-    rng = np.random.default_rng(design.seed)
-    slope = np.polyfit(pool["truth"], pool["prediction"], 1)[0]
-    rows = []
-    for k, effect in enumerate(design.effects):
-        for trial in range(k * design.n_trials, (k + 1) * design.n_trials):
-            idx = rng.choice(len(pool), size=min(design.units_per_trial, len(pool)), replace=False)
-            t = rng.binomial(1, 0.5, len(idx))
-            truth = pool["truth"].to_numpy()[idx] + effect * t
-            prediction = pool["prediction"].to_numpy()[idx] + slope * effect * t
-            labeled = label_units(t, design.labeled_share, rng)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", OutOfSupportWarning)
-                estimates = trial_ates(truth, prediction, t, lcc, tweedie, labeled, design.tweedie_density, draws)
-            rows += trial_rows(trial, estimates, effect)
-    return pd.DataFrame(rows).assign(response="linear shortcut")
+    """``draw_trials`` from ``pool`` (columns truth, prediction) with the linear shortcut:
+    ``response = "linear shortcut"``, a sensitivity analysis beside ``models.imagery_trials``,
+    where the treatment reaches the map through the imagery."""
+    truth, prediction = pool["truth"].to_numpy(), pool["prediction"].to_numpy()
+    slope = np.polyfit(truth, prediction, 1)[0]
+    return draw_trials(
+        truth, lambda idx, t, effect, rng: prediction[idx] + slope * effect * t, lcc, tweedie, design, draws, "linear shortcut"
+    )
 
 
 def observed_trial(

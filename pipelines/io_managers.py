@@ -33,11 +33,11 @@ class LocalStorageIOManager(dg.ConfigurableIOManager):
 
     - GeoDataFrame -> GeoParquet, DataFrame -> Parquet with each column's description in its field
       metadata (``models.data_dictionary``), dict -> JSON; tables also get a Dagster column schema;
-    - :class:`StagedOutput` (a ``.zarr``, ``.tif``, ``.safetensors``, ``.png`` or a folder written
-      inside ``storage.staging()``) -> renamed into place, then its own staging folder is removed.
+    - :class:`StagedOutput` (a ``.zarr``, ``.tif``, ``.safetensors``, ``.png``, ``.duckdb`` or a folder
+      written inside ``storage.staging()``) -> renamed into place, then its own staging folder is removed.
     Anything else, a bare ``Path`` included, is refused: the manager never deletes what it did not stage.
     Loading gives back a (Geo)DataFrame, a dict, a lazy ``xarray.Dataset`` for Zarr, or the
-    ``Path`` of a GeoTIFF, safetensors or PNG file or of a folder.
+    ``Path`` of a GeoTIFF, safetensors, PNG or DuckDB file or of a folder.
     """
 
     storage: StorageResource
