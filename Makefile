@@ -34,7 +34,7 @@ test-fast: install
 
 ui: install
 	mkdir -p $(DAGSTER_HOME)
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1
 
 # Every benchmark at its documented default except the CATE one, which runs 1k and 10k units here
 # (its 50k rows take about an hour: `python benchmarks/cate.py --units 50000`).

@@ -8,6 +8,7 @@ import geopandas as gpd
 import pandas as pd
 
 from assets.metadata import figure_md, table_md
+from assets.retries import retry_transient_io
 from models.catalog import build_catalog
 from models.chips import CHIP_SIZE, TILE_PX, WORKERS, check_nodata, open_cube, write_sequence_cube
 from models.design import randomization_test
@@ -54,13 +55,14 @@ def study_inputs(context: dg.AssetExecutionContext, config: DemoStudyConfig, sou
     The demo is simulated into a temporary folder and swapped in whole, so a failed run keeps the
     previous demo. Ground-truth paths are recorded for evaluation only; estimators never read them.
     """
-    if not source.is_demo:
-        return study_manifest(source.rct_table, source.imagery, source.survey_table)
-    sim = SimulationConfig(**config.model_dump())
-    root = storage.path("demo_study")
-    started = time.perf_counter()
-    with atomic_path(root) as tmp:
-        simulate_study(sim, tmp)
+    with retry_transient_io(context):
+        if not source.is_demo:
+            return study_manifest(source.rct_table, source.imagery, source.survey_table)
+        sim = SimulationConfig(**config.model_dump())
+        root = storage.path("demo_study")
+        started = time.perf_counter()
+        with atomic_path(root) as tmp:
+            simulate_study(sim, tmp)
     context.add_output_metadata({"simulation": dg.MetadataValue.json(dataclasses.asdict(sim)), "seconds": time.perf_counter() - started})
     return StudyPaths.under(root).manifest()
 
@@ -73,7 +75,8 @@ def imagery_catalog(context: dg.AssetExecutionContext, study_inputs: dict, sourc
     truncated file or inconsistent band counts fail early, naming the file. Tiles of one date are
     mosaicked into a VRT under ``imagery_mosaics/``.
     """
-    catalog = build_catalog(study_inputs["imagery"], source.band_names, source.band_files, mosaic_dir=storage.path("imagery_mosaics"))
+    with retry_transient_io(context):
+        catalog = build_catalog(study_inputs["imagery"], source.band_names, source.band_files, mosaic_dir=storage.path("imagery_mosaics"))
     preview = catalog[["scene_id", "crs", "res_x", "width", "height", "band_count"]]
     context.add_output_metadata(
         {
@@ -180,7 +183,7 @@ def unit_image_sequences(
     units had no data there.
     """
     started = time.perf_counter()
-    with storage.staging() as stage:
+    with retry_transient_io(context), storage.staging() as stage:
         staged = stage.output("cube.zarr")
         summary = write_sequence_cube(
             rct_units, imagery_catalog, staged.path, config.chip_size, tile_px=config.tile_px, workers=config.workers

@@ -11,6 +11,7 @@ import pandas as pd
 import xarray as xr
 
 from assets.metadata import figure_md, table_md
+from assets.retries import retry_transient_io
 from models.attribution import attenuation_vs_truth, attribute, quantile_table
 from models.cate import SCORE_CHOICE, LearnerConfig, fit_full
 from models.chips import CHIP_SIZE
@@ -50,7 +51,9 @@ class LandCoverConfig(dg.Config):
         )
     ],
 )
-def land_cover_maps(config: LandCoverConfig, imagery_catalog: pd.DataFrame, study_inputs: dict, storage: StorageResource):
+def land_cover_maps(
+    context: dg.AssetExecutionContext, config: LandCoverConfig, imagery_catalog: pd.DataFrame, study_inputs: dict, storage: StorageResource
+):
     """One classified GeoTIFF per date (uint8 WorldCover codes, nodata 0, the WorldCover colour table,
     overviews) over the imagery's extent, in the folder ``land_cover_maps/``.
 
@@ -62,7 +65,7 @@ def land_cover_maps(config: LandCoverConfig, imagery_catalog: pd.DataFrame, stud
     labels = labels_for_scenes(
         config.labels, imagery_catalog, truth_dir, config.label_path, config.class_column, config.crosswalk, config.label_scene
     )
-    with storage.staging() as stage:
+    with retry_transient_io(context), storage.staging() as stage:
         staged = stage.output("land_cover_maps")
         result = classify_scenes(
             imagery_catalog, labels, staged.path, config.per_class, config.min_pixels_per_class, config.block_px, seed=config.seed

@@ -91,6 +91,30 @@ class Scene:
         return out
 
 
+def reflectance_encoding(catalog: pd.DataFrame) -> dict:
+    """How the cube stores reflectance: the sources' own integers under CF ``scale_factor`` /
+    ``add_offset`` / ``_FillValue`` when every band is integer with one scale and offset (Landsat and
+    Sentinel-2 L2 products, the simulator), which xarray decodes back to float32 on read; float32
+    otherwise (float sources, or bands with different scales, which one CF variable cannot hold).
+
+    8- and 16-bit signed sources are stored as int16 with -32768 as the fill value (the products'
+    own nodata convention); unsigned 16-bit sources as int32.
+    """
+    dtypes = {np.dtype(d) for row in catalog["dtypes"] for d in row}
+    scales = {float(v) for row in catalog["scales"] for v in row}
+    offsets = {float(v) for row in catalog["offsets"] for v in row}
+    if len(scales) > 1 or len(offsets) > 1 or not all(np.issubdtype(d, np.integer) and d.itemsize <= 2 for d in dtypes):
+        return {"dtype": "float32"}
+    target = np.dtype("int32") if np.dtype("uint16") in dtypes else np.dtype("int16")
+    fill = -1 if target == np.int32 else np.iinfo(np.int16).min
+    return {
+        "dtype": target.name,
+        "scale_factor": np.float32(scales.pop()),
+        "add_offset": np.float32(offsets.pop()),
+        "_FillValue": fill,
+    }
+
+
 def scenes_from_catalog(catalog: pd.DataFrame) -> list[Scene]:
     return [Scene(list(r.paths), r.crs, list(r.nodata), list(r.scales), list(r.offsets)) for r in catalog.itertuples()]
 
@@ -168,8 +192,9 @@ class _CubeAppender:
     at most one batch waits in memory.
     """
 
-    def __init__(self, path: Path, dates, bands: list[str], size: int, flush_units: int):
+    def __init__(self, path: Path, dates, bands: list[str], size: int, flush_units: int, encoding: dict):
         self.path, self.dates, self.bands, self.size, self.flush_units = path, dates, bands, size, flush_units
+        self.encoding = encoding
         self.chips: list[np.ndarray] = []
         self.meta: list[pd.DataFrame] = []
         self.written = 0
@@ -204,7 +229,7 @@ class _CubeAppender:
         if first:
             chunks = (UNIT_CHUNK, len(self.dates), len(self.bands), self.size, self.size)
             encoding = {
-                "reflectance": {"chunks": chunks, "compressors": CODEC},
+                "reflectance": {"chunks": chunks, "compressors": CODEC, **self.encoding},
                 "valid": {"chunks": chunks[:2] + chunks[3:], "compressors": CODEC},
             }
             batch.to_zarr(self.path, mode="w", encoding=encoding, consolidated=False, zarr_format=3)
@@ -253,7 +278,8 @@ def write_sequence_cube(
     with atomic_path(path) as tmp, contextlib.ExitStack() as stack:
         for scene in scenes:
             stack.enter_context(scene)
-        cube = _CubeAppender(tmp, catalog["date"].to_numpy(), list(catalog["band_names"].iloc[0]), size, flush_units)
+        bands = list(catalog["band_names"].iloc[0])
+        cube = _CubeAppender(tmp, catalog["date"].to_numpy(), bands, size, flush_units, reflectance_encoding(catalog))
         for idx, chips in iter_chip_tiles(units["lon"], units["lat"], scenes, size, tile_px, workers):
             has_date = (~np.isnan(chips).any(axis=2)).any(axis=(2, 3))  # (n, T): any pixel valid in every band
             nodata_by_date += (~has_date).sum(axis=0)

@@ -63,7 +63,8 @@ def load_sequences(
     xs, vs = [], []
     for start in range(0, n, block):
         part = cube.isel(unit=slice(start, start + block), time=time_idx)
-        xs.append(torch.from_numpy(np.ascontiguousarray(part["reflectance"].values)))
+        # float32 whatever the stored encoding (scaled integers decode to float64)
+        xs.append(torch.from_numpy(np.ascontiguousarray(part["reflectance"].values, dtype=np.float32)))
         vs.append(torch.from_numpy(np.ascontiguousarray(part["valid"].values)))
     x, valid = torch.cat(xs), torch.cat(vs)
     if stats is None:

@@ -13,6 +13,11 @@ all_assets_job = dg.define_asset_job("eotrials_job", selection=dg.AssetSelection
 ingest_job = dg.define_asset_job(
     "ingest_job", selection=dg.AssetSelection.groups("ingest"), description="Re-read the trial and the imagery."
 )
+evidence_job = dg.define_asset_job(
+    "evidence_job",
+    selection=dg.AssetSelection.groups("ingest", "representation", "causal"),
+    description="The trial's heterogeneity evidence: ingest, encoders and embeddings, CATEs and their tests.",
+)
 
 weekly_refresh = dg.ScheduleDefinition(
     name="weekly_refresh",

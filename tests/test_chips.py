@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
+import zarr
 from pyproj import Transformer
 from rasterio.transform import from_origin
 
@@ -137,3 +138,31 @@ def test_real_landsat_scene_with_mixed_dtypes_and_state_plane_crs(tmp_path):
     # no pixel of u1's chip is valid in every band: the unit is dropped and listed, not kept with an all-False mask
     assert summary.dropped_all_nodata == ["u1"] and list(cube["unit"].values) == ["u0"]
     assert summary.date_table()["units_without_data"].tolist() == [1]
+
+
+def scaled_int16_folder(tmp_path, scale=1e-4):
+    """A scene like an L2 product: int16 digital numbers, scale 1e-4, nodata -32768."""
+    data = (ramp() + 100).astype(np.int16)
+    data[0, 10, 21] = -32768
+    folder = tmp_path / "img"
+    folder.mkdir()
+    write_raster(folder / "scene_2020-01-01.tif", data, UTM36, GRID, nodata=-32768)
+    with rasterio.open(folder / "scene_2020-01-01.tif", "r+") as dst:
+        dst.scales = (scale, scale)
+    return folder, data
+
+
+def test_integer_scenes_are_stored_as_scaled_integers_and_decode_to_reflectance(tmp_path):
+    folder, data = scaled_int16_folder(tmp_path)
+    _, cube = cube_for(units_at([(10, 20)]), folder)
+    stored = zarr.open_group(folder.parent / "cube.zarr", mode="r")["reflectance"]
+    assert stored.dtype == np.int16 and stored.attrs["scale_factor"] == pytest.approx(1e-4)
+    chip = cube["reflectance"].sel(unit="u0").isel(time=0).values
+    expected = data[:, 8:12, 18:22] * np.float32(1e-4)
+    assert np.isnan(chip[0, 2, 3]) and not np.isnan(chip[1, 2, 3])  # the source's nodata stays missing
+    np.testing.assert_allclose(np.nan_to_num(chip), np.where(data[:, 8:12, 18:22] == -32768, 0, expected), rtol=1e-6)
+
+
+def test_float_scenes_keep_float32(tmp_path):
+    _, cube = cube_for(units_at([(10, 20)]), ramp_folder(tmp_path, ramp()))
+    assert zarr.open_group(tmp_path / "cube.zarr", mode="r")["reflectance"].dtype == np.float32
