@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from assets.metadata import figure_md, table_md
+from assets.metadata import figure_md, lineage, source_version, table_md
+from models import debias, imagery_trials, many_trials
+from models import grid as grid_source
 from models.debias import BandwidthRule, TweedieCorrection, corrections_from_dict, debias_map, fit_corrections
 from models.grid import GridMap, embed_grid
 from models.imagery_trials import WealthResponse, survey_pool_trials
@@ -103,7 +105,7 @@ def wealth_map(
         staged = stage.output("wealth_map.tif")
         result.write(staged.path)
         grid = result.layers["wealth_prediction"]
-        figure = figure_md(raster_panels({"predicted wealth": grid}, result.extent), "wealth map")
+        figure = figure_md(raster_panels({"predicted wealth": grid}, result.extent, crs=result.crs, label="wealth index"), "wealth map")
         yield dg.Output(
             staged,
             output_name="wealth_map",
@@ -119,7 +121,13 @@ class WealthCorrectionsConfig(dg.Config):
     bandwidth: BandwidthRule = TweedieCorrection().bandwidth
 
 
-@dg.asset(group_name=GROUP, kinds={"json"})
+# Trial outcomes follow the map: a new wealth model or new corrections re-run them (and their
+# evaluation) once every upstream is fresh, unless a blocking check upstream failed (an unbalanced
+# trial, corrections not warranted): the daemon's automation sensor evaluates this.
+FOLLOW_THE_MAP = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+
+
+@dg.asset(group_name=GROUP, kinds={"json"}, code_version=source_version(debias))
 def wealth_corrections(config: WealthCorrectionsConfig, survey_predictions: pd.DataFrame) -> dg.Output:
     """LCC and Tweedie's correction, fitted once on the calibration split, with the diagnostics that
     say whether a correction is warranted. Every trial reuses these: no new ground truth."""
@@ -136,7 +144,19 @@ def wealth_corrections(config: WealthCorrectionsConfig, survey_predictions: pd.D
     return dg.Output(out, metadata={k: v if isinstance(v, bool) else float(v) for k, v in meta.items()})
 
 
-@dg.asset(group_name=GROUP, kinds={"geotiff"})
+@dg.asset_check(asset=wealth_corrections, blocking=True, description="The calibration split shows attenuation worth correcting.")
+def correction_warranted(wealth_corrections: dict) -> dg.AssetCheckResult:
+    """Blocks trial outcomes when the map is not measurably shrunk (the upper 95% bound of the slope
+    of prediction on truth reaches 0.95 and the variance ratio is at least 0.9): a correction would
+    then only add noise."""
+    diagnostics = wealth_corrections["diagnostics"]
+    return dg.AssetCheckResult(
+        passed=bool(diagnostics["correction_warranted"]),
+        metadata={k: v if isinstance(v, bool) else float(v) for k, v in diagnostics.items()},
+    )
+
+
+@dg.asset(group_name=GROUP, kinds={"geotiff"}, code_version=source_version(debias, grid_source), automation_condition=FOLLOW_THE_MAP)
 def debiased_wealth_map(wealth_map: Path, wealth_corrections: dict, storage: StorageResource):
     """The wealth map with both corrections applied once (bands: naive, lcc, tweedie)."""
     naive = GridMap.read(wealth_map)
@@ -147,7 +167,10 @@ def debiased_wealth_map(wealth_map: Path, wealth_corrections: dict, storage: Sto
         sd = {k: float(np.nanstd(v)) for k, v in result.layers.items()}
         yield dg.Output(
             staged,
-            metadata={"sd": dg.MetadataValue.json(sd), "maps": figure_md(raster_panels(result.layers, result.extent), "debiased maps")},
+            metadata={
+                "sd": dg.MetadataValue.json(sd),
+                "maps": figure_md(raster_panels(result.layers, result.extent, crs=result.crs, label="wealth index"), "debiased maps"),
+            },
         )
 
 
@@ -163,7 +186,12 @@ class TrialOutcomesConfig(dg.Config):
     seed: int = TrialDesign.seed
 
 
-@dg.asset(group_name=GROUP, kinds={"parquet"})
+@dg.asset(
+    group_name=GROUP,
+    kinds={"parquet"},
+    code_version=source_version(debias, many_trials, imagery_trials),
+    automation_condition=FOLLOW_THE_MAP,
+)
 def trial_outcomes(
     config: TrialOutcomesConfig,
     survey_predictions: pd.DataFrame,
@@ -236,12 +264,14 @@ def trial_outcomes(
         metadata={
             "trials": table["trial"].nunique(),
             "responses": ", ".join(table["response"].unique()),
+            **lineage(imagery_catalog, calibration["survey_id"]),
+            "calibration_slope_b": float(lcc.b_),
             "demo_rct": table_md(table[table["trial"] == "demo_rct"]),
         },
     )
 
 
-@dg.asset(group_name=GROUP, kinds={"parquet"})
+@dg.asset(group_name=GROUP, kinds={"parquet"}, code_version=source_version(many_trials), automation_condition=FOLLOW_THE_MAP)
 def debiasing_evaluation(trial_outcomes: pd.DataFrame, wealth_corrections: dict) -> dg.Output:
     """Bias, RMSE and CI coverage of each method per true effect over the simulated trials, and each
     method's slope of estimated on true effect. Naive estimates should be attenuated by about the

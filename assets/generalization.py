@@ -13,6 +13,7 @@ from models.design import trial_frame
 from models.generalization import cate_map as predict_cate_map
 from models.grid import embed_grid
 from models.plots import cate_map as cate_map_figure
+from models.simulate import read_unit_truth
 from models.training import load_encoders
 from pipelines.resources import ComputeResource, StorageResource, StudySource
 
@@ -35,6 +36,7 @@ def cate_map(
     rct_units: gpd.GeoDataFrame,
     sequence_encoder: Path,
     embeddings_image_sequence: pd.DataFrame,
+    study_inputs: dict,
     source: StudySource,
     storage: StorageResource,
     compute: ComputeResource,
@@ -56,6 +58,16 @@ def cate_map(
         staged = stage.output("cate_map.tif")
         result.write(staged.path)
         tau, outside = result.layers["cate"], result.layers["outside_support"]
+        truth = read_unit_truth(study_inputs.get("truth", {}).get("units"))  # the demo's true CATEs, for the plot only
+        figure = cate_map_figure(
+            tau,
+            outside,
+            result.extent,
+            f"CATE ({config.learner}, image sequence)",
+            units=rct_units,
+            crs=result.crs,
+            truth=None if truth is None else truth["tau"],
+        )
         yield dg.Output(
             staged,
             metadata={
@@ -63,6 +75,6 @@ def cate_map(
                 "cells_with_imagery": len(grid.cells),
                 "share_outside_support": float(np.nanmean(outside)),
                 "cate_range": dg.MetadataValue.json([float(np.nanmin(tau)), float(np.nanmax(tau))]),
-                "map": figure_md(cate_map_figure(tau, outside, result.extent, f"CATE ({config.learner}, image sequence)"), "CATE map"),
+                "map": figure_md(figure, "CATE map"),
             },
         )

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import rasterio
 import xarray as xr
+import zarr
 from pyproj import Transformer
 from rasterio.errors import RasterioError
 from rasterio.transform import rowcol
@@ -31,9 +32,10 @@ UNIT_CHUNK = 64
 CHIP_SIZE = 32  # pixels per side; 32 Landsat pixels ~ 1 km, a village's surroundings
 TILE_PX = 512  # spatial tile of grouped windowed reads
 WORKERS = 2  # reader threads
-# Blosc-zstd level 1 with byte shuffle: writes 2.6x and reads 3x faster than zarr's default zstd
-# on reflectance chips, for 25% more disk (benchmarks/ingest.py).
-CODEC = (BloscCodec(cname="zstd", clevel=1, shuffle="shuffle"),)
+# Blosc-LZ4 level 5 without shuffle: on the int16 cube of 10,000 units (8 dates x 6 bands x 32 x 32) the
+# whole extraction takes 2.9x the time of reading every raster once, vs 3.1x with byte shuffle and
+# 3.6x+ with zstd, for a larger store (891 MB vs 689 and 611 MB; benchmarks/ingest.py).
+CODEC = (BloscCodec(cname="lz4", clevel=5, shuffle="noshuffle"),)
 
 
 @dataclass
@@ -66,14 +68,14 @@ class Scene:
     def shape(self) -> tuple[int, int]:
         return self.handles[0].height, self.handles[0].width
 
-    def read(self, row0: int, col0: int, height: int, width: int) -> np.ndarray:
-        """(C, height, width) float32 in physical units; outside the raster and nodata are NaN."""
-        out = np.full((len(self.nodata), height, width), np.nan, dtype=np.float32)
+    def _bands(self, row0: int, col0: int, height: int, width: int) -> Iterator[tuple[int, np.ndarray, tuple[slice, slice]]]:
+        """(band index, raw values, where they go in a (height, width) window) for every band, one
+        read per file; nothing when the window misses the raster."""
         r0, c0 = max(row0, 0), max(col0, 0)
         r1, c1 = min(row0 + height, self.shape[0]), min(col0 + width, self.shape[1])
         if r1 <= r0 or c1 <= c0:
-            return out
-        window = Window(c0, r0, c1 - c0, r1 - r0)
+            return
+        window, place = Window(c0, r0, c1 - c0, r1 - r0), (slice(r0 - row0, r1 - row0), slice(c0 - col0, c1 - col0))
         band = 0
         for path, handle in zip(self.paths, self.handles, strict=True):
             try:
@@ -81,38 +83,61 @@ class Scene:
             except RasterioError as err:
                 raise CatalogError(f"cannot read raster {path}: {err}. Download or export it again, then re-run imagery_catalog") from err
             for b in range(raw.shape[0]):
-                values = raw[b].astype(np.float32)
-                nodata = self.nodata[band]
-                bad = np.isnan(values) if np.isnan(nodata) else (raw[b] == nodata) | np.isnan(values)
-                values = values * self.scales[band] + self.offsets[band]
-                values[bad] = np.nan
-                out[band, r0 - row0 : r1 - row0, c0 - col0 : c1 - col0] = values
+                yield band, raw[b], place
                 band += 1
+
+    def read(self, row0: int, col0: int, height: int, width: int) -> np.ndarray:
+        """(C, height, width) float32 in physical units; outside the raster and nodata are NaN."""
+        out = np.full((len(self.nodata), height, width), np.nan, dtype=np.float32)
+        for band, raw, place in self._bands(row0, col0, height, width):
+            values = raw.astype(np.float32)
+            nodata = self.nodata[band]
+            bad = np.isnan(values) if np.isnan(nodata) else (raw == nodata) | np.isnan(values)
+            values = values * self.scales[band] + self.offsets[band]
+            values[bad] = np.nan
+            out[(band, *place)] = values
+        return out
+
+    def read_raw(self, row0: int, col0: int, height: int, width: int, coding: IntegerCoding) -> np.ndarray:
+        """(C, height, width) of the files' own integers in ``coding.dtype``; outside the raster and
+        nodata are ``coding.fill``. Physical values are ``raw * coding.scale + coding.offset``."""
+        out = np.full((len(self.nodata), height, width), coding.fill, dtype=coding.dtype)
+        for band, raw, place in self._bands(row0, col0, height, width):
+            nodata = self.nodata[band]
+            target = out[(band, *place)]
+            target[...] = raw
+            if not np.isnan(nodata):
+                target[raw == nodata] = coding.fill
         return out
 
 
-def reflectance_encoding(catalog: pd.DataFrame) -> dict:
+@dataclass(frozen=True)
+class IntegerCoding:
+    """Reflectance kept as the sources' integers: physical = raw * scale + offset, ``fill`` = missing."""
+
+    dtype: str
+    scale: float
+    offset: float
+    fill: int
+
+
+def integer_coding(catalog: pd.DataFrame) -> IntegerCoding | None:
     """How the cube stores reflectance: the sources' own integers under CF ``scale_factor`` /
     ``add_offset`` / ``_FillValue`` when every band is integer with one scale and offset (Landsat and
-    Sentinel-2 L2 products, the simulator), which xarray decodes back to float32 on read; float32
-    otherwise (float sources, or bands with different scales, which one CF variable cannot hold).
+    Sentinel-2 L2 products, the simulator), which xarray decodes on read; ``None`` (float32) otherwise:
+    float sources, or bands with different scales, which one CF variable cannot hold.
 
     8- and 16-bit signed sources are stored as int16 with -32768 as the fill value (the products'
-    own nodata convention); unsigned 16-bit sources as int32.
+    own nodata convention); unsigned 16-bit sources as int32 with -1.
     """
     dtypes = {np.dtype(d) for row in catalog["dtypes"] for d in row}
     scales = {float(v) for row in catalog["scales"] for v in row}
     offsets = {float(v) for row in catalog["offsets"] for v in row}
     if len(scales) > 1 or len(offsets) > 1 or not all(np.issubdtype(d, np.integer) and d.itemsize <= 2 for d in dtypes):
-        return {"dtype": "float32"}
-    target = np.dtype("int32") if np.dtype("uint16") in dtypes else np.dtype("int16")
-    fill = -1 if target == np.int32 else np.iinfo(np.int16).min
-    return {
-        "dtype": target.name,
-        "scale_factor": np.float32(scales.pop()),
-        "add_offset": np.float32(offsets.pop()),
-        "_FillValue": fill,
-    }
+        return None
+    if np.dtype("uint16") in dtypes:
+        return IntegerCoding("int32", scales.pop(), offsets.pop(), -1)
+    return IntegerCoding("int16", scales.pop(), offsets.pop(), int(np.iinfo(np.int16).min))
 
 
 def scenes_from_catalog(catalog: pd.DataFrame) -> list[Scene]:
@@ -139,14 +164,19 @@ def unit_origins(lon: np.ndarray, lat: np.ndarray, scenes: list[Scene], size: in
     return np.stack(rows), np.stack(cols)
 
 
-def _read_tile(scene: Scene, rows: np.ndarray, cols: np.ndarray, size: int) -> np.ndarray:
-    """Chips (n, C, size, size) for units whose origins are ``rows``, ``cols``: one read per scene."""
+def _read_tile(scene: Scene, rows, cols, size: int, chips: np.ndarray, valid: np.ndarray, coding: IntegerCoding | None) -> None:
+    """Fill ``chips`` (n, C, size, size) for units whose origins are ``rows``, ``cols`` from one read
+    of the scene (physical float32, or raw integers under ``coding``), and ``valid`` (n, size, size)
+    with where every band has data."""
     r0, c0 = int(rows.min()), int(cols.min())
-    block = scene.read(r0, c0, int(rows.max()) - r0 + size, int(cols.max()) - c0 + size)
+    height, width = int(rows.max()) - r0 + size, int(cols.max()) - c0 + size
+    block = scene.read(r0, c0, height, width) if coding is None else scene.read_raw(r0, c0, height, width, coding)
     offsets = np.arange(size)
-    rr = (rows - r0)[:, None, None] + offsets[None, :, None]
-    cc = (cols - c0)[:, None, None] + offsets[None, None, :]
-    return block[:, rr, cc].transpose(1, 0, 2, 3)
+    flat = ((rows - r0)[:, None, None] + offsets[None, :, None]) * width + (cols - c0)[:, None, None] + offsets[None, None, :]
+    for band in range(block.shape[0]):  # gather each band straight into place: one copy, no temporary
+        np.take(block[band].ravel(), flat, out=chips[:, band], mode="clip")
+    missing = np.isnan(chips) if coding is None else chips == coding.fill
+    np.logical_not(missing.any(axis=1), out=valid)
 
 
 def spatial_tiles(rows: np.ndarray, cols: np.ndarray, tile_px: int) -> list[np.ndarray]:
@@ -158,14 +188,26 @@ def spatial_tiles(rows: np.ndarray, cols: np.ndarray, tile_px: int) -> list[np.n
 
 
 def iter_chip_tiles(
-    lon, lat, scenes: list[Scene], size: int, tile_px: int = TILE_PX, workers: int = WORKERS
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield (unit indices, chips of shape (n, T, C, size, size)) tile by tile."""
+    lon, lat, scenes: list[Scene], size: int, tile_px: int = TILE_PX, workers: int = WORKERS, coding: IntegerCoding | None = None
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Yield (unit indices, chips (n, T, C, size, size), valid (n, T, size, size)) tile by tile:
+    float32 physical values, or the sources' integers under ``coding``.
+
+    Reader threads write each date straight into the tile's arrays (no stacking pass), and compute
+    its validity mask there, in parallel.
+    """
     rows, cols = unit_origins(np.asarray(lon), np.asarray(lat), scenes, size)
+    n_bands = len(scenes[0].nodata)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for idx in spatial_tiles(rows[0], cols[0], tile_px):
-            frames = pool.map(lambda t, idx=idx: _read_tile(scenes[t], rows[t, idx], cols[t, idx], size), range(len(scenes)))
-            yield idx, np.stack(list(frames), axis=1)
+            chips = np.empty((len(idx), len(scenes), n_bands, size, size), dtype=np.float32 if coding is None else coding.dtype)
+            valid = np.empty((len(idx), len(scenes), size, size), dtype=bool)
+
+            def read(t: int, idx=idx, chips=chips, valid=valid) -> None:
+                _read_tile(scenes[t], rows[t, idx], cols[t, idx], size, chips[:, t], valid[:, t], coding)
+
+            list(pool.map(read, range(len(scenes))))
+            yield idx, chips, valid
 
 
 @dataclass
@@ -192,30 +234,33 @@ class _CubeAppender:
     at most one batch waits in memory.
     """
 
-    def __init__(self, path: Path, dates, bands: list[str], size: int, flush_units: int, encoding: dict):
+    def __init__(self, path: Path, dates, bands: list[str], size: int, flush_units: int, coding: IntegerCoding | None):
         self.path, self.dates, self.bands, self.size, self.flush_units = path, dates, bands, size, flush_units
-        self.encoding = encoding
+        self.coding = coding
         self.chips: list[np.ndarray] = []
+        self.valid: list[np.ndarray] = []
         self.meta: list[pd.DataFrame] = []
         self.written = 0
         self._writer = ThreadPoolExecutor(max_workers=1)
         self._pending = None
 
-    def add(self, chips: np.ndarray, meta: pd.DataFrame) -> None:
+    def add(self, chips: np.ndarray, valid: np.ndarray, meta: pd.DataFrame) -> None:
         self.chips.append(chips)
+        self.valid.append(valid)
         self.meta.append(meta)
         if sum(len(m) for m in self.meta) >= self.flush_units:
             self.flush(final=False)
 
     def flush(self, final: bool = True) -> None:
-        if self.meta:
-            chips, meta = np.concatenate(self.chips), pd.concat(self.meta)
-            n = len(meta) if final else (len(meta) // UNIT_CHUNK) * UNIT_CHUNK
-            batch = _cube_batch(chips[:n], meta.iloc[:n], self.dates, self.bands, self.size)
+        """Hand the buffered units (all, or whole unit chunks of them) to the writer thread, which
+        concatenates and writes them while the next tiles are read."""
+        total = sum(len(m) for m in self.meta)
+        n = total if final else (total // UNIT_CHUNK) * UNIT_CHUNK
+        if n:
+            (chips, valid, meta), (self.chips, self.valid, self.meta) = _split_buffers((self.chips, self.valid, self.meta), n)
             self._wait()
-            self._pending = self._writer.submit(self._write, batch, self.written == 0)
+            self._pending = self._writer.submit(self._write, chips, valid, meta, self.written == 0)
             self.written += n
-            self.chips, self.meta = ([chips[n:]], [meta.iloc[n:]]) if n < len(meta) else ([], [])
         if final:
             self._wait()
             self._writer.shutdown()
@@ -225,20 +270,44 @@ class _CubeAppender:
             self._pending.result()
             self._pending = None
 
-    def _write(self, batch: xr.Dataset, first: bool) -> None:
+    def _write(self, chips: list[np.ndarray], valid: list[np.ndarray], meta: list[pd.DataFrame], first: bool) -> None:
+        batch = _cube_batch(np.concatenate(chips), np.concatenate(valid), pd.concat(meta), self.dates, self.bands, self.size)
+        if self.coding is not None:  # already integers: xarray writes them as they are, with the CF attributes
+            batch["reflectance"].attrs.update(scale_factor=self.coding.scale, add_offset=self.coding.offset)
         if first:
             chunks = (UNIT_CHUNK, len(self.dates), len(self.bands), self.size, self.size)
             encoding = {
-                "reflectance": {"chunks": chunks, "compressors": CODEC, **self.encoding},
+                "reflectance": {
+                    "chunks": chunks,
+                    "compressors": CODEC,
+                    **({} if self.coding is None else {"_FillValue": self.coding.fill}),
+                },
                 "valid": {"chunks": chunks[:2] + chunks[3:], "compressors": CODEC},
             }
             batch.to_zarr(self.path, mode="w", encoding=encoding, consolidated=False, zarr_format=3)
-        else:
-            batch.to_zarr(self.path, append_dim="unit", consolidated=False)
+        else:  # raw appends: xarray would apply the CF encoding again to integers already encoded
+            group = zarr.open_group(self.path, mode="r+")
+            for name in ("reflectance", "valid", "unit", "lon", "lat"):
+                group[name].append(batch[name].values, axis=0)
 
 
-def _cube_batch(chips: np.ndarray, units: pd.DataFrame, dates, bands, size: int) -> xr.Dataset:
-    valid = ~np.isnan(chips).any(axis=2)
+def _split_buffers(buffers: tuple[list, ...], n: int) -> tuple[tuple[list, ...], tuple[list, ...]]:
+    """Split parallel lists of per-tile arrays (same lengths) into their first ``n`` units and the
+    rest, slicing the tile that straddles ``n`` (views, no copies)."""
+    head, tail = tuple([] for _ in buffers), tuple([] for _ in buffers)
+    taken = 0
+    for parts in zip(*buffers, strict=True):
+        k = min(len(parts[0]), n - taken)
+        for h, t, part in zip(head, tail, parts, strict=True):
+            if k:
+                h.append(part[:k])
+            if k < len(part):
+                t.append(part[k:])
+        taken += k
+    return head, tail
+
+
+def _cube_batch(chips: np.ndarray, valid: np.ndarray, units: pd.DataFrame, dates, bands, size: int) -> xr.Dataset:
     offsets = np.arange(size) - size // 2
     return xr.Dataset(
         {
@@ -279,23 +348,25 @@ def write_sequence_cube(
         for scene in scenes:
             stack.enter_context(scene)
         bands = list(catalog["band_names"].iloc[0])
-        cube = _CubeAppender(tmp, catalog["date"].to_numpy(), bands, size, flush_units, reflectance_encoding(catalog))
-        for idx, chips in iter_chip_tiles(units["lon"], units["lat"], scenes, size, tile_px, workers):
-            has_date = (~np.isnan(chips).any(axis=2)).any(axis=(2, 3))  # (n, T): any pixel valid in every band
+        coding = integer_coding(catalog)
+        cube = _CubeAppender(tmp, catalog["date"].to_numpy(), bands, size, flush_units, coding)
+        for idx, chips, valid in iter_chip_tiles(units["lon"], units["lat"], scenes, size, tile_px, workers, coding):
+            has_date = valid.any(axis=(2, 3))  # (n, T): any pixel valid in every band
             nodata_by_date += (~has_date).sum(axis=0)
             has_data = has_date.any(axis=1)
-            dropped += units["unit_id"].iloc[idx[~has_data]].astype(str).tolist()
-            kept = chips[has_data]
-            valid_px += int((~np.isnan(kept)).sum())
-            total_px += kept.size
-            cube.add(kept, units.iloc[idx[has_data]])
+            if not has_data.all():  # copy only when a unit is dropped
+                dropped += units["unit_id"].iloc[idx[~has_data]].astype(str).tolist()
+                chips, valid, idx = chips[has_data], valid[has_data], idx[has_data]
+            valid_px += np.count_nonzero(valid)
+            total_px += valid.size
+            cube.add(chips, valid, units.iloc[idx])
         cube.flush()
         if cube.written == 0:
             raise CatalogError(
                 "no unit has a valid pixel on any date: the units do not overlap the imagery's data (check lon/lat and the rasters' nodata values)"
             )
     dates = [f"{d:%Y-%m-%d}" for d in pd.to_datetime(catalog["date"])]
-    return CubeSummary(cube.written, dropped, valid_px / max(total_px, 1), len(units), dates, nodata_by_date.tolist())
+    return CubeSummary(cube.written, dropped, float(valid_px / max(total_px, 1)), len(units), dates, nodata_by_date.tolist())
 
 
 def open_cube(path: str | Path) -> xr.Dataset:

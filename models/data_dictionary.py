@@ -163,12 +163,27 @@ def describe(column: str, table: str | None = None) -> str | None:
     return None
 
 
+def unit_of(description: str | None) -> str | None:
+    """The unit in a description's trailing brackets ("longitude [degrees, EPSG:4326]" -> "degrees,
+    EPSG:4326"); None for unitless columns (identifiers, codes, counts)."""
+    match = re.search(r"\[([^\[\]]+)\]\s*$", description or "")
+    return match.group(1) if match else None
+
+
+def field_metadata(column: str, table: str | None = None) -> dict[str, str]:
+    """``description`` and, where there is one, ``unit``: what a column carries in every place."""
+    text = describe(column, table)
+    unit = unit_of(text)
+    return {} if text is None else {"description": text, **({"unit": unit} if unit else {})}
+
+
 def with_descriptions(table: pa.Table, name: str | None = None) -> pa.Table:
-    """The table with each field's description in its Parquet field metadata (key ``description``)."""
-    fields = [
-        field.with_metadata({**(field.metadata or {}), b"description": text.encode()}) if (text := describe(field.name, name)) else field
-        for field in table.schema
-    ]
+    """The table with each field's description and unit in its Parquet field metadata (keys
+    ``description``, ``unit``)."""
+    fields = []
+    for field in table.schema:
+        extra = {k.encode(): v.encode() for k, v in field_metadata(field.name, name).items()}
+        fields.append(field.with_metadata({**(field.metadata or {}), **extra}) if extra else field)
     return table.cast(pa.schema(fields, metadata=table.schema.metadata))
 
 
@@ -179,7 +194,8 @@ def markdown() -> str:
         "",
         "Every column of every eotrials table, generated from `models/data_dictionary.py`",
         "(`python -m models.data_dictionary > docs/data_dictionary.md`). The same text is in each",
-        "Parquet file's field metadata (key `description`) and on each asset's page in the Dagster UI.",
+        "Parquet file's field metadata (keys `description` and, in brackets here, `unit`) and on each",
+        "asset's page in the Dagster UI (the unit as the column's `unit` tag).",
         "",
         "| column | meaning |",
         "|---|---|",

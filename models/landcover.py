@@ -406,7 +406,7 @@ def _map_chips(paths: list[str], units: pd.DataFrame, size: int) -> Iterator[tup
     with contextlib.ExitStack() as stack:
         for scene in scenes:
             stack.enter_context(scene)
-        for idx, chips in iter_chip_tiles(units["lon"].to_numpy(), units["lat"].to_numpy(), scenes, size):
+        for idx, chips, _ in iter_chip_tiles(units["lon"].to_numpy(), units["lat"].to_numpy(), scenes, size):
             yield idx, np.nan_to_num(chips[:, :, 0], nan=NODATA_CLASS).astype(np.uint8)
 
 

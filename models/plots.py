@@ -15,6 +15,19 @@ from matplotlib.patches import Patch
 from rasterio.enums import Resampling
 
 
+def map_axes(ax, crs: str | None) -> None:
+    """Axis labels with the CRS and units, and ticks in kilometres (six-digit metre ticks overlap)."""
+    from matplotlib.ticker import FuncFormatter
+
+    km = FuncFormatter(lambda v, _: f"{v / 1000:.0f}")
+    ax.xaxis.set_major_formatter(km)
+    ax.yaxis.set_major_formatter(km)
+    where = f", {crs}" if crs else ""
+    ax.set_xlabel(f"easting (km{where})", fontsize=8)
+    ax.set_ylabel(f"northing (km{where})", fontsize=8)
+    ax.tick_params(labelsize=7)
+
+
 def _stretch(img: np.ndarray) -> np.ndarray:
     lo, hi = np.nanpercentile(img, [2, 98]) if np.isfinite(img).any() else (0.0, 1.0)
     return np.clip((img - lo) / (hi - lo + 1e-9), 0, 1)
@@ -35,8 +48,7 @@ def study_area_map(scene_path: str, units: pd.DataFrame, band: int = 4, max_px: 
         ax.scatter(sel["x"], sel["y"], s=6, c=colour, label=f"{'treated' if arm else 'control'} (n={len(sel)})")
     ax.set_title(f"study area: units over band {band}")
     ax.legend(loc="lower right", fontsize=8)
-    ax.set_xlabel("x (m)")
-    ax.set_ylabel("y (m)")
+    map_axes(ax, str(src.crs))
     fig.tight_layout()
     return fig
 
@@ -172,32 +184,56 @@ def metric_bars(table: pd.DataFrame, metric: str, by: str, hue: str, title: str)
     return fig
 
 
-def cate_map(cate: np.ndarray, outside: np.ndarray, extent: tuple[float, float, float, float], title: str = "CATE") -> Figure:
-    """The CATE grid beside it with cells outside the trial's support hatched out."""
-    fig = Figure(figsize=(10, 4.5))
-    axes = fig.subplots(1, 2)
-    im = axes[0].imshow(cate, cmap="viridis", extent=extent)
-    fig.colorbar(im, ax=axes[0], shrink=0.8, label="CATE")
-    axes[0].set_title(title)
+def cate_map(
+    cate: np.ndarray,
+    outside: np.ndarray,
+    extent: tuple[float, float, float, float],
+    title: str = "CATE",
+    units: pd.DataFrame | None = None,
+    crs: str | None = None,
+    truth: pd.Series | None = None,
+) -> Figure:
+    """The CATE grid with the trial's units (``x``, ``y`` in the grid's CRS) overlaid; beside it the
+    cells inside the trial's support (hatched: extrapolation); and, where the simulator's truth is
+    known (``truth``: true CATE by unit_id), the units coloured by their true CATE on the same scale."""
+    panels = 3 if truth is not None else 2
+    fig = Figure(figsize=(4.6 * panels + 1, 4.4), layout="constrained")
+    axes = fig.subplots(1, panels)
+    lo, hi = np.nanpercentile(cate, [2, 98])
+    im = axes[0].imshow(cate, cmap="viridis", extent=extent, vmin=lo, vmax=hi)
+    axes[0].set_title(title, fontsize=9)
     masked = np.where(outside > 0, np.nan, cate)
-    im2 = axes[1].imshow(masked, cmap="viridis", extent=extent, vmin=np.nanmin(cate), vmax=np.nanmax(cate))
+    axes[1].imshow(masked, cmap="viridis", extent=extent, vmin=lo, vmax=hi)
     axes[1].contourf(np.flipud(outside > 0), levels=[0.5, 1.5], colors="none", hatches=["///"], extent=extent)
-    axes[1].set_title("CATE where the trial has support (hatched: extrapolation)")
-    fig.colorbar(im2, ax=axes[1], shrink=0.8)
-    fig.tight_layout()
+    axes[1].set_title("where the trial has support (hatched: extrapolation)", fontsize=9)
+    if units is not None:
+        for ax in axes[:2]:
+            ax.scatter(units["x"], units["y"], s=3, facecolors="none", edgecolors="white", linewidths=0.4, label="trial units")
+        axes[0].legend(loc="lower right", fontsize=7, framealpha=0.6)
+    if truth is not None and units is not None:
+        true = truth.reindex(units["unit_id"].astype(str)).to_numpy(dtype=float)
+        axes[2].imshow(np.full_like(cate, np.nan), extent=extent)
+        axes[2].scatter(units["x"], units["y"], c=true, s=8, cmap="viridis", vmin=lo, vmax=hi)
+        axes[2].set_title("truth (simulator): each unit's true CATE", fontsize=9)
+    for ax in axes:
+        map_axes(ax, crs)
+    fig.colorbar(im, ax=axes.tolist(), shrink=0.8, label="CATE (outcome units)")
     return fig
 
 
-def raster_panels(layers: dict[str, np.ndarray], extent: tuple[float, float, float, float], cmap: str = "RdYlGn") -> Figure:
-    """Side-by-side maps on a shared colour scale (e.g. naive vs debiased wealth)."""
+def raster_panels(
+    layers: dict[str, np.ndarray], extent: tuple[float, float, float, float], cmap: str = "RdYlGn", crs: str | None = None, label: str = ""
+) -> Figure:
+    """Side-by-side maps on a shared colour scale (e.g. true vs naive vs debiased wealth)."""
     lo = min(np.nanpercentile(v, 2) for v in layers.values())
     hi = max(np.nanpercentile(v, 98) for v in layers.values())
-    fig = Figure(figsize=(4.2 * len(layers), 4))
+    fig = Figure(figsize=(4.4 * len(layers) + 1, 4.4), layout="constrained")
     axes = fig.subplots(1, len(layers), squeeze=False)
     for ax, (name, values) in zip(axes[0], layers.items(), strict=True):
         im = ax.imshow(values, cmap=cmap, extent=extent, vmin=lo, vmax=hi)
         ax.set_title(name, fontsize=9)
-    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
+        map_axes(ax, crs)
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label=label)
     return fig
 
 

@@ -15,17 +15,23 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from models.chips import open_cube
-from models.data_dictionary import describe, with_descriptions
+from models.data_dictionary import field_metadata, with_descriptions
 from models.storage import StagedOutput, atomic_path, replace_path, write_json
 from pipelines.resources import StorageResource
 
-SUFFIXES = (".parquet", ".zarr", ".tif", ".safetensors", ".png", ".json", ".duckdb", "")
-STAGED = (".zarr", ".tif", ".safetensors", ".png", ".duckdb", "")  # "": a folder of files (e.g. one GeoTIFF per date)
+SUFFIXES = (".parquet", ".zarr", ".tif", ".safetensors", ".png", ".json", ".duckdb", ".html", "")
+STAGED = (".zarr", ".tif", ".safetensors", ".png", ".duckdb", ".html", "")  # "": a folder of files (e.g. one GeoTIFF per date)
 
 
 def column_schema(frame: pd.DataFrame, table: str) -> dg.TableSchema:
-    """Each column's type and its data-dictionary description: the asset page's column list."""
-    return dg.TableSchema(columns=[dg.TableColumn(str(c), str(t), description=describe(str(c), table)) for c, t in frame.dtypes.items()])
+    """Each column's type, its data-dictionary description and its unit (a ``unit`` tag): the asset
+    page's column list."""
+    columns = []
+    for column, dtype in frame.dtypes.items():
+        meta = field_metadata(str(column), table)
+        tags = {"unit": meta["unit"]} if "unit" in meta else None
+        columns.append(dg.TableColumn(str(column), str(dtype), description=meta.get("description"), tags=tags))
+    return dg.TableSchema(columns=columns)
 
 
 class LocalStorageIOManager(dg.ConfigurableIOManager):
@@ -33,11 +39,11 @@ class LocalStorageIOManager(dg.ConfigurableIOManager):
 
     - GeoDataFrame -> GeoParquet, DataFrame -> Parquet with each column's description in its field
       metadata (``models.data_dictionary``), dict -> JSON; tables also get a Dagster column schema;
-    - :class:`StagedOutput` (a ``.zarr``, ``.tif``, ``.safetensors``, ``.png``, ``.duckdb`` or a folder
+    - :class:`StagedOutput` (a ``.zarr``, ``.tif``, ``.safetensors``, ``.png``, ``.duckdb``, ``.html`` or a folder
       written inside ``storage.staging()``) -> renamed into place, then its own staging folder is removed.
     Anything else, a bare ``Path`` included, is refused: the manager never deletes what it did not stage.
     Loading gives back a (Geo)DataFrame, a dict, a lazy ``xarray.Dataset`` for Zarr, or the
-    ``Path`` of a GeoTIFF, safetensors, PNG or DuckDB file or of a folder.
+    ``Path`` of a GeoTIFF, safetensors, PNG, DuckDB or HTML file or of a folder.
     """
 
     storage: StorageResource

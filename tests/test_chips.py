@@ -166,3 +166,25 @@ def test_integer_scenes_are_stored_as_scaled_integers_and_decode_to_reflectance(
 def test_float_scenes_keep_float32(tmp_path):
     _, cube = cube_for(units_at([(10, 20)]), ramp_folder(tmp_path, ramp()))
     assert zarr.open_group(tmp_path / "cube.zarr", mode="r")["reflectance"].dtype == np.float32
+
+
+@pytest.mark.parametrize("scaled", [True, False])
+def test_cube_written_in_several_batches_matches_every_window(tmp_path, scaled):
+    """Batches after the first are appended raw: each unit's chip, validity and coordinates match."""
+    if scaled:
+        folder, data = scaled_int16_folder(tmp_path)
+        expected = np.where(data == -32768, np.nan, data * np.float32(1e-4))
+    else:
+        data = ramp()
+        folder, expected = ramp_folder(tmp_path, data), data
+    rng = np.random.default_rng(0)
+    pixels = [(int(r), int(c)) for r, c in zip(rng.integers(2, 38, 150), rng.integers(2, 48, 150), strict=True)]
+    units = units_at(pixels)
+    write_sequence_cube(units, build_catalog(folder), tmp_path / "cube.zarr", size=4, flush_units=64)
+    cube = open_cube(tmp_path / "cube.zarr")
+    assert sorted(cube["unit"].values) == sorted(units["unit_id"])
+    for uid, (r, c) in zip(units["unit_id"], pixels, strict=True):
+        window = expected[:, r - 2 : r + 2, c - 2 : c + 2]
+        np.testing.assert_allclose(cube["reflectance"].sel(unit=uid).isel(time=0).values, window, rtol=1e-6)
+        np.testing.assert_array_equal(cube["valid"].sel(unit=uid).isel(time=0).values, ~np.isnan(window).any(axis=0))
+        assert cube["lon"].sel(unit=uid).item() == pytest.approx(units.set_index("unit_id").loc[uid, "lon"])

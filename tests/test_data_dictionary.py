@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from models.data_dictionary import describe, markdown, with_descriptions
+from models.data_dictionary import describe, markdown, unit_of, with_descriptions
 from tests.test_storage import _run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +32,14 @@ def test_field_metadata_keeps_the_data():
     described = with_descriptions(table, "cate_estimates")
     assert described.equals(table.cast(described.schema)) and described.column("tau").to_pylist() == [0.1, 0.2]
     assert described.schema.field("tau").metadata[b"description"].decode() == describe("tau")
+    assert described.schema.field("tau").metadata[b"unit"] == b"outcome units"
+    assert b"unit" not in described.schema.field("unit_id").metadata  # identifiers have no unit
     assert not described.schema.field("mystery").metadata
+
+
+def test_units_are_read_from_the_trailing_brackets():
+    assert unit_of(describe("lon")) == "degrees, EPSG:4326" and unit_of(describe("x")) == "m"
+    assert unit_of(describe("treatment")) is None and unit_of(None) is None
 
 
 def test_the_io_manager_writes_descriptions_and_a_column_schema(tmp_path):
@@ -48,6 +55,7 @@ def test_the_io_manager_writes_descriptions_and_a_column_schema(tmp_path):
     assert pd.read_parquet(path)["tau"].tolist() == [0.5, -0.1]
     columns = result.asset_materializations_for_node("cate_estimates")[0].metadata["dagster/column_schema"].value.columns
     assert [(c.name, c.description) for c in columns] == [(c, describe(c)) for c in ("unit_id", "tau", "fold")]
+    assert [c.tags.get("unit") for c in columns] == [None, "outcome units", None]
 
 
 def test_the_analyst_database_has_a_view_per_table_with_comments(tmp_path):

@@ -111,6 +111,9 @@ def test_cli_materializes_the_whole_graph(tmp_path):
     with duckdb.connect(str(data / "analyst_database.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM rct_units").fetchone()[0] == 80
         assert con.execute("SELECT count(DISTINCT learner) FROM heterogeneity_evaluation").fetchone()[0] == 1
+    report = (data / "trial_report.html").read_text()  # one self-contained page: figures inlined, no scripts
+    assert report.count('src="data:image/png;base64,') >= 4 and "<script" not in report
+    assert "TOC curves with 95% bands" in report and "naive vs debiased" in report
     for table in sorted(data.glob("*.parquet")):  # every column of every table is in the data dictionary
         undescribed = [c for c in pq.read_schema(table).names if describe(c, table.stem) is None]
         assert not undescribed, (table.name, undescribed)

@@ -78,7 +78,7 @@ def test_asset_graph_renders_every_group(webserver, demo_run, page):
     for group in ("ingest", "representation", "causal", "interpretation", "generalization", "simulation", "debiasing", "analyst"):
         # each group is a node of the SVG graph (the sidebar tree lists them too, outside the SVG)
         page.locator(f"foreignObject [data-tooltip='{group}']").first.wait_for(timeout=30_000)
-    page.screenshot(path=SHOTS / "asset_graph.png")
+    page.screenshot(path=SHOTS / "asset_graph.png", animations="disabled")
 
 
 def test_asset_page_renders_metadata_table_and_plot(webserver, demo_run, page):
@@ -89,11 +89,11 @@ def test_asset_page_renders_metadata_table_and_plot(webserver, demo_run, page):
     arms.wait_for(timeout=30_000)
     # the arm sizes table, rendered from Markdown metadata: a header and one row per arm
     assert "treatment" in arms.inner_text() and arms.locator("table tr").count() == 3
-    page.screenshot(path=SHOTS / "asset_page.png")
+    page.screenshot(path=SHOTS / "asset_page.png", animations="disabled")
 
     page.locator("tr", has_text="study_area").first.get_by_text("Show Markdown").click()
     plot = page.get_by_role("dialog").locator("img").first
     plot.wait_for(timeout=10_000)
     width, height, alt = plot.evaluate("img => [img.naturalWidth, img.naturalHeight, img.alt]")
     assert alt == "study area" and width > 200 and height > 200, "the study-area plot did not decode"
-    page.screenshot(path=SHOTS / "asset_plot.png")
+    page.screenshot(path=SHOTS / "asset_plot.png", animations="disabled")
