@@ -1,8 +1,8 @@
 """The whole asset graph at several trial sizes: wall time, peak memory, compute time per group and
 its growth exponent, and the multiprocess executor's parallel run against one step at a time.
 
-    python benchmarks/pipeline.py                          # 1,000 and 3,000 units, 2 processes
-    python benchmarks/pipeline.py --units 1000 10000 100000 --serial-too
+    python benchmarks/pipeline.py                          # 1,000 and 3,000 units, 2 processes; 1,000 also serial
+    python benchmarks/pipeline.py --units 1000 10000 100000 --serial-units 1000 10000
 
 Each size runs `dagster asset materialize -m pipelines.definitions` in a fresh DAGSTER_HOME and data
 root, as `make demo` does, with everything at demo settings except what grows with the trial:
@@ -113,19 +113,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--units", type=int, nargs="+", default=[1000, 3000])
     parser.add_argument("--processes", type=int, default=2, help="the multiprocess executor's max_concurrent")
-    parser.add_argument("--serial-too", action="store_true", help="also run each size one step at a time (max_concurrent 1)")
+    parser.add_argument("--serial-units", type=int, nargs="*", default=[1000], help="sizes also run one step at a time (max_concurrent 1)")
     parser.add_argument("--limit", type=float, default=3600, help="seconds before a run is stopped")
     parser.add_argument("--out", default="benchmarks/results/pipeline.json")
     args = parser.parse_args()
     runs, groups = [], []
     for units in args.units:
-        for processes in [args.processes, 1] if args.serial_too else [args.processes]:
+        for processes in [args.processes, 1] if units in args.serial_units else [args.processes]:
             with tempfile.TemporaryDirectory() as tmp:
                 row = {"units": units, "processes": processes, **materialize(units, processes, Path(tmp), args.limit)}
                 if row["status"] == "ok" and processes == args.processes:
                     groups += [{"units": units, "group": g, "seconds": s} for g, s in group_seconds(Path(tmp) / "home").items()]
             runs.append(row)
             print(json.dumps(row), flush=True)
+            write_results(args.out, runs, vars(args), groups=groups)  # so far: a long run stopped late keeps what finished
     runs_table, groups_table = pd.DataFrame(runs), pd.DataFrame(groups)
     print(runs_table.round(1).to_markdown(index=False))
     if len(groups_table):
