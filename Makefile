@@ -1,4 +1,4 @@
-# Two set-up commands: `make demo` (install + materialize the demo graph), `make test` (install + lint + tests).
+# Two set-up commands: `make demo` (install + materialize the demo graph), `make test` (install + servers + lint + tests).
 PY ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
@@ -26,7 +26,14 @@ lint: install
 	mkdir -p $(DAGSTER_HOME)
 	$(BIN)/dagster definitions validate -w workspace.yaml
 
-test: lint
+# Debian's servers for the end-to-end tests: Chromium (browser UI), PostgreSQL and Redis (production)
+SERVERS = chromium postgresql redis-server
+SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+servers:
+	@dpkg -s $(SERVERS) >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(SERVERS) >/dev/null; }
+
+test: lint servers
 	$(BIN)/python -m pytest -q
 
 test-fast: install
@@ -46,4 +53,4 @@ bench: install
 	$(BIN)/python benchmarks/landcover.py
 	$(BIN)/python benchmarks/study2_simulation.py --seeds 0 1 2 3 4
 
-.PHONY: install demo lint test test-fast ui bench
+.PHONY: install demo lint servers test test-fast ui bench

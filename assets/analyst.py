@@ -51,7 +51,7 @@ def trial_report(
     comparison, the land-cover attribution and the debiased outcomes' evaluation."""
     crs = imagery_catalog["crs"].iloc[0]
     grid = GridMap.read(cate_map)
-    truth = read_unit_truth(study_inputs.get("truth", {}).get("units"))
+    truth = read_unit_truth(study_inputs["truth"].get("units"))
     arms = rct_units.groupby("treatment").size().rename("units").reset_index()
     attribution = heterogeneity_attribution[["feature", "per_10pp", "per_10pp_lower", "per_10pp_upper", "p_value", "p_bonferroni"]]
     sections = [

@@ -58,7 +58,7 @@ def cate_map(
         staged = stage.output("cate_map.tif")
         result.write(staged.path)
         tau, outside = result.layers["cate"], result.layers["outside_support"]
-        truth = read_unit_truth(study_inputs.get("truth", {}).get("units"))  # the demo's true CATEs, for the plot only
+        truth = read_unit_truth(study_inputs["truth"].get("units"))  # the demo's true CATEs, for the plot only
         figure = cate_map_figure(
             tau,
             outside,

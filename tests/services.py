@@ -1,9 +1,8 @@
 """Real servers for end-to-end tests: start a program on loopback, wait until it answers, stop it.
 
-The servers (dagster-webserver, dagster-daemon, PostgreSQL, Redis, Celery workers) are real
-processes from the virtual environment or Debian's packages. A test that needs one skips with the
-reason only when the program is not installed and ``EOTRIALS_REQUIRE_SERVERS`` is unset; CI sets
-it (``.ci/run`` installs the packages), so there a missing server fails the test.
+The servers (dagster-webserver, dagster-daemon, PostgreSQL, Redis, Celery workers, Chromium) are
+real processes from the virtual environment or Debian's packages; ``make test`` installs the
+Debian ones (``make servers``). A missing one fails the test that needs it, naming the package.
 """
 
 from __future__ import annotations
@@ -27,14 +26,11 @@ ARTIFACTS = Path(os.environ.get("EOTRIALS_TEST_ARTIFACTS", ROOT / "test-artifact
 
 
 def require(program: str, package: str) -> str:
-    """Path of ``program``; skip (or fail in CI) when Debian's ``package`` is not installed."""
+    """Path of ``program``; fail naming Debian's ``package`` when it is not installed."""
     path = shutil.which(program) or next((str(p) for p in Path("/usr/lib/postgresql").glob(f"*/bin/{program}")), None)
-    if path:
-        return path
-    reason = f"{program} not found: install Debian's {package} (`apt-get install {package}`)"
-    if os.environ.get("EOTRIALS_REQUIRE_SERVERS"):
-        pytest.fail(reason)
-    pytest.skip(reason)
+    if not path:
+        pytest.fail(f"{program} not found: install Debian's {package} (`make servers` or `apt-get install {package}`)")
+    return path
 
 
 def free_port() -> int:
