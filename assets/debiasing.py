@@ -13,7 +13,7 @@ from models import debias, imagery_trials, many_trials
 from models import grid as grid_source
 from models.debias import BandwidthRule, TweedieCorrection, corrections_from_dict, debias_map, fit_corrections
 from models.grid import GridMap, embed_grid
-from models.imagery_trials import WealthResponse, survey_pool_trials
+from models.imagery_trials import PostTreatmentImagery, survey_pool_trials
 from models.many_trials import METHODS, CalibrationDraws, TrialDesign, TweedieDensity, evaluate, observed_trial, simulate_trials
 from models.plots import metric_bars, raster_panels
 from models.simulate import read_unit_truth
@@ -193,6 +193,7 @@ class TrialOutcomesConfig(dg.Config):
     automation_condition=FOLLOW_THE_MAP,
 )
 def trial_outcomes(
+    context: dg.AssetExecutionContext,
     config: TrialOutcomesConfig,
     survey_predictions: pd.DataFrame,
     unit_wealth_predictions: pd.DataFrame,
@@ -207,8 +208,8 @@ def trial_outcomes(
 ) -> dg.Output:
     """The ATE on the wealth outcome, per trial and method (oracle, naive, LCC, Tweedie, PPI), over
     simulated trials drawn from the survey's held-out places with several true effects: where the
-    simulator knows how wealth shapes the landscape, treated units' chips change and the map
-    re-predicts them (``response = "imagery"``); the linear shortcut (predictions moved by the
+    simulator wrote post-treatment imagery, treated units' outcomes are the map's predictions from
+    it (``response = "imagery"``); the linear shortcut (predictions moved by the
     calibration slope times the effect) is kept as a labelled sensitivity analysis. Plus the demo
     RCT (true effect on wealth 0: treatment does not change the imagery). Corrected ATEs' intervals
     include the calibration step (``calibration_boot`` resamples); cluster-robust with clusters."""
@@ -220,16 +221,19 @@ def trial_outcomes(
     )
     test = survey_predictions[survey_predictions["split"] == "test"]
     rows = [simulate_trials(test.rename(columns={"wealth": "truth"}), lcc, tweedie, design, draws)]
-    response_path = study_inputs["truth"].get("wealth_response")
-    if response_path:
+    post_treatment = study_inputs["truth"].get("post_treatment")
+    if post_treatment:
+        imagery = PostTreatmentImagery.read(post_treatment)
+        if left_out := [e for e in design.effects if e != 0 and e not in imagery.scenes]:
+            context.log.warning(f"no post-treatment imagery for effects {left_out}: they get the linear shortcut only")
         with storage.staging() as stage:
             rows.append(
                 survey_pool_trials(
                     test,
                     imagery_catalog,
+                    imagery,
                     load_encoders(sequence_encoder),
                     WealthModel.from_dict(wealth_model),
-                    WealthResponse.read(response_path),
                     lcc,
                     tweedie,
                     design,

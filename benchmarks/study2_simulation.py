@@ -3,15 +3,21 @@
 Data (as in the source study's notebook): C ~ N(0, 1); T ~ Bernoulli(sigmoid(C)); Y = tau T + C + N(0, 1);
 X = g(Y) + N(0, sigma_X^2), g a frozen random MLP 1 -> 50 -> 50 -> 50 -> 100 (ReLU, dropout 0.2 left
 active, as the source never switches g to eval mode). A predictor f (MLP 100 -> 64 -> 32 -> 32 -> 1,
-Adam, full batch, early stopping on a validation split) is trained on a population with tau = 2;
-LCC and Tweedie are fitted once on a held-out calibration split. For 50 true effects in [-2, 2] a
+Adam, full batch, early stopping on a validation split) is trained on a survey population, and LCC
+and Tweedie are fitted once on a held-out calibration split of it. For 50 true effects in [-2, 2] a
 fresh trial population is drawn; its ATE is estimated by IPTW with the true propensity from the
 truth (oracle), from f's predictions (naive) and from the corrected predictions. The figure of
 merit is the slope of estimated on true effect (the source study reports naive 0.535, Tweedie
 0.995, LCC 1.007).
 
-    python benchmarks/study2_simulation.py                  # both bandwidth rules, both density choices
-    python benchmarks/study2_simulation.py --seeds 0 1 2    # several simulation seeds
+The survey describes the world before any trial (``--survey-effect 0``, the default: Y = C + noise).
+``--survey-effect 2`` draws it with the trials' treatment at tau = 2 instead, a sensitivity run:
+f's mean response m(y) = E[f(X) | Y = y] is flatter for low y than for high y, so the calibration
+slope b (a least-squares average of m' over the survey's Y) exceeds the trials' response slope
+(m' averaged over trial populations) when the survey is shifted up, and LCC under-corrects.
+
+    python benchmarks/study2_simulation.py                          # 20 seeds, both bandwidth rules and densities
+    python benchmarks/study2_simulation.py --survey-effect 2        # the survey drawn with treatment (sensitivity)
 """
 
 from __future__ import annotations
@@ -80,11 +86,11 @@ def iptw(y: np.ndarray, t: np.ndarray, p: np.ndarray) -> float:
     return float(np.mean(t * y / p - (1 - t) * y / (1 - p)))
 
 
-def run(seed: int, n_train: int, n_calibration: int, n_trial: int, sigma_x: float) -> tuple[pd.DataFrame, dict]:
+def run(seed: int, n_train: int, n_calibration: int, n_trial: int, sigma_x: float, survey_effect: float = 0.0) -> tuple[pd.DataFrame, dict]:
     rng = np.random.default_rng(seed)
     g = embedding_network(seed)
-    train = population(g, n_train, 2.0, sigma_x, rng)
-    calib = population(g, n_calibration, 2.0, sigma_x, rng)
+    train = population(g, n_train, survey_effect, sigma_x, rng)
+    calib = population(g, n_calibration, survey_effect, sigma_x, rng)
     mean, sd = train["x"].mean(axis=0), train["x"].std(axis=0) + 1e-9
     f = train_predictor((train["x"] - mean) / sd, train["y"], seed)
 
@@ -131,15 +137,19 @@ def slopes(estimates: pd.DataFrame) -> pd.DataFrame:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(20)))
     parser.add_argument("--n-train", type=int, default=10_000)
     parser.add_argument("--n-calibration", type=int, default=2_000)
     parser.add_argument("--n-trial", type=int, default=10_000)
     parser.add_argument("--sigma-x", type=float, default=0.3)
-    parser.add_argument("--out", default="benchmarks/results/study2_simulation.json")
+    parser.add_argument("--survey-effect", type=float, default=0.0, help="tau in the survey population (training and calibration)")
+    parser.add_argument("--out", default=None, help="default: benchmarks/results/study2_simulation[_survey_effect_<tau>].json")
     args = parser.parse_args()
+    suffix = "" if args.survey_effect == 0 else f"_survey_effect_{args.survey_effect:g}"
+    args.out = args.out or f"benchmarks/results/study2_simulation{suffix}.json"
     started = time.perf_counter()
-    parts, fits = zip(*(run(s, args.n_train, args.n_calibration, args.n_trial, args.sigma_x) for s in args.seeds), strict=True)
+    runs = (run(s, args.n_train, args.n_calibration, args.n_trial, args.sigma_x, args.survey_effect) for s in args.seeds)
+    parts, fits = zip(*runs, strict=True)
     estimates = pd.concat(parts, ignore_index=True)
     per_seed = pd.concat([slopes(p).assign(seed=s) for s, p in estimates.groupby("seed")], ignore_index=True)
     summary = (

@@ -2,98 +2,76 @@
 
 ``models.many_trials.simulate_trials`` moves treated units' predictions by ``slope x effect``: the
 linear-shrinkage model under which LCC is unbiased by construction, so it cannot show a correction
-failing. Here a treated unit's true wealth gain changes its surroundings the way wealth differences
-across places do in the simulator (``models.simulate.wealth_response``: richer places have more
-built-up land and cropland, less bare land): on the last date, a share ``effect x slope_c`` of the
-chip's valid pixels switches to each class c that gains, with the simulator's spectra, texture and
-sensor noise. The wealth map's own model (encoder + ridge, fitted once) then re-predicts the treated
-units from their changed chips, and every method estimates the ATE from those re-predicted outcomes.
-Pixels switch at random places in the chip, not where the classes that lose share were: a
-simplification of how settlements grow.
+failing. Here the simulator has written post-treatment imagery (``models.simulate``): the last date
+again, as it would look if every surveyed place's wealth had changed by ``effect``, its
+surroundings changing the way wealth differences across places do (richer places have more
+built-up land and cropland, less bare land), with the simulator's spectra, texture and noise. The
+wealth map's own model (encoder + ridge, fitted once) predicts every pool place from its observed
+chips and from each post-treatment version; a simulated trial's treated units take the
+post-treatment prediction of its effect, its control units the observed one, and every method
+estimates the ATE from those outcomes. Pixels switch at random places in a place's window, not
+where the classes that lose share were: a simplification of how settlements grow.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
+from models.catalog import build_catalog
 from models.debias import LinearCalibrationCorrection, TweedieCorrection
 from models.many_trials import CalibrationDraws, TrialDesign, draw_trials
-from models.simulate import SPECTRA
-from models.training import SequenceData
 
 
 @dataclass(frozen=True)
-class WealthResponse:
-    """Change in each class's share of a chip per unit of wealth, and the spectra's noise."""
+class PostTreatmentImagery:
+    """The simulator's post-treatment scenes: one GeoTIFF per wealth change, all of one date
+    (``read`` takes the JSON index, whose scene paths are relative to it)."""
 
-    share_per_wealth: dict[int, float]
-    texture: float = 0.08  # multiplicative per-pixel variation, as the simulator's texture
-    sensor_noise: float = 0.008
+    date: pd.Timestamp
+    scenes: dict[float, Path]
 
     @classmethod
-    def read(cls, path: str | Path) -> WealthResponse:
-        shares = json.loads(Path(path).read_text())["share_per_wealth"]
-        return cls({int(k): float(v) for k, v in shares.items()})
+    def read(cls, path: str | Path) -> PostTreatmentImagery:
+        index = json.loads(Path(path).read_text())
+        return cls(pd.Timestamp(index["date"]), {float(k): Path(path).parent / v for k, v in index["scenes"].items()})
 
-    def gains(self, effect: float) -> dict[int, float]:
-        """Share of the chip that switches to each gaining class for a wealth change ``effect``
-        (scaled down if it would exceed the whole chip)."""
-        gains = {c: effect * s for c, s in self.share_per_wealth.items() if effect * s > 0 and c in SPECTRA}
-        total = sum(gains.values())
-        return {c: g / max(total, 1.0) for c, g in gains.items()}
-
-    def apply(self, data: SequenceData, effect: float, rng: np.random.Generator) -> SequenceData:
-        """A copy of ``data`` (normalized, as encoders read it) whose last date shows the change."""
-        gains = self.gains(effect)
-        x, valid = data.x.clone(), data.valid.clone()
-        if not gains:
-            return SequenceData(data.unit_ids, x, valid, data.years, data.band_mean, data.band_std)
-        mean, std = data.band_mean.numpy()[:, None], data.band_std.numpy()[:, None]
-        for i in range(x.shape[0]):
-            pixels = np.flatnonzero(valid[i, -1].numpy().ravel())
-            order = rng.permutation(pixels)
-            start = 0
-            for code, share in gains.items():
-                chosen = order[start : start + int(round(share * len(pixels)))]
-                start += len(chosen)
-                if not len(chosen):
-                    continue
-                spectrum = np.asarray(SPECTRA[code], np.float32)[:, None] * (1 + self.texture * rng.standard_normal(len(chosen)))
-                spectrum = spectrum + self.sensor_noise * rng.standard_normal(spectrum.shape)
-                rows, cols = np.unravel_index(chosen, x.shape[-2:])
-                x[i, -1, :, rows, cols] = torch.from_numpy(((spectrum - mean) / std).astype(np.float32))
-        return SequenceData(data.unit_ids, x, valid, data.years, data.band_mean, data.band_std)
+    def catalog(self, observed: pd.DataFrame, effect: float) -> pd.DataFrame:
+        """``observed`` with its scene of this date replaced by the post-treatment one for ``effect``."""
+        if effect not in self.scenes:
+            raise KeyError(f"no post-treatment imagery for a wealth change of {effect:+.2f}; the simulator wrote {sorted(self.scenes)}")
+        same_date = pd.to_datetime(observed["date"]) == self.date
+        if not same_date.any():
+            raise ValueError(f"the catalog has no scene of {self.date:%Y-%m-%d}, the date the post-treatment imagery replaces")
+        scene = build_catalog(self.scenes[effect].parent)
+        return pd.concat([observed[~same_date], scene], ignore_index=True).sort_values("date", ignore_index=True)
 
 
 def imagery_trials(
-    data: SequenceData,
     truth: np.ndarray,
-    predict: Callable[[SequenceData], np.ndarray],
-    response: WealthResponse,
+    observed: np.ndarray,
+    post_treatment: Mapping[float, np.ndarray],
     lcc: LinearCalibrationCorrection,
     tweedie: TweedieCorrection,
     design: TrialDesign = TrialDesign(),
     draws: CalibrationDraws | None = None,
 ) -> pd.DataFrame:
-    """Trials drawn from the pool places in ``data`` (their chip sequences) with true wealth
-    ``truth``: treated units' wealth rises by each of ``design.effects`` and their last-date chips
-    change by ``response``; ``predict`` (the map's model) re-predicts them. One row per trial and
-    method, ``response = "imagery"``."""
-    baseline = predict(data)
+    """Trials drawn from pool places with true wealth ``truth`` and map predictions ``observed``:
+    treated units' wealth rises by each of ``design.effects`` and their outcome on the map is
+    ``post_treatment[effect]`` (predictions from the post-treatment imagery, same order). One row
+    per trial and method, ``response = "imagery"``."""
+    missing = [e for e in design.effects if e != 0 and e not in post_treatment]
+    if missing:
+        raise KeyError(f"no post-treatment predictions for effects {missing}")
 
     def respond(idx: np.ndarray, t: np.ndarray, effect: float, rng: np.random.Generator) -> np.ndarray:
-        prediction = baseline[idx].copy()
-        treated = idx[t == 1]
-        if effect != 0 and len(treated):
-            prediction[t == 1] = predict(response.apply(data.subset(treated), effect, rng))
-        return prediction
+        return np.where(t == 1, post_treatment[effect][idx], observed[idx]) if effect != 0 else observed[idx].copy()
 
     return draw_trials(truth, respond, lcc, tweedie, design, draws, "imagery")
 
@@ -101,9 +79,9 @@ def imagery_trials(
 def survey_pool_trials(
     pool: pd.DataFrame,
     catalog: pd.DataFrame,
+    imagery: PostTreatmentImagery,
     fitted,
     model,
-    response: WealthResponse,
     lcc: LinearCalibrationCorrection,
     tweedie: TweedieCorrection,
     design: TrialDesign,
@@ -111,12 +89,21 @@ def survey_pool_trials(
     workdir: Path,
     device,
 ) -> pd.DataFrame:
-    """``imagery_trials`` over surveyed places (survey_id, lon, lat, wealth: the held-out split),
-    their chips read from ``catalog`` at the encoder's chip size, re-predicted by the map's model."""
+    """``imagery_trials`` over surveyed places (survey_id, lon, lat, wealth: the held-out split):
+    chips read from ``catalog`` and from each post-treatment catalog at the encoder's chip size,
+    predicted by the map's model. Effects without post-treatment imagery are left out."""
     from models.grid import place_sequences
     from models.wealth import predictor
 
+    predict = predictor(model, fitted, device)
     places = pool.rename(columns={"survey_id": "unit_id"})[["unit_id", "lon", "lat", "wealth"]]
-    data = place_sequences(places[["unit_id", "lon", "lat"]], catalog, fitted, workdir)
-    truth = places.set_index("unit_id").loc[list(data.unit_ids), "wealth"].to_numpy(dtype=float)
-    return imagery_trials(data, truth, predictor(model, fitted, device), response, lcc, tweedie, design, draws)
+    data = place_sequences(places[["unit_id", "lon", "lat"]], catalog, fitted, Path(workdir) / "observed")
+    ids = list(data.unit_ids)
+    kept = places.set_index("unit_id").loc[ids].reset_index()
+    effects = tuple(e for e in design.effects if e == 0 or e in imagery.scenes)
+    post = {}
+    for i, effect in enumerate(e for e in effects if e != 0):
+        changed = place_sequences(kept[["unit_id", "lon", "lat"]], imagery.catalog(catalog, effect), fitted, Path(workdir) / f"effect_{i}")
+        post[effect] = pd.Series(predict(changed), index=list(changed.unit_ids)).loc[ids].to_numpy()
+    truth = kept["wealth"].to_numpy(dtype=float)
+    return imagery_trials(truth, predict(data), post, lcc, tweedie, dataclasses.replace(design, effects=effects), draws)

@@ -9,12 +9,17 @@ Data-generating process (see docs/simulator.md for the full description):
   with texture, noise, nodata swath edges and cloud-masked pixels, as tiled, compressed GeoTIFFs;
 * an RCT table in EPSG:4326 whose true CATE depends on the land-cover level at baseline, on the
   land-cover change over the sequence and on a covariate; the truth goes to a separate file;
-* a survey table whose wealth index depends on the landscape.
+* a survey table whose wealth index depends on the landscape;
+* post-treatment imagery for the many-trials evaluation: the last date again, as it would look if
+  every surveyed place's wealth had changed by each of ``post_treatment_effects``.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -70,6 +75,7 @@ class SimulationConfig:
     heterogeneity: Heterogeneity = "both"
     noise: float = 1.0  # outcome noise sd
     cloud_fraction: float = 0.04
+    post_treatment_effects: tuple[float, ...] = (-0.5, 0.5, 1.0)  # wealth changes with post-treatment imagery
     seed: int = 0
 
 
@@ -85,6 +91,7 @@ class StudyPaths:
     unit_truth: Path
     wealth_truth: Path
     wealth_response: Path
+    post_treatment: Path
 
     @classmethod
     def under(cls, root: str | Path) -> StudyPaths:
@@ -98,6 +105,7 @@ class StudyPaths:
             unit_truth=root / "truth" / "units.parquet",
             wealth_truth=root / "truth" / "wealth.tif",
             wealth_response=root / "truth" / "wealth_response.json",
+            post_treatment=root / "truth" / "post_treatment" / "scenes.json",
         )
 
     def manifest(self) -> dict:
@@ -108,6 +116,7 @@ class StudyPaths:
             "landcover": a["landcover_dir"],
             "wealth": a["wealth_truth"],
             "wealth_response": a["wealth_response"],
+            "post_treatment": a["post_treatment"],
         }
         return {"kind": "demo", "rct_table": a["rct_table"], "imagery": a["imagery_dir"], "survey_table": a["survey_table"], "truth": truth}
 
@@ -324,6 +333,34 @@ def wealth_response(fractions: dict[int, np.ndarray], wealth: np.ndarray, step: 
     return {int(c): float(np.dot(f[::step, ::step].ravel() - f[::step, ::step].mean(), w) / np.dot(w, w)) for c, f in fractions.items()}
 
 
+def treatment_gains(share_per_wealth: dict[int, float], effect: float) -> dict[int, float]:
+    """Share of a place's surroundings that turns into each class whose share grows with wealth, for
+    a wealth change ``effect`` (scaled down if it would exceed the whole window)."""
+    gains = {c: effect * s for c, s in share_per_wealth.items() if effect * s > 0 and c in SPECTRA}
+    total = sum(gains.values())
+    return {c: g / max(total, 1.0) for c, g in gains.items()}
+
+
+def switch_land_cover(labels: np.ndarray, where: np.ndarray, u: np.ndarray, gains: dict[int, float]) -> np.ndarray:
+    """``labels`` with pixels in ``where`` switched to each gaining class: a pixel whose uniform draw
+    ``u`` falls in the class's slice of [0, 1). One draw per pixel for every effect, so overlapping
+    windows agree and a larger change contains a smaller one of the same sign."""
+    out, start = labels.copy(), 0.0
+    for code, share in gains.items():
+        out[where & (u >= start) & (u < start + share)] = code
+        start += share
+    return out
+
+
+def place_windows(shape: tuple[int, int], rows: np.ndarray, cols: np.ndarray, size: int) -> np.ndarray:
+    """Mask of the ``size`` x ``size`` windows around the given pixels (chip convention: the place's
+    pixel at index ``size // 2``)."""
+    mask = np.zeros(shape, dtype=bool)
+    for r, c in zip(rows - size // 2, cols - size // 2, strict=True):
+        mask[max(r, 0) : max(r + size, 0), max(c, 0) : max(c + size, 0)] = True
+    return mask
+
+
 def simulate_study(cfg: SimulationConfig, root: str | Path) -> StudyPaths:
     """Write a complete demo study under ``root`` and return its paths."""
     paths = StudyPaths.under(root)
@@ -337,9 +374,10 @@ def simulate_study(cfg: SimulationConfig, root: str | Path) -> StudyPaths:
     for t, date in enumerate(dates):
         labels = landscape.classes(t)
         write_landcover(paths.landcover_dir / f"landcover_{date}.tif", labels, cfg)
-        write_scene(
-            paths.imagery_dir / f"scene_{date}.tif", _reflectance(labels, texture, t, rng), _invalid_mask(labels.shape, cfg, rng), cfg, date
-        )
+        last_date_state = copy.deepcopy(rng.bit_generator.state)  # replayed for the post-treatment scenes
+        reflectance = _reflectance(labels, texture, t, rng)
+        invalid = _invalid_mask(labels.shape, cfg, rng)
+        write_scene(paths.imagery_dir / f"scene_{date}.tif", reflectance, invalid, cfg, date)
         labels_first = labels if t == 0 else labels_first
         labels_last = labels
     classes = tuple(SPECTRA)
@@ -347,11 +385,46 @@ def simulate_study(cfg: SimulationConfig, root: str | Path) -> StudyPaths:
     last = neighbourhood_fractions(labels_last, classes, cfg.chip_size)
     wealth = wealth_surface(first, last, gaussian_field(labels_last.shape, 60, rng))
     _write_float_raster(paths.wealth_truth, wealth, cfg)
-    write_json({"share_per_wealth": wealth_response(last, wealth)}, paths.wealth_response)
+    response = wealth_response(last, wealth)
+    write_json({"share_per_wealth": response}, paths.wealth_response)
     _write_units(paths, cfg, labels_last, first, last, wealth, rng)
-    _write_survey(paths, cfg, labels_last, wealth, rng)
+    survey_rows, survey_cols = _write_survey(paths, cfg, labels_last, wealth, rng)
+    windows = place_windows(labels_last.shape, survey_rows, survey_cols, cfg.chip_size)
+    scene = functools.partial(_last_date_scene, texture=texture, t=cfg.n_dates - 1, state=last_date_state)
+    _write_post_treatment(paths, cfg, labels_last, windows, response, scene, invalid, dates[-1])
     write_json({"config": dataclasses.asdict(cfg), "dates": dates, "bands": BANDS}, paths.root / "simulation.json")
     return paths
+
+
+def _last_date_scene(labels: np.ndarray, texture: np.ndarray, t: int, state: dict) -> np.ndarray:
+    """The last date's reflectance for other labels, with that date's own gains and noise (its
+    generator state replayed): unchanged pixels come out bit for bit as in the observed scene."""
+    replay = np.random.Generator(np.random.PCG64())
+    replay.bit_generator.state = state
+    return _reflectance(labels, texture, t, replay)
+
+
+def _write_post_treatment(
+    paths: StudyPaths,
+    cfg: SimulationConfig,
+    labels: np.ndarray,
+    windows: np.ndarray,
+    response: dict[int, float],
+    scene: Callable[[np.ndarray], np.ndarray],
+    invalid: np.ndarray,
+    date: str,
+) -> None:
+    """For each effect, the last date's scene with every surveyed place's surroundings changed as
+    a wealth change of that size changes places (``treatment_gains``), and a JSON index of them."""
+    u = np.random.default_rng([cfg.seed, 1]).random(labels.shape)  # own stream: the study stays as before
+    paths.post_treatment.parent.mkdir(parents=True, exist_ok=True)
+    scenes = {}
+    for effect in cfg.post_treatment_effects:
+        path = paths.post_treatment.parent / f"effect_{effect:+.2f}" / f"scene_{date}.tif"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_scene(path, scene(switch_land_cover(labels, windows, u, treatment_gains(response, effect))), invalid, cfg, date)
+        scenes[f"{effect:+.2f}"] = str(path.relative_to(paths.post_treatment.parent))  # the study may move
+    write_json({"date": date, "window_px": cfg.chip_size, "scenes": scenes}, paths.post_treatment)
 
 
 def _write_float_raster(path: Path, values: np.ndarray, cfg: SimulationConfig) -> None:
@@ -394,7 +467,7 @@ def _write_units(paths: StudyPaths, cfg, labels_last, first, last, wealth, rng) 
         truth.to_parquet(tmp, index=False)
 
 
-def _write_survey(paths: StudyPaths, cfg, labels_last, wealth, rng) -> None:
+def _write_survey(paths: StudyPaths, cfg, labels_last, wealth, rng) -> tuple[np.ndarray, np.ndarray]:
     rows, cols = _sample_pixels(labels_last, cfg.n_survey, rng)
     lon, lat = _pixel_to_lonlat(rows, cols, cfg, rng)
     survey = pd.DataFrame(
@@ -407,3 +480,4 @@ def _write_survey(paths: StudyPaths, cfg, labels_last, wealth, rng) -> None:
     )
     with atomic_path(paths.survey_table) as tmp:
         survey.to_csv(tmp, index=False)
+    return rows, cols
