@@ -11,11 +11,19 @@ import xarray as xr
 from assets.metadata import figure_md, lineage, source_version, table_md
 from models import debias, imagery_trials, many_trials
 from models import grid as grid_source
-from models.debias import BandwidthRule, TweedieCorrection, corrections_from_dict, debias_map, fit_corrections
+from models.debias import (
+    DEBIASED_MAP_PURPOSE,
+    BandwidthRule,
+    TweedieCorrection,
+    corrections_from_dict,
+    debias_map,
+    fit_corrections,
+    per_place_rmse,
+)
 from models.grid import GridMap, embed_grid
 from models.imagery_trials import PostTreatmentImagery, survey_pool_trials
 from models.many_trials import METHODS, CalibrationDraws, TrialDesign, TweedieDensity, evaluate, observed_trial, simulate_trials
-from models.plots import metric_bars, raster_panels
+from models.plots import estimate_distributions, metric_bars, raster_panels, wealth_calibration
 from models.simulate import read_unit_truth
 from models.tables import read_table
 from models.training import load_encoders
@@ -68,7 +76,12 @@ def wealth_model(
     yield dg.Output(
         predictions,
         output_name="survey_predictions",
-        metadata={"locations": len(predictions), "outside_imagery": outside, "splits": splits},
+        metadata={
+            "locations": len(predictions),
+            "outside_imagery": outside,
+            "splits": splits,
+            "calibration_plot": figure_md(wealth_calibration(predictions), "predicted vs surveyed"),
+        },
     )
 
 
@@ -157,17 +170,24 @@ def correction_warranted(wealth_corrections: dict) -> dg.AssetCheckResult:
 
 
 @dg.asset(group_name=GROUP, kinds={"geotiff"}, code_version=source_version(debias, grid_source), automation_condition=FOLLOW_THE_MAP)
-def debiased_wealth_map(wealth_map: Path, wealth_corrections: dict, storage: StorageResource):
-    """The wealth map with both corrections applied once (bands: naive, lcc, tweedie)."""
+def debiased_wealth_map(wealth_map: Path, wealth_corrections: dict, survey_predictions: pd.DataFrame, storage: StorageResource):
+    """The wealth map with both corrections applied once (bands: naive, lcc, tweedie), for effect
+    estimation, not for reading one place's wealth (``use`` in the metadata and the GeoTIFF's
+    PURPOSE tag): the per-place RMSE on the survey's held-out places is in the metadata."""
     naive = GridMap.read(wealth_map)
-    result = GridMap(debias_map(naive.layers["wealth_prediction"], *corrections_from_dict(wealth_corrections)), naive.transform, naive.crs)
+    corrections = corrections_from_dict(wealth_corrections)
+    result = GridMap(debias_map(naive.layers["wealth_prediction"], *corrections), naive.transform, naive.crs)
+    test = survey_predictions[survey_predictions["split"] == "test"]
+    rmse = per_place_rmse(test["prediction"].to_numpy(), test["wealth"].to_numpy(), *corrections)
     with storage.staging() as stage:
         staged = stage.output("debiased_wealth_map.tif")
-        result.write(staged.path)
+        result.write(staged.path, tags={"PURPOSE": DEBIASED_MAP_PURPOSE})
         sd = {k: float(np.nanstd(v)) for k, v in result.layers.items()}
         yield dg.Output(
             staged,
             metadata={
+                "use": dg.MetadataValue.md(f"**{DEBIASED_MAP_PURPOSE}**"),
+                "per_place_rmse_test": table_md(pd.DataFrame({"band": list(rmse), "rmse_vs_survey": list(rmse.values())})),
                 "sd": dg.MetadataValue.json(sd),
                 "maps": figure_md(raster_panels(result.layers, result.extent, crs=result.crs, label="wealth index"), "debiased maps"),
             },
@@ -288,6 +308,7 @@ def debiasing_evaluation(trial_outcomes: pd.DataFrame, wealth_corrections: dict)
         error=simulated["estimate"] - simulated["true_effect"], effect=simulated["true_effect"].map("effect {:+.2f}".format)
     )
     plot = metric_bars(errors, "error", "method", "effect", "estimate - true effect (mean, sd over trials)")
+    distributions = figure_md(estimate_distributions(simulated), "trial estimates by method")
     slopes = summary.drop_duplicates("method")[["method", "slope"]]
     return dg.Output(
         summary,
@@ -296,6 +317,7 @@ def debiasing_evaluation(trial_outcomes: pd.DataFrame, wealth_corrections: dict)
             "slopes": table_md(slopes),
             "calibration_slope_b": float(b),
             "errors": figure_md(plot, "errors"),
+            "estimates": distributions,
             "methods": ", ".join(METHODS),
         },
     )

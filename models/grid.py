@@ -51,8 +51,11 @@ def to_grid(values: np.ndarray, cells: pd.DataFrame, shape: tuple[int, int]) -> 
     return grid
 
 
-def write_grid_geotiff(path: str | Path, layers: dict[str, np.ndarray], transform: Affine, crs: str) -> Path:
-    """A float32 multi-band GeoTIFF (one band per layer, described), nodata NaN, written atomically."""
+def write_grid_geotiff(
+    path: str | Path, layers: dict[str, np.ndarray], transform: Affine, crs: str, tags: dict[str, str] | None = None
+) -> Path:
+    """A float32 multi-band GeoTIFF (one band per layer, described; dataset ``tags``), nodata NaN,
+    written atomically."""
     stack = np.stack(list(layers.values())).astype(np.float32)
     profile = {
         "driver": "GTiff",
@@ -68,6 +71,7 @@ def write_grid_geotiff(path: str | Path, layers: dict[str, np.ndarray], transfor
     with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
         dst.write(stack)
         dst.descriptions = tuple(layers)
+        dst.update_tags(**(tags or {}))
     return Path(path)
 
 
@@ -103,8 +107,8 @@ class GridMap:
     def extent(self) -> tuple[float, float, float, float]:
         return grid_extent(self.transform, self.shape)
 
-    def write(self, path: str | Path) -> Path:
-        return write_grid_geotiff(path, self.layers, self.transform, self.crs)
+    def write(self, path: str | Path, tags: dict[str, str] | None = None) -> Path:
+        return write_grid_geotiff(path, self.layers, self.transform, self.crs, tags)
 
     @classmethod
     def read(cls, path: str | Path) -> GridMap:

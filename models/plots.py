@@ -184,6 +184,50 @@ def metric_bars(table: pd.DataFrame, metric: str, by: str, hue: str, title: str)
     return fig
 
 
+def wealth_calibration(predictions: pd.DataFrame, title: str = "wealth map: predicted vs surveyed") -> Figure:
+    """Predicted against surveyed wealth, one panel per split (columns split, prediction, wealth),
+    with the diagonal and the least-squares line of prediction on truth: its slope is the
+    attenuation b that the corrections undo (calibration split) and that trials inherit."""
+    splits = [s for s in ("train", "calibration", "test") if s in set(predictions["split"])]
+    fig = Figure(figsize=(3.2 * len(splits), 3.2))
+    axes = np.atleast_1d(fig.subplots(1, len(splits), sharex=True, sharey=True))
+    low, high = predictions[["prediction", "wealth"]].min().min(), predictions[["prediction", "wealth"]].max().max()
+    for ax, split in zip(axes, splits, strict=True):
+        part = predictions[predictions["split"] == split]
+        slope, intercept = np.polyfit(part["wealth"], part["prediction"], 1)
+        ax.scatter(part["wealth"], part["prediction"], s=3, alpha=0.4, color="tab:blue")
+        ax.plot([low, high], [low, high], color="grey", lw=0.8, ls="--", label="prediction = truth")
+        ax.plot([low, high], [intercept + slope * low, intercept + slope * high], color="tab:red", lw=1.2, label=f"fit, slope {slope:.2f}")
+        ax.set_title(f"{split} ({len(part)})", fontsize=9)
+        ax.set_xlabel("surveyed wealth index", fontsize=8)
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("predicted wealth index", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def estimate_distributions(trials: pd.DataFrame, title: str = "trial estimates by method") -> Figure:
+    """Box plots of the ATE estimates over simulated trials (columns response, method, true_effect,
+    estimate): one row per response, one panel per true effect, the true effect as a line."""
+    responses, effects = list(trials["response"].unique()), sorted(trials["true_effect"].unique())
+    methods = list(trials["method"].unique())
+    fig = Figure(figsize=(2.4 * len(effects) + 0.6, 2.6 * len(responses)))
+    axes = np.atleast_2d(fig.subplots(len(responses), len(effects), sharey=True, squeeze=False))
+    for i, response in enumerate(responses):
+        for j, effect in enumerate(effects):
+            ax = axes[i, j]
+            part = trials[(trials["response"] == response) & (trials["true_effect"] == effect)]
+            ax.boxplot([part.loc[part["method"] == m, "estimate"] for m in methods], showfliers=False)
+            ax.set_xticks(range(1, len(methods) + 1), methods, rotation=45, fontsize=7)
+            ax.axhline(effect, color="tab:red", lw=1, ls="--")
+            ax.set_title(f"{response}, true effect {effect:+.2f}", fontsize=8)
+        axes[i, 0].set_ylabel("estimated ATE", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def cate_map(
     cate: np.ndarray,
     outside: np.ndarray,

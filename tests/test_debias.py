@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.debias import CorrectionError, LinearCalibrationCorrection, TweedieCorrection, diagnostics
+from models.debias import CorrectionError, LinearCalibrationCorrection, TweedieCorrection, diagnostics, per_place_rmse
 from models.many_trials import CalibrationDraws, TrialDesign, evaluate, simulate_trials
 
 
@@ -94,3 +94,16 @@ def test_several_effects_give_one_slope_per_method():
         assert slopes[method] == pytest.approx(1.0, abs=0.1), method
     corrected = summary[summary["method"].isin(["lcc", "tweedie"])]
     assert corrected["coverage"].min() >= 0.8
+
+
+def test_corrected_values_are_for_effects_not_for_one_place():
+    rng = np.random.default_rng(0)
+    truth = rng.standard_normal(20_000)
+    observed = truth + 0.8 * rng.standard_normal(truth.size)
+    prediction = observed / 1.64  # the conditional mean E[truth | observed]: the best per-place guess
+    lcc = LinearCalibrationCorrection().fit(prediction[:5000], truth[:5000])
+    tweedie = TweedieCorrection().fit(prediction[:5000], truth[:5000])
+    rmse = per_place_rmse(prediction[5000:], truth[5000:], lcc, tweedie)
+    assert rmse["naive"] == pytest.approx(np.sqrt(0.64 / 1.64), abs=0.02)
+    assert rmse["lcc"] == pytest.approx(0.8, abs=0.03)  # LCC undoes the shrinkage: back to the noisy observation
+    assert rmse["tweedie"] > rmse["naive"] + 0.1

@@ -60,3 +60,17 @@ def test_wealth_map_corrections_and_evaluation(tmp_path):
         assert evaluation.loc[method, "mean_estimate"] > evaluation.loc["naive", "mean_estimate"] + 0.2, method
     outcomes = pd.read_parquet(tmp_path / "trial_outcomes.parquet")
     assert set(outcomes.loc[outcomes["trial"] == "demo_rct", "method"]) == {"oracle", "naive", "lcc", "tweedie", "ppi"}
+    # the pages say what the corrected map is for, and show the calibration and the estimates' spread
+    debiased = result.asset_materializations_for_node("debiased_wealth_map")[0].metadata
+    assert "effect estimation" in debiased["use"].value
+    rmse = {line.split("|")[1].strip(): float(line.split("|")[2]) for line in debiased["per_place_rmse_test"].value.splitlines()[2:]}
+    assert set(rmse) == {"naive", "lcc", "tweedie"} and rmse["lcc"] > rmse["naive"]
+    with rasterio.open(tmp_path / "debiased_wealth_map.tif") as src:
+        assert "effect estimation" in src.tags()["PURPOSE"]
+    pages = {
+        m.asset_key.path[-1]: m.metadata
+        for node in ("wealth_model", "debiasing_evaluation")
+        for m in result.asset_materializations_for_node(node)
+    }
+    assert "data:image/png;base64" in pages["survey_predictions"]["calibration_plot"].value
+    assert "data:image/png;base64" in pages["debiasing_evaluation"]["estimates"].value
