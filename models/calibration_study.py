@@ -90,7 +90,7 @@ def _trial_rows(world, trial, size, corrections, draws, budgets, rng) -> list[di
     for labels in budgets:
         labeled = np.zeros(len(t), bool)
         labeled[rng.choice(len(t), labels, replace=False)] = True
-        est = ppi_ate(trial["truth"][labeled], pred[labeled], t[labeled], pred[~labeled], t[~labeled])
+        est = ppi_ate(trial["truth"], pred, t, labeled, clusters, seed=int(rng.integers(2**31)))
         rows.append(_row(0, "ppi++", "trial only", labels, est, world.effect))
     return rows
 

@@ -20,21 +20,50 @@ import pandas as pd
 from ppi_py import ppi_ols_ci, ppi_ols_pointestimate
 
 from models.debias import BandwidthRule, LinearCalibrationCorrection, OutOfSupportWarning, TweedieCorrection, WeakCalibrationWarning
-from models.heterogeneity import Z95, Estimate, difference_in_means
+from models.heterogeneity import Z95, Estimate, cluster_codes, difference_in_means
 
 METHODS = ("oracle", "naive", "lcc", "tweedie", "ppi")
 TweedieDensity = Literal["calibration", "trial"]
 
 
+def _ppi_point(truth: np.ndarray, prediction: np.ndarray, t: np.ndarray, labeled: np.ndarray) -> float:
+    design = np.column_stack([np.ones(len(t)), t.astype(float)])
+    lab, unl = labeled, ~labeled
+    return float(ppi_ols_pointestimate(design[lab], truth[lab], prediction[lab], design[unl], prediction[unl])[1])
+
+
 def ppi_ate(
-    y_labeled: np.ndarray, yhat_labeled: np.ndarray, t_labeled: np.ndarray, yhat_unlabeled: np.ndarray, t_unlabeled: np.ndarray
+    truth: np.ndarray,
+    prediction: np.ndarray,
+    t: np.ndarray,
+    labeled: np.ndarray,
+    clusters: np.ndarray | None = None,
+    n_boot: int = 200,
+    seed: int = 0,
 ) -> Estimate:
-    """Prediction-powered ATE: OLS of outcome on [1, T] with a small labeled subset (ppi-python)."""
-    X_lab = np.column_stack([np.ones_like(t_labeled, dtype=float), t_labeled])
-    X_unl = np.column_stack([np.ones_like(t_unlabeled, dtype=float), t_unlabeled])
-    point = ppi_ols_pointestimate(X_lab, y_labeled, yhat_labeled, X_unl, yhat_unlabeled)[1]
-    lower, upper = ppi_ols_ci(X_lab, y_labeled, yhat_labeled, X_unl, yhat_unlabeled, alpha=0.05)
-    return Estimate(float(point), float((upper[1] - lower[1]) / (2 * Z95)))
+    """Prediction-powered ATE: ppi-python's PPI++ OLS of outcome on [1, T] (lambda tuned), with the
+    truth of the ``labeled`` units only. ppi-python's interval assumes independent units; with
+    ``clusters`` the standard error comes from a cluster bootstrap around the same estimator
+    (clusters resampled with all their units, labeled or not; ``n_boot`` draws)."""
+    truth, prediction, t, labeled = np.asarray(truth, float), np.asarray(prediction, float), np.asarray(t), np.asarray(labeled, bool)
+    point = _ppi_point(truth, prediction, t, labeled)
+    if clusters is None:
+        design = np.column_stack([np.ones(len(t)), t.astype(float)])
+        lower, upper = ppi_ols_ci(design[labeled], truth[labeled], prediction[labeled], design[~labeled], prediction[~labeled], alpha=0.05)
+        return Estimate(point, float((upper[1] - lower[1]) / (2 * Z95)))
+    codes = cluster_codes(clusters, len(t))
+    members = [np.flatnonzero(codes == g) for g in range(codes.max() + 1)]
+    rng, draws = np.random.default_rng(seed), []
+    for _ in range(n_boot):
+        idx = np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+        arms = [(t[idx] == arm) & lab for arm in (0, 1) for lab in (labeled[idx], ~labeled[idx])]
+        if min(a.sum() for a in arms) >= 2:  # both arms labeled and unlabeled, or PPI's OLS is singular
+            draws.append(_ppi_point(truth[idx], prediction[idx], t[idx], labeled[idx]))
+    if len(draws) < n_boot // 2:
+        raise ValueError(
+            f"only {len(draws)} of {n_boot} cluster resamples had labeled and unlabeled units in both arms: too few clusters for PPI"
+        )
+    return Estimate(point, float(np.std(draws, ddof=1)))
 
 
 @dataclass(frozen=True)
@@ -106,8 +135,7 @@ def trial_ates(
     ``tweedie_density``: the KDE of the calibration predictions (the map's correction, fitted once)
     or of this trial's own predictions (the same sigma); the source study uses both in places.
     With ``draws`` the corrected ATEs' intervals include the calibration step's error; with
-    ``clusters`` every trial-level standard error is cluster-robust (PPI excepted: ppi-python has
-    no clustered OLS).
+    ``clusters`` every standard error is cluster-robust (PPI's by a cluster bootstrap).
     """
     if tweedie_density == "trial":
         tweedie = tweedie.with_density(prediction)
@@ -118,7 +146,7 @@ def trial_ates(
         "naive": difference_in_means(prediction, t, clusters),
         "lcc": corrected_ate(prediction, t, lcc.transform, lcc_draws, clusters),
         "tweedie": corrected_ate(prediction, t, tweedie.transform, tweedie_draws, clusters),
-        "ppi": ppi_ate(truth[labeled], prediction[labeled], t[labeled], prediction[~labeled], t[~labeled]),
+        "ppi": ppi_ate(truth, prediction, t, labeled, clusters),
     }
 
 

@@ -70,3 +70,22 @@ def test_ppi_labels_at_least_two_units_per_arm():
     t = np.r_[np.zeros(30, int), np.ones(10, int)]
     labeled = label_units(t, 0.1, np.random.default_rng(0))
     assert labeled[t == 0].sum() == 3 and labeled[t == 1].sum() == 2
+
+
+def test_cluster_robust_ppi_covers_on_cluster_randomized_trials():
+    from models.many_trials import ppi_ate
+
+    world, rng = CoverageWorld(village_size=20, village_share=0.3), np.random.default_rng(6)
+    covered = {"units": [], "clusters": []}
+    for _ in range(40):
+        trial = world.trial(rng)
+        labeled = np.zeros(len(trial["t"]), bool)
+        labeled[rng.choice(len(labeled), 300, replace=False)] = True
+        args = (trial["truth"], trial["prediction"], trial["t"], labeled)
+        for name, clusters in (("units", None), ("clusters", trial["village"])):
+            lower, upper = ppi_ate(*args, clusters, n_boot=100, seed=int(rng.integers(2**31))).ci
+            covered[name].append(lower <= world.effect <= upper)
+    assert np.mean(covered["clusters"]) >= 0.85
+    assert np.mean(covered["units"]) < np.mean(covered["clusters"]) - 0.1  # independent-unit intervals under-cover
+    with pytest.raises(ValueError, match="no cluster label"):
+        ppi_ate(*args, np.full(len(labeled), None))
