@@ -1,16 +1,30 @@
 """Ingest: the study's inputs, the imagery catalog, the validated units, chips and covariates."""
 
 import dataclasses
+import shutil
 import time
+from pathlib import Path
 
 import dagster as dg
 import geopandas as gpd
 import pandas as pd
+import xarray as xr
 
 from assets.metadata import figure_md, table_md
 from assets.retries import retry_transient_io
 from models.catalog import build_catalog
-from models.chips import CHIP_SIZE, TILE_PX, WORKERS, check_nodata, open_cube, write_sequence_cube
+from models.chips import (
+    CHIP_SIZE,
+    CHUNK_PX,
+    TILE_PX,
+    WORKERS,
+    CubeSummary,
+    assemble_cubes,
+    check_nodata,
+    open_cube,
+    plan_chunks,
+    write_sequence_cube,
+)
 from models.design import randomization_test
 from models.plots import sequence_strip, study_area_map
 from models.rct import (
@@ -151,52 +165,82 @@ class ChipsConfig(dg.Config):
     chip_size: int = CHIP_SIZE
     max_all_nodata_share: float = 0.05  # of units with no valid pixel on any date (dropped above this share fails)
     max_date_nodata_share: float = 0.5  # of units with no valid pixel on one date (an empty scene fails)
+    chunk_px: int = CHUNK_PX  # side of the squares of the region extracted as separate steps
     tile_px: int = TILE_PX
     workers: int = WORKERS
 
 
-@dg.asset(
-    group_name=GROUP,
-    kinds={"zarr", "xarray"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            "chips_have_data",
-            asset="unit_image_sequences",
-            description="No unit is without a valid pixel on every date, and on no date are more than max_all_nodata_share of units without one.",
-        )
-    ],
-)
-def unit_image_sequences(
-    context: dg.AssetExecutionContext,
-    config: ChipsConfig,
-    rct_units: gpd.GeoDataFrame,
-    imagery_catalog: pd.DataFrame,
-    storage: StorageResource,
-):
-    """Every unit's T x C x H x W chip sequence as a Zarr cube (dims unit, time, band, y, x).
+@dg.config_mapping
+def _chips_config(config: ChipsConfig) -> dict:
+    """One ChipsConfig for the whole graph: every op of ``unit_image_sequences`` reads it."""
+    values = {"config": config.model_dump() if isinstance(config, ChipsConfig) else dict(config)}
+    return {op: values for op in ("plan_chip_chunks", "extract_chip_chunk", "assemble_chip_cube")}
 
-    Windowed reads grouped by scene and neighbourhood, each raster in its own CRS; nodata and
-    cloud pixels are NaN in ``reflectance`` and False in ``valid`` (a pixel is valid when every band
-    is). Units with no valid pixel on any date are dropped and listed; more than
-    ``max_all_nodata_share`` of them is an error, as is a date on which more than
-    ``max_date_nodata_share`` of units have no valid pixel. The metadata lists, per date, how many
-    units had no data there.
-    """
-    started = time.perf_counter()
-    with retry_transient_io(context), storage.staging() as stage:
-        staged = stage.output("cube.zarr")
+
+@dg.op(out=dg.DynamicOut(pd.DataFrame))
+def plan_chip_chunks(config: ChipsConfig, rct_units: gpd.GeoDataFrame, imagery_catalog: pd.DataFrame):
+    """The trial's units by ``chunk_px`` square of the region: one extraction step each."""
+    for key, units in plan_chunks(pd.DataFrame(rct_units[["unit_id", "lon", "lat"]]), imagery_catalog, config.chunk_px).items():
+        yield dg.DynamicOutput(units, mapping_key=key)
+
+
+@dg.op
+def extract_chip_chunk(
+    context: dg.OpExecutionContext, config: ChipsConfig, units: pd.DataFrame, imagery_catalog: pd.DataFrame, storage: StorageResource
+) -> dict:
+    """One square's chip sequences as a cube of its own (run-scoped), and what the extraction found."""
+    path = storage.path(".runs", context.run.run_id, "chip_chunks", f"{context.get_mapping_key()}.zarr")
+    with retry_transient_io(context):
         summary = write_sequence_cube(
-            rct_units, imagery_catalog, staged.path, config.chip_size, tile_px=config.tile_px, workers=config.workers
+            units, imagery_catalog, path, config.chip_size, tile_px=config.tile_px, workers=config.workers, require_data=False
         )
+    return {"path": str(path), **dataclasses.asdict(summary)}
+
+
+@dg.op
+def assemble_chip_cube(context: dg.OpExecutionContext, config: ChipsConfig, chunks: list[dict], storage: StorageResource):
+    """The chunks' cubes concatenated into the asset's cube; fails on too many units or dates
+    without data (``check_nodata``), then removes the chunks' cubes."""
+    started = time.perf_counter()
+    parts = [(Path(c["path"]), CubeSummary(**{k: v for k, v in c.items() if k != "path"})) for c in chunks]
+    with storage.staging() as stage:
+        staged = stage.output("cube.zarr")
+        summary = assemble_cubes(parts, staged.path)
         check_nodata(summary, config.max_all_nodata_share, config.max_date_nodata_share)
         seconds = time.perf_counter() - started
-        yield dg.Output(
-            staged, metadata={**_cube_metadata(staged.path, summary), "seconds": seconds, "chips_per_second": summary.n_units / seconds}
-        )
+        metadata = {**_cube_metadata(staged.path, summary), "chunks": len(parts), "assembly_seconds": seconds}
+        yield dg.Output(staged, metadata=metadata)
+    for path, _ in parts:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@dg.graph_asset(group_name=GROUP, kinds={"zarr", "xarray"}, config=_chips_config)
+def unit_image_sequences(rct_units: gpd.GeoDataFrame, imagery_catalog: pd.DataFrame):
+    """Every unit's T x C x H x W chip sequence as a Zarr cube (dims unit, time, band, y, x).
+
+    Extracted square by square of the region (``chunk_px``), each square a separate step that the
+    executor runs in parallel (processes, or Celery workers), then concatenated. Within a square,
+    windowed reads grouped by scene and neighbourhood, each raster in its own CRS; nodata and cloud
+    pixels are NaN in ``reflectance`` and False in ``valid`` (a pixel is valid when every band is).
+    Units with no valid pixel on any date are dropped and listed; more than
+    ``max_all_nodata_share`` of them is an error, as is a date on which more than
+    ``max_date_nodata_share`` of units have no valid pixel. The metadata lists, per date, how many
+    units had no data there; the cube's ``extraction`` attribute keeps that record.
+    """
+    chunks = plan_chip_chunks(rct_units, imagery_catalog)
+    return assemble_chip_cube(chunks.map(lambda units: extract_chip_chunk(units, imagery_catalog)).collect())
+
+
+@dg.asset_check(
+    asset=unit_image_sequences,
+    description="No unit is without a valid pixel on every date, and on no date are more than max_all_nodata_share of units without one.",
+)
+def chips_have_data(unit_image_sequences: xr.Dataset) -> dg.AssetCheckResult:
+    """Reads the extraction record the cube carries (``CubeSummary.of``)."""
+    summary = CubeSummary.of(unit_image_sequences)
     dates = summary.date_table()
-    sparse = dates.loc[dates["share"] > config.max_all_nodata_share, "date"].tolist()
-    yield dg.AssetCheckResult(
-        check_name="chips_have_data",
+    sparse = dates.loc[dates["share"] > ChipsConfig().max_all_nodata_share, "date"].tolist()
+    return dg.AssetCheckResult(
         passed=not summary.dropped_all_nodata and not sparse,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={

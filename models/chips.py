@@ -9,6 +9,8 @@ is bounded by one tile window per scene plus one flush of chips.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -31,6 +33,7 @@ from models.storage import atomic_path
 UNIT_CHUNK = 64
 CHIP_SIZE = 32  # pixels per side; 32 Landsat pixels ~ 1 km, a village's surroundings
 TILE_PX = 512  # spatial tile of grouped windowed reads
+CHUNK_PX = 2048  # side of the squares extracted as separate jobs (about 61 km of 30 m pixels)
 WORKERS = 2  # reader threads
 # Blosc-LZ4 level 5 without shuffle: on the int16 cube of 10,000 units (8 dates x 6 bands x 32 x 32) the
 # whole extraction takes 2.9x the time of reading every raster once, vs 3.1x with byte shuffle and
@@ -226,6 +229,13 @@ class CubeSummary:
         share = np.asarray(self.nodata_by_date) / max(self.n_located, 1)
         return pd.DataFrame({"date": self.dates, "units_without_data": self.nodata_by_date, "share": share})
 
+    @classmethod
+    def of(cls, cube: xr.Dataset) -> CubeSummary:
+        """The record an assembled cube carries in its ``extraction`` attribute (``assemble_cubes``)."""
+        if "extraction" not in cube.attrs:
+            raise KeyError("this cube carries no extraction record: it was not written by assemble_cubes; re-materialize it")
+        return cls(**cube.attrs["extraction"])
+
 
 class _CubeAppender:
     """Buffers chips and appends them to a Zarr store in whole unit chunks.
@@ -326,6 +336,10 @@ def _cube_batch(chips: np.ndarray, valid: np.ndarray, units: pd.DataFrame, dates
     )
 
 
+class _NothingWritten(Exception):
+    """A chunk whose units all lack data: nothing to rename into place."""
+
+
 def write_sequence_cube(
     units: pd.DataFrame,
     catalog: pd.DataFrame,
@@ -334,17 +348,20 @@ def write_sequence_cube(
     flush_units: int = 512,
     tile_px: int = TILE_PX,
     workers: int = WORKERS,
+    require_data: bool = True,
 ) -> CubeSummary:
     """Extract every unit's chip sequence and write the Zarr cube at ``path`` atomically.
 
     ``units`` needs unit_id, lon, lat (EPSG:4326). Units whose whole sequence is nodata are
     dropped and reported. The cube's unit order is spatial (for read locality): select by ``unit``.
+    Without ``require_data`` (one chunk of a larger extraction) a set of units none of which has
+    data writes nothing and returns ``n_units == 0`` instead of failing.
     """
     scenes = scenes_from_catalog(catalog)
     dropped: list[str] = []
     valid_px = total_px = 0
     nodata_by_date = np.zeros(len(catalog), dtype=np.int64)
-    with atomic_path(path) as tmp, contextlib.ExitStack() as stack:
+    with contextlib.suppress(_NothingWritten), atomic_path(path) as tmp, contextlib.ExitStack() as stack:
         for scene in scenes:
             stack.enter_context(scene)
         bands = list(catalog["band_names"].iloc[0])
@@ -361,12 +378,59 @@ def write_sequence_cube(
             total_px += valid.size
             cube.add(chips, valid, units.iloc[idx])
         cube.flush()
-        if cube.written == 0:
+        if cube.written == 0 and require_data:
             raise CatalogError(
                 "no unit has a valid pixel on any date: the units do not overlap the imagery's data (check lon/lat and the rasters' nodata values)"
             )
+        if cube.written == 0:
+            raise _NothingWritten  # leaves no file: atomic_path removes the empty temporary store
     dates = [f"{d:%Y-%m-%d}" for d in pd.to_datetime(catalog["date"])]
     return CubeSummary(cube.written, dropped, float(valid_px / max(total_px, 1)), len(units), dates, nodata_by_date.tolist())
+
+
+def plan_chunks(units: pd.DataFrame, catalog: pd.DataFrame, chunk_px: int) -> dict[str, pd.DataFrame]:
+    """Units (unit_id, lon, lat) grouped by the ``chunk_px`` square of the first scene's pixel grid
+    that holds them, keyed ``r<row>_c<col>``: independent extraction jobs for separate workers, each
+    reading only its own windows of every scene."""
+    first = catalog.iloc[0]
+    x, y = Transformer.from_crs("EPSG:4326", first["crs"], always_xy=True).transform(units["lon"].to_numpy(), units["lat"].to_numpy())
+    rows = np.floor((first["top"] - np.asarray(y)) / first["res_y"] / chunk_px).astype(np.int64)
+    cols = np.floor((np.asarray(x) - first["left"]) / first["res_x"] / chunk_px).astype(np.int64)
+    keys = pd.Series([f"r{r}_c{c}" for r, c in zip(rows, cols, strict=True)], index=units.index).str.replace("-", "m")
+    return {key: part.reset_index(drop=True) for key, part in units.groupby(keys, sort=True)}
+
+
+def assemble_cubes(parts: list[tuple[Path, CubeSummary]], path: str | Path) -> CubeSummary:
+    """Concatenate chunk cubes (as ``write_sequence_cube`` wrote them) along ``unit`` into one cube
+    at ``path``, atomically, copying their stored integers as they are; the summaries add up."""
+    summaries = [summary for _, summary in parts]
+    written = [(p, s) for p, s in parts if s.n_units]
+    if not written:
+        raise CatalogError(
+            "no unit has a valid pixel on any date: the units do not overlap the imagery's data (check lon/lat and the rasters' nodata values)"
+        )
+    with atomic_path(path) as tmp:
+        shutil.copytree(written[0][0], tmp)
+        group = zarr.open_group(tmp, mode="r+")
+        for part_path, _ in written[1:]:
+            part = zarr.open_group(part_path, mode="r")
+            for name in ("reflectance", "valid", "unit", "lon", "lat"):
+                group[name].append(part[name][:], axis=0)
+        summary = _combine(summaries)
+        group.attrs["extraction"] = dataclasses.asdict(summary)
+    return summary
+
+
+def _combine(summaries: list[CubeSummary]) -> CubeSummary:
+    n = sum(s.n_units for s in summaries)
+    return CubeSummary(
+        n_units=n,
+        dropped_all_nodata=[u for s in summaries for u in s.dropped_all_nodata],
+        valid_fraction=sum(s.valid_fraction * s.n_units for s in summaries) / max(n, 1),
+        n_located=sum(s.n_located for s in summaries),
+        dates=summaries[0].dates,
+        nodata_by_date=np.sum([s.nodata_by_date for s in summaries], axis=0).astype(int).tolist(),
+    )
 
 
 def open_cube(path: str | Path) -> xr.Dataset:

@@ -51,7 +51,23 @@ class LocalStorageIOManager(dg.ConfigurableIOManager):
     def _base(self, context) -> Path:
         return self.storage.path(*context.asset_key.path)
 
+    def _step_output(self, context: dg.OutputContext) -> Path:
+        """Where an op inside a graph-backed asset (one per chip chunk, say) keeps its output: under
+        ``.runs/<run id>/<step>/<output>[/<mapping key>]``, so a re-execution from failure reads
+        what the steps that succeeded wrote."""
+        return self.storage.path(".runs", *context.get_identifier())
+
     def handle_output(self, context: dg.OutputContext, obj) -> None:
+        if not context.has_asset_key:  # an op's output inside a graph-backed asset: a table or a record
+            path = self._step_output(context)
+            if isinstance(obj, pd.DataFrame):
+                with atomic_path(path.with_suffix(".parquet")) as tmp:
+                    obj.to_parquet(tmp, index=False)
+            elif isinstance(obj, dict):
+                write_json(obj, path.with_suffix(".json"))
+            else:
+                raise TypeError(f"{context.step_key}: op outputs are DataFrames or dicts, got {type(obj).__name__}")
+            return
         base, name = self._base(context), context.asset_key.to_user_string()
         metadata = {}
         if isinstance(obj, pd.DataFrame):
@@ -89,6 +105,13 @@ class LocalStorageIOManager(dg.ConfigurableIOManager):
         return target
 
     def load_input(self, context: dg.InputContext):
+        if not context.upstream_output.has_asset_key:
+            path = self._step_output(context.upstream_output)
+            return (
+                pd.read_parquet(path.with_suffix(".parquet"))
+                if path.with_suffix(".parquet").exists()
+                else json.loads(path.with_suffix(".json").read_text())
+            )
         base = self._base(context.upstream_output)
         found = [base.with_suffix(s) for s in SUFFIXES if base.with_suffix(s).exists() and (s or base.is_dir())]
         if not found:

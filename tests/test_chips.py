@@ -9,7 +9,7 @@ from pyproj import Transformer
 from rasterio.transform import from_origin
 
 from models.catalog import CatalogError, build_catalog, date_from_name
-from models.chips import open_cube, scenes_from_catalog, write_sequence_cube
+from models.chips import assemble_cubes, open_cube, plan_chunks, scenes_from_catalog, write_sequence_cube
 from tests.conftest import GRID, NC_LANDSAT, UTM36, lonlat_of_pixel, ramp, write_raster
 
 
@@ -188,3 +188,32 @@ def test_cube_written_in_several_batches_matches_every_window(tmp_path, scaled):
         np.testing.assert_allclose(cube["reflectance"].sel(unit=uid).isel(time=0).values, window, rtol=1e-6)
         np.testing.assert_array_equal(cube["valid"].sel(unit=uid).isel(time=0).values, ~np.isnan(window).any(axis=0))
         assert cube["lon"].sel(unit=uid).item() == pytest.approx(units.set_index("unit_id").loc[uid, "lon"])
+
+
+def test_chunked_extraction_assembles_the_same_cube(tmp_path):
+    """Chunks of the region extracted separately and concatenated give every unit the chip, mask and
+    coordinates of the one-pass cube, and the summaries add up; a chunk without data writes nothing."""
+    folder, _ = scaled_int16_folder(tmp_path)
+    rng = np.random.default_rng(1)
+    pixels = [(int(r), int(c)) for r, c in zip(rng.integers(2, 38, 120), rng.integers(2, 48, 120), strict=True)]
+    units = units_at(pixels)
+    catalog = build_catalog(folder)
+    whole = write_sequence_cube(units, catalog, tmp_path / "whole.zarr", size=4)
+    chunks = plan_chunks(units, catalog, chunk_px=16)
+    assert len(chunks) == 9 and sum(len(c) for c in chunks.values()) == len(units)
+    parts = [(tmp_path / f"{key}.zarr", write_sequence_cube(c, catalog, tmp_path / f"{key}.zarr", size=4)) for key, c in chunks.items()]
+    summary = assemble_cubes(parts, tmp_path / "assembled.zarr")
+    assert summary.n_units == whole.n_units and summary.nodata_by_date == whole.nodata_by_date
+    assert summary.valid_fraction == pytest.approx(whole.valid_fraction)
+    a, b = open_cube(tmp_path / "whole.zarr"), open_cube(tmp_path / "assembled.zarr")
+    assert sorted(a["unit"].values) == sorted(b["unit"].values)
+    b = b.sel(unit=a["unit"].values)
+    np.testing.assert_array_equal(a["reflectance"].values, b["reflectance"].values)
+    np.testing.assert_array_equal(a["valid"].values, b["valid"].values)
+    np.testing.assert_array_equal(a["lon"].values, b["lon"].values)
+    assert zarr.open_group(tmp_path / "assembled.zarr")["reflectance"].dtype == np.int16
+    outside = units_at([(2, 2)]).assign(lon=0.0, lat=0.0)  # far from the scene: no data
+    empty = write_sequence_cube(outside, catalog, tmp_path / "empty.zarr", size=4, require_data=False)
+    assert empty.n_units == 0 and empty.dropped_all_nodata == ["u0"] and not (tmp_path / "empty.zarr").exists()
+    with pytest.raises(CatalogError, match="no unit has a valid pixel"):
+        assemble_cubes([(tmp_path / "empty.zarr", empty)], tmp_path / "none.zarr")

@@ -18,7 +18,7 @@ SMALL_DEMO = DemoStudyConfig(n_units=120, n_survey=50, n_dates=4, region_px=256,
 
 
 def materialize(root, source=None, ops=None, raise_on_error=True):
-    ops = {"study_inputs": SMALL_DEMO, "unit_image_sequences": ChipsConfig(chip_size=16), **(ops or {})}
+    ops = {"study_inputs": SMALL_DEMO, "unit_image_sequences": ChipsConfig(chip_size=16, chunk_px=128), **(ops or {})}
     return materialize_modules([ingest], root, source, ops, raise_on_error)
 
 
@@ -54,6 +54,18 @@ def test_metadata_and_checks_reach_the_ui(demo_run):
     assert "data:image/png;base64" in cube_meta["sequence"].value and 0.5 < cube_meta["valid_fraction"].value <= 1
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks["units_inside_imagery"] and checks["chips_have_data"]
+
+
+def test_chips_are_extracted_square_by_square_as_separate_steps(demo_run):
+    root, result = demo_run
+    steps = {e.step_key for e in result.all_events if e.is_step_success}
+    chunk_steps = sorted(s for s in steps if s.startswith("unit_image_sequences.extract_chip_chunk["))
+    assert len(chunk_steps) == 4  # a 256 px region in 128 px squares
+    assert result.asset_materializations_for_node("unit_image_sequences")[0].metadata["chunks"].value == 4
+    cube = xr.open_zarr(root / "unit_image_sequences.zarr", consolidated=False)
+    assert cube.attrs["extraction"]["n_units"] == cube.sizes["unit"] and cube.sizes["unit"] == SMALL_DEMO.n_units
+    run_dir = root / ".runs" / result.run_id
+    assert not list(run_dir.rglob("*.zarr"))  # the chunks' cubes are removed once assembled
 
 
 def test_failed_rerun_keeps_previous_materialization(demo_run, tmp_path):

@@ -76,7 +76,8 @@ def stack(tmp_path_factory):
 
 def test_evidence_job_runs_on_postgres_and_two_celery_workers(stack):
     client, env, servers = stack
-    run_id = client.submit_job_execution("evidence_job")
+    chunked = {"ops": {"unit_image_sequences": {"config": {"chunk_px": 512}}}}  # the demo's 1024 px region in 4 squares
+    run_id = client.submit_job_execution("evidence_job", run_config=chunked)
     status = wait_for_run(client, run_id, timeout=1500)
     assert status == "SUCCESS", f"run {run_id}: {status}\n" + servers.log("daemon")
 
@@ -93,6 +94,8 @@ def test_evidence_job_runs_on_postgres_and_two_celery_workers(stack):
     done = {
         name: len(re.findall(r"Task execute_plan\[[^\]]+\] succeeded", servers.log(name, full=True))) for name in ("worker1", "worker2")
     }
-    steps = len({e.step_key for e in instance.all_logs(run_id) if e.step_key})
+    step_keys = {e.step_key for e in instance.all_logs(run_id) if e.step_key}
+    steps = len(step_keys)
+    assert len([k for k in step_keys if k.startswith("unit_image_sequences.extract_chip_chunk[")]) == 4
     assert min(done.values()) >= 1, done
     assert sum(done.values()) == steps, (done, steps)
