@@ -20,7 +20,7 @@ from models.debias import (
     fit_corrections,
     per_place_rmse,
 )
-from models.grid import GridMap, embed_grid
+from models.grid import GridEmbedding, GridMap
 from models.imagery_trials import PostTreatmentImagery, survey_pool_trials
 from models.many_trials import METHODS, CalibrationDraws, TrialDesign, TweedieDensity, evaluate, observed_trial, simulate_trials
 from models.plots import estimate_distributions, metric_bars, raster_panels, wealth_calibration
@@ -85,12 +85,6 @@ def wealth_model(
     )
 
 
-class WealthMapConfig(dg.Config):
-    """Grid spacing in pixels of the first scene."""
-
-    step_px: int = 32
-
-
 @dg.multi_asset(
     group_name=GROUP,
     outs={
@@ -103,18 +97,18 @@ class WealthMapConfig(dg.Config):
     },
 )
 def wealth_map(
-    config: WealthMapConfig,
     wealth_model: dict,
-    imagery_catalog: pd.DataFrame,
+    grid_embeddings: xr.Dataset,
     sequence_encoder: Path,
     unit_image_sequences: xr.Dataset,
     storage: StorageResource,
     compute: ComputeResource,
 ):
-    """The one map that many trials can use as an outcome: on a grid and at every trial unit."""
+    """The one map that many trials can use as an outcome: on the grid (``grid_embeddings``) and at
+    every trial unit."""
     model, fitted, device = WealthModel.from_dict(wealth_model), load_encoders(sequence_encoder), compute.torch_device()
     with storage.staging() as stage:
-        result = predict_map(model, embed_grid(imagery_catalog, fitted, config.step_px, stage.folder, device))
+        result = predict_map(model, GridEmbedding.from_dataset(grid_embeddings))
         staged = stage.output("wealth_map.tif")
         result.write(staged.path)
         grid = result.layers["wealth_prediction"]

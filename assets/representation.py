@@ -8,8 +8,11 @@ import pandas as pd
 import xarray as xr
 
 from assets.metadata import figure_md
+from assets.retries import retry_transient_io
+from models.chips import CHUNK_PX
 from models.embeddings import combine, embedding_table, prognostic_target, tabular_embeddings
 from models.encoders import Aggregator, Capacity, EncoderSpec
+from models.grid import assemble_grid, embed_square, grid_squares
 from models.plots import embedding_pca, training_curves
 from models.simulate import dominant_landcover, read_unit_truth
 from models.training import Objective, TrainConfig, fit_encoders, load_encoders, load_sequences, save_encoders
@@ -160,4 +163,66 @@ def embeddings_image_sequence_tabular(
     table = combine(embeddings_image_sequence, embeddings_tabular)
     return _embedding_output(
         table, rct_units, study_inputs, "image sequence + tabular", {"dropped": len(embeddings_image_sequence) - len(table)}
+    )
+
+
+class GridConfig(dg.Config):
+    """The grid the maps are drawn on: a cell every ``step_px`` pixels of the first scene (default
+    one demo chip), embedded in ``chunk_px`` squares, one step each."""
+
+    step_px: int = 32
+    chunk_px: int = CHUNK_PX
+
+
+@dg.config_mapping
+def _grid_config(config: GridConfig) -> dict:
+    """One GridConfig for the whole graph: every op of ``grid_embeddings`` reads it."""
+    values = {"config": config.model_dump() if isinstance(config, GridConfig) else dict(config)}
+    return {op: values for op in ("plan_grid_squares", "embed_grid_square", "assemble_grid_embeddings")}
+
+
+@dg.op(out=dg.DynamicOut(pd.DataFrame))
+def plan_grid_squares(config: GridConfig, imagery_catalog: pd.DataFrame):
+    """The grid's cells by ``chunk_px`` square of the region: one embedding step each."""
+    for key, cells in grid_squares(imagery_catalog.iloc[0], config.step_px, config.chunk_px).items():
+        yield dg.DynamicOutput(cells, mapping_key=key)
+
+
+@dg.op
+def embed_grid_square(
+    context: dg.OpExecutionContext,
+    cells: pd.DataFrame,
+    imagery_catalog: pd.DataFrame,
+    sequence_encoder: Path,
+    storage: StorageResource,
+    compute: ComputeResource,
+) -> pd.DataFrame:
+    """One square's cells read like trial units and embedded by every fold model."""
+    with retry_transient_io(context), storage.staging() as stage:
+        return embed_square(cells, imagery_catalog, load_encoders(sequence_encoder), stage.folder, compute.torch_device())
+
+
+@dg.op
+def assemble_grid_embeddings(config: GridConfig, squares: list[pd.DataFrame], imagery_catalog: pd.DataFrame, storage: StorageResource):
+    """The squares' embeddings as one cube."""
+    grid = assemble_grid(squares, imagery_catalog.iloc[0], config.step_px)
+    with storage.staging() as stage:
+        staged = stage.output("grid.zarr")
+        grid.to_dataset().to_zarr(staged.path, mode="w", consolidated=False, zarr_format=3)
+        yield dg.Output(
+            staged,
+            metadata={"cells": len(grid.cells), "grid_shape": dg.MetadataValue.json([int(v) for v in grid.shape]), "squares": len(squares)},
+        )
+
+
+@dg.graph_asset(group_name=GROUP, kinds={"zarr", "torch"}, config=_grid_config)
+def grid_embeddings(imagery_catalog: pd.DataFrame, sequence_encoder: Path):
+    """A grid over the whole region, each cell's chip sequence read like a trial unit's (at the
+    encoder's chip size) and embedded by every fold model of the sequence encoder: what the CATE
+    map and the wealth map predict from. Embedded square by square (``chunk_px``), each square a
+    separate step the executor runs in parallel. Cube dims model, cell, feature; cells without
+    imagery are left out; the grid's transform, shape and CRS are in the attributes."""
+    squares = plan_grid_squares(imagery_catalog)
+    return assemble_grid_embeddings(
+        squares.map(lambda cells: embed_grid_square(cells, imagery_catalog, sequence_encoder)).collect(), imagery_catalog
     )

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import rasterio
+import xarray as xr
 from affine import Affine
 from pyproj import Transformer
 
@@ -75,18 +76,24 @@ def write_grid_geotiff(
     return Path(path)
 
 
-def place_sequences(places: pd.DataFrame, catalog: pd.DataFrame, fitted, workdir: Path):
+def place_sequences(places: pd.DataFrame, catalog: pd.DataFrame, fitted, workdir: Path, require_data: bool = True):
     """Chip sequences at the encoders' chip size, as they read them, for places given as unit_id,
-    lon, lat (a cube under ``workdir``). Places whose sequence is all nodata are left out."""
+    lon, lat (a cube under ``workdir``). Places whose sequence is all nodata are left out; without
+    ``require_data``, None when that is every place."""
     cube_path = Path(workdir) / "places.zarr"
-    write_sequence_cube(places, catalog, cube_path, size=fitted.chip_size)
+    if write_sequence_cube(places, catalog, cube_path, size=fitted.chip_size, require_data=require_data).n_units == 0:
+        return None
     return fitted.sequences(open_cube(cube_path))
 
 
-def embed_places(places: pd.DataFrame, catalog: pd.DataFrame, fitted, workdir: Path, device) -> tuple[pd.DataFrame, list[np.ndarray]]:
+def embed_places(
+    places: pd.DataFrame, catalog: pd.DataFrame, fitted, workdir: Path, device, require_data: bool = True
+) -> tuple[pd.DataFrame, list[np.ndarray]]:
     """Embeddings, one array per fold model, of ``place_sequences``; the returned frame lists the
-    kept places, in order."""
-    data = place_sequences(places, catalog, fitted, workdir)
+    kept places, in order (none, without ``require_data``, when no place has data)."""
+    data = place_sequences(places, catalog, fitted, workdir, require_data)
+    if data is None:
+        return places.iloc[:0], [np.empty((0, fitted.spec.dim), np.float32) for _ in fitted.models]
     kept = places.set_index("unit_id").loc[list(data.unit_ids)].reset_index()
     return kept, fitted.transform_each(data, device)
 
@@ -130,10 +137,63 @@ class GridEmbedding:
         """Per-cell values (in ``cells`` order) as a GridMap; cells without imagery are NaN."""
         return GridMap({name: to_grid(v, self.cells, self.shape) for name, v in values.items()}, self.transform, self.crs)
 
+    def to_dataset(self) -> xr.Dataset:
+        """As a cube (dims model, cell, feature; the grid in the attributes): what the
+        ``grid_embeddings`` asset stores as Zarr."""
+        cells = self.cells
+        return xr.Dataset(
+            {"embedding": (("model", "cell", "feature"), np.stack(self.per_model).astype(np.float32))},
+            coords={
+                "cell": cells["unit_id"].astype(str).to_numpy(dtype=object),
+                **{c: ("cell", cells[c].to_numpy()) for c in ("lon", "lat", "row", "col")},
+            },
+            attrs={"transform": [float(v) for v in list(self.transform)[:6]], "shape": [int(v) for v in self.shape], "crs": str(self.crs)},
+        )
 
-def embed_grid(catalog: pd.DataFrame, fitted, step_px: int, workdir: Path, device) -> GridEmbedding:
-    """A grid every ``step_px`` pixels over the first scene, each cell embedded like a trial unit."""
+    @classmethod
+    def from_dataset(cls, ds: xr.Dataset) -> GridEmbedding:
+        cells = pd.DataFrame({"unit_id": [str(c) for c in ds["cell"].values], **{c: ds[c].values for c in ("lon", "lat", "row", "col")}})
+        per_model = list(ds["embedding"].values)
+        return cls(cells, per_model, Affine(*ds.attrs["transform"]), tuple(ds.attrs["shape"]), ds.attrs["crs"])
+
+
+def grid_squares(scene: pd.Series, step_px: int, chunk_px: int) -> dict[str, pd.DataFrame]:
+    """The grid's cells (``grid_cells``) grouped by ``chunk_px`` square of the scene, keyed
+    ``r<row>_c<col>``: independent embedding jobs for separate workers."""
+    cells, _, _ = grid_cells(scene, step_px)
+    per = max(chunk_px // step_px, 1)
+    keys = "r" + (cells["row"] // per).astype(str) + "_c" + (cells["col"] // per).astype(str)
+    return {key: part.reset_index(drop=True) for key, part in cells.groupby(keys, sort=True)}
+
+
+def embed_square(cells: pd.DataFrame, catalog: pd.DataFrame, fitted, workdir: Path, device) -> pd.DataFrame:
+    """One square's cells with imagery and their embeddings: one row per cell and fold model
+    (columns unit_id, lon, lat, row, col, model, e000...); no rows when no cell has data."""
+    kept, per_model = embed_places(cells, catalog, fitted, workdir, device, require_data=False)
+    frames = []
+    for k, z in enumerate(per_model):
+        features = pd.DataFrame(z, columns=[f"e{j:03d}" for j in range(z.shape[1])])
+        frames.append(pd.concat([kept.reset_index(drop=True), features], axis=1).assign(model=k))
+    return pd.concat(frames, ignore_index=True)
+
+
+def assemble_grid(squares: list[pd.DataFrame], scene: pd.Series, step_px: int) -> GridEmbedding:
+    """The squares' embeddings as one ``GridEmbedding`` over the scene's grid."""
+    table = pd.concat(squares, ignore_index=True).sort_values(["model", "row", "col"], kind="stable")
+    if table.empty:
+        raise ValueError("no grid cell has imagery: the grid does not overlap the imagery's data")
+    _, transform, shape = grid_cells(scene, step_px)
+    features = [c for c in table.columns if c.startswith("e") and c[1:].isdigit()]
+    models = sorted(table["model"].unique())
+    cells = table[table["model"] == models[0]][["unit_id", "lon", "lat", "row", "col"]].reset_index(drop=True)
+    per_model = [table.loc[table["model"] == k, features].to_numpy(np.float32) for k in models]
+    return GridEmbedding(cells, per_model, transform, shape, scene["crs"])
+
+
+def embed_grid(catalog: pd.DataFrame, fitted, step_px: int, workdir: Path, device, chunk_px: int = 2048) -> GridEmbedding:
+    """A grid every ``step_px`` pixels over the first scene, each cell embedded like a trial unit,
+    square by square (``grid_squares``; the ``grid_embeddings`` asset runs the squares as separate
+    steps)."""
     scene = catalog.iloc[0]
-    cells, transform, shape = grid_cells(scene, step_px)
-    located, per_model = embed_places(cells, catalog, fitted, workdir, device)
-    return GridEmbedding(located, per_model, transform, shape, scene["crs"])
+    squares = [embed_square(c, catalog, fitted, Path(workdir) / key, device) for key, c in grid_squares(scene, step_px, chunk_px).items()]
+    return assemble_grid(squares, scene, step_px)

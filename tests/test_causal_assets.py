@@ -9,7 +9,7 @@ from assets import causal, generalization, ingest, interpretation, representatio
 from assets.causal import CateConfig
 from assets.generalization import CateMapConfig
 from assets.ingest import ChipsConfig, DemoStudyConfig
-from assets.representation import EncoderConfig, ImageEncoderConfig
+from assets.representation import EncoderConfig, GridConfig, ImageEncoderConfig
 from assets.simulation import EncoderChoiceConfig, SimulationStudyConfig
 from models.simulation_study import EncoderChoice, StudyGrid, run_setting
 from models.training import resolve_device
@@ -26,7 +26,8 @@ OPS = {
     "sequence_encoder": EncoderConfig(epochs=1, batch_size=32),
     "image_encoder": ImageEncoderConfig(epochs=1, batch_size=32),
     "cate_estimates": CateConfig(learners=["causal_forest", "t_learner"], n_estimators=50),
-    "cate_map": CateMapConfig(step_px=16, n_estimators=50),
+    "cate_map": CateMapConfig(n_estimators=50),
+    "grid_embeddings": GridConfig(step_px=16),
     "unit_land_cover": interpretation.UnitLandCoverConfig(chip_size=16),
     "heterogeneity_attribution": interpretation.AttributionConfig(n_estimators=50),
 }

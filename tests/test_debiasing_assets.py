@@ -8,9 +8,9 @@ import pytest
 import rasterio
 
 from assets import debiasing, ingest, representation
-from assets.debiasing import TrialOutcomesConfig, WealthMapConfig
+from assets.debiasing import TrialOutcomesConfig
 from assets.ingest import ChipsConfig, DemoStudyConfig
-from assets.representation import EncoderConfig, ImageEncoderConfig
+from assets.representation import EncoderConfig, GridConfig, ImageEncoderConfig
 from tests.conftest import materialize_modules
 
 
@@ -21,7 +21,7 @@ def test_wealth_map_corrections_and_evaluation(tmp_path):
         "unit_image_sequences": ChipsConfig(chip_size=16),
         "sequence_encoder": EncoderConfig(epochs=2, batch_size=32),
         "image_encoder": ImageEncoderConfig(objective="random"),
-        "wealth_map": WealthMapConfig(step_px=16),
+        "grid_embeddings": GridConfig(step_px=16),
         "trial_outcomes": TrialOutcomesConfig(n_trials=40, units_per_trial=150, effects=[0.0, 1.0]),
     }
     result = materialize_modules([ingest, representation, debiasing], tmp_path, ops=ops)

@@ -64,8 +64,8 @@ def test_cli_materializes_the_whole_graph(tmp_path):
             "sequence_encoder": {"config": {"epochs": 1}},
             "image_encoder": {"config": {"epochs": 1}},
             "cate_estimates": {"config": {"learners": ["t_learner"]}},
-            "cate_map": {"config": {"step_px": 16, "n_estimators": 20}},
-            "wealth_map": {"config": {"step_px": 32}},
+            "cate_map": {"config": {"n_estimators": 20}},
+            "grid_embeddings": {"config": {"step_px": 32}},
             "trial_outcomes": {"config": {"n_trials": 10, "units_per_trial": 40, "effects": [0.0, 1.0], "calibration_boot": 20}},
             "simulation_study": {
                 "config": {
