@@ -10,6 +10,7 @@ import geopandas as gpd
 import pandas as pd
 import xarray as xr
 
+from assets.graphs import shared_config
 from assets.metadata import figure_md, table_md
 from assets.retries import retry_transient_io
 from models.catalog import build_catalog
@@ -170,13 +171,6 @@ class ChipsConfig(dg.Config):
     workers: int = WORKERS
 
 
-@dg.config_mapping
-def _chips_config(config: ChipsConfig) -> dict:
-    """One ChipsConfig for the whole graph: every op of ``unit_image_sequences`` reads it."""
-    values = {"config": config.model_dump() if isinstance(config, ChipsConfig) else dict(config)}
-    return {op: values for op in ("plan_chip_chunks", "extract_chip_chunk", "assemble_chip_cube")}
-
-
 @dg.op(out=dg.DynamicOut(pd.DataFrame))
 def plan_chip_chunks(config: ChipsConfig, rct_units: gpd.GeoDataFrame, imagery_catalog: pd.DataFrame):
     """The trial's units by ``chunk_px`` square of the region: one extraction step each."""
@@ -214,7 +208,11 @@ def assemble_chip_cube(context: dg.OpExecutionContext, config: ChipsConfig, chun
         shutil.rmtree(path, ignore_errors=True)
 
 
-@dg.graph_asset(group_name=GROUP, kinds={"zarr", "xarray"}, config=_chips_config)
+@dg.graph_asset(
+    group_name=GROUP,
+    kinds={"zarr", "xarray"},
+    config=shared_config(ChipsConfig, ("plan_chip_chunks", "extract_chip_chunk", "assemble_chip_cube")),
+)
 def unit_image_sequences(rct_units: gpd.GeoDataFrame, imagery_catalog: pd.DataFrame):
     """Every unit's T x C x H x W chip sequence as a Zarr cube (dims unit, time, band, y, x).
 

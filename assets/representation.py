@@ -7,6 +7,7 @@ import geopandas as gpd
 import pandas as pd
 import xarray as xr
 
+from assets.graphs import shared_config
 from assets.metadata import figure_md
 from assets.retries import retry_transient_io
 from models.chips import CHUNK_PX
@@ -174,13 +175,6 @@ class GridConfig(dg.Config):
     chunk_px: int = CHUNK_PX
 
 
-@dg.config_mapping
-def _grid_config(config: GridConfig) -> dict:
-    """One GridConfig for the whole graph: every op of ``grid_embeddings`` reads it."""
-    values = {"config": config.model_dump() if isinstance(config, GridConfig) else dict(config)}
-    return {op: values for op in ("plan_grid_squares", "embed_grid_square", "assemble_grid_embeddings")}
-
-
 @dg.op(out=dg.DynamicOut(pd.DataFrame))
 def plan_grid_squares(config: GridConfig, imagery_catalog: pd.DataFrame):
     """The grid's cells by ``chunk_px`` square of the region: one embedding step each."""
@@ -215,7 +209,11 @@ def assemble_grid_embeddings(config: GridConfig, squares: list[pd.DataFrame], im
         )
 
 
-@dg.graph_asset(group_name=GROUP, kinds={"zarr", "torch"}, config=_grid_config)
+@dg.graph_asset(
+    group_name=GROUP,
+    kinds={"zarr", "torch"},
+    config=shared_config(GridConfig, ("plan_grid_squares", "embed_grid_square", "assemble_grid_embeddings")),
+)
 def grid_embeddings(imagery_catalog: pd.DataFrame, sequence_encoder: Path):
     """A grid over the whole region, each cell's chip sequence read like a trial unit's (at the
     encoder's chip size) and embedded by every fold model of the sequence encoder: what the CATE
