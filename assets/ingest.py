@@ -192,7 +192,7 @@ def extract_chip_chunk(
 
 
 @dg.op
-def assemble_chip_cube(context: dg.OpExecutionContext, config: ChipsConfig, chunks: list[dict], storage: StorageResource):
+def assemble_chip_cube(config: ChipsConfig, chunks: list[dict], storage: StorageResource):
     """The chunks' cubes concatenated into the asset's cube; fails on too many units or dates
     without data (``check_nodata``), then removes the chunks' cubes."""
     started = time.perf_counter()
