@@ -10,7 +10,7 @@ import geopandas as gpd
 import pandas as pd
 import xarray as xr
 
-from assets.graphs import shared_config
+from assets.config import shared_config
 from assets.metadata import figure_md, table_md
 from assets.retries import retry_transient_io
 from models.catalog import build_catalog
