@@ -396,8 +396,14 @@ def plan_chunks(units: pd.DataFrame, catalog: pd.DataFrame, chunk_px: int) -> di
     x, y = Transformer.from_crs("EPSG:4326", first["crs"], always_xy=True).transform(units["lon"].to_numpy(), units["lat"].to_numpy())
     rows = np.floor((first["top"] - np.asarray(y)) / first["res_y"] / chunk_px).astype(np.int64)
     cols = np.floor((np.asarray(x) - first["left"]) / first["res_x"] / chunk_px).astype(np.int64)
-    keys = pd.Series([f"r{r}_c{c}" for r, c in zip(rows, cols, strict=True)], index=units.index).str.replace("-", "m")
-    return {key: part.reset_index(drop=True) for key, part in units.groupby(keys, sort=True)}
+    return by_square(units, rows, cols)
+
+
+def by_square(frame: pd.DataFrame, rows: np.ndarray, cols: np.ndarray) -> dict[str, pd.DataFrame]:
+    """``frame``'s rows grouped by square (``rows``, ``cols``: each row's square), keyed
+    ``r<row>_c<col>`` (``m`` for a minus sign: Dagster mapping keys are word characters)."""
+    keys = pd.Series([f"r{r}_c{c}".replace("-", "m") for r, c in zip(rows, cols, strict=True)], index=frame.index)
+    return {key: part.reset_index(drop=True) for key, part in frame.groupby(keys, sort=True)}
 
 
 def assemble_cubes(parts: list[tuple[Path, CubeSummary]], path: str | Path) -> CubeSummary:

@@ -16,7 +16,7 @@ import xarray as xr
 from affine import Affine
 from pyproj import Transformer
 
-from models.chips import open_cube, write_sequence_cube
+from models.chips import CHUNK_PX, by_square, open_cube, write_sequence_cube
 from models.storage import atomic_path
 
 
@@ -162,8 +162,7 @@ def grid_squares(scene: pd.Series, step_px: int, chunk_px: int) -> dict[str, pd.
     ``r<row>_c<col>``: independent embedding jobs for separate workers."""
     cells, _, _ = grid_cells(scene, step_px)
     per = max(chunk_px // step_px, 1)
-    keys = "r" + (cells["row"] // per).astype(str) + "_c" + (cells["col"] // per).astype(str)
-    return {key: part.reset_index(drop=True) for key, part in cells.groupby(keys, sort=True)}
+    return by_square(cells, cells["row"].to_numpy() // per, cells["col"].to_numpy() // per)
 
 
 def embed_square(cells: pd.DataFrame, catalog: pd.DataFrame, fitted, workdir: Path, device) -> pd.DataFrame:
@@ -190,7 +189,7 @@ def assemble_grid(squares: list[pd.DataFrame], scene: pd.Series, step_px: int) -
     return GridEmbedding(cells, per_model, transform, shape, scene["crs"])
 
 
-def embed_grid(catalog: pd.DataFrame, fitted, step_px: int, workdir: Path, device, chunk_px: int = 2048) -> GridEmbedding:
+def embed_grid(catalog: pd.DataFrame, fitted, step_px: int, workdir: Path, device, chunk_px: int = CHUNK_PX) -> GridEmbedding:
     """A grid every ``step_px`` pixels over the first scene, each cell embedded like a trial unit,
     square by square (``grid_squares``; the ``grid_embeddings`` asset runs the squares as separate
     steps)."""

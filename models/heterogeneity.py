@@ -79,14 +79,19 @@ def cluster_codes(clusters: np.ndarray | pd.Series | None, n: int) -> np.ndarray
     return pd.factorize(labels)[0]
 
 
+def cluster_members(codes: np.ndarray) -> list[np.ndarray]:
+    """Unit indices of each cluster 0..G-1 (``cluster_codes``), for resampling whole clusters."""
+    order = np.argsort(codes, kind="stable")
+    return np.split(order, np.searchsorted(codes[order], np.arange(1, int(codes.max()) + 1)))
+
+
 def half_samples(codes: np.ndarray, n_boot: int, seed: int = 0) -> list[np.ndarray]:
     """grf's half-sample bootstrap: each draw is half the clusters, without replacement. The spread of
     half-sample estimates is itself the standard error of the full-sample estimate."""
     n_groups = int(codes.max()) + 1
     if n_groups // 2 <= 1:
         raise ValueError(f"the half-sample bootstrap needs at least 4 units or clusters, got {n_groups}")
-    order = np.argsort(codes, kind="stable")
-    members = np.split(order, np.searchsorted(codes[order], np.arange(1, n_groups)))
+    members = cluster_members(codes)
     rng = np.random.default_rng(seed)
     return [np.concatenate([members[c] for c in rng.choice(n_groups, n_groups // 2, replace=False)]) for _ in range(n_boot)]
 

@@ -20,14 +20,13 @@ import pandas as pd
 from ppi_py import ppi_ols_ci, ppi_ols_pointestimate
 
 from models.debias import BandwidthRule, LinearCalibrationCorrection, OutOfSupportWarning, TweedieCorrection, WeakCalibrationWarning
-from models.heterogeneity import Z95, Estimate, cluster_codes, difference_in_means
+from models.heterogeneity import Z95, Estimate, cluster_codes, cluster_members, difference_in_means
 
 METHODS = ("oracle", "naive", "lcc", "tweedie", "ppi")
 TweedieDensity = Literal["calibration", "trial"]
 
 
-def _ppi_point(truth: np.ndarray, prediction: np.ndarray, t: np.ndarray, labeled: np.ndarray) -> float:
-    design = np.column_stack([np.ones(len(t)), t.astype(float)])
+def _ppi_point(truth: np.ndarray, prediction: np.ndarray, design: np.ndarray, labeled: np.ndarray) -> float:
     lab, unl = labeled, ~labeled
     return float(ppi_ols_pointestimate(design[lab], truth[lab], prediction[lab], design[unl], prediction[unl])[1])
 
@@ -46,19 +45,18 @@ def ppi_ate(
     ``clusters`` the standard error comes from a cluster bootstrap around the same estimator
     (clusters resampled with all their units, labeled or not; ``n_boot`` draws)."""
     truth, prediction, t, labeled = np.asarray(truth, float), np.asarray(prediction, float), np.asarray(t), np.asarray(labeled, bool)
-    point = _ppi_point(truth, prediction, t, labeled)
+    design = np.column_stack([np.ones(len(t)), t.astype(float)])  # OLS of outcome on [1, T]
+    point = _ppi_point(truth, prediction, design, labeled)
     if clusters is None:
-        design = np.column_stack([np.ones(len(t)), t.astype(float)])
         lower, upper = ppi_ols_ci(design[labeled], truth[labeled], prediction[labeled], design[~labeled], prediction[~labeled], alpha=0.05)
         return Estimate(point, float((upper[1] - lower[1]) / (2 * Z95)))
-    codes = cluster_codes(clusters, len(t))
-    members = [np.flatnonzero(codes == g) for g in range(codes.max() + 1)]
+    members = cluster_members(cluster_codes(clusters, len(t)))
     rng, draws = np.random.default_rng(seed), []
     for _ in range(n_boot):
         idx = np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
         arms = [(t[idx] == arm) & lab for arm in (0, 1) for lab in (labeled[idx], ~labeled[idx])]
         if min(a.sum() for a in arms) >= 2:  # both arms labeled and unlabeled, or PPI's OLS is singular
-            draws.append(_ppi_point(truth[idx], prediction[idx], t[idx], labeled[idx]))
+            draws.append(_ppi_point(truth[idx], prediction[idx], design[idx], labeled[idx]))
     if len(draws) < n_boot // 2:
         raise ValueError(
             f"only {len(draws)} of {n_boot} cluster resamples had labeled and unlabeled units in both arms: too few clusters for PPI"

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -390,8 +388,7 @@ def simulate_study(cfg: SimulationConfig, root: str | Path) -> StudyPaths:
     _write_units(paths, cfg, labels_last, first, last, wealth, rng)
     survey_rows, survey_cols = _write_survey(paths, cfg, labels_last, wealth, rng)
     windows = place_windows(labels_last.shape, survey_rows, survey_cols, cfg.chip_size)
-    scene = functools.partial(_last_date_scene, texture=texture, t=cfg.n_dates - 1, state=last_date_state)
-    _write_post_treatment(paths, cfg, labels_last, windows, response, scene, invalid, dates[-1])
+    _write_post_treatment(paths, cfg, labels_last, windows, response, texture, last_date_state, invalid, dates[-1])
     write_json({"config": dataclasses.asdict(cfg), "dates": dates, "bands": BANDS}, paths.root / "simulation.json")
     return paths
 
@@ -410,7 +407,8 @@ def _write_post_treatment(
     labels: np.ndarray,
     windows: np.ndarray,
     response: dict[int, float],
-    scene: Callable[[np.ndarray], np.ndarray],
+    texture: np.ndarray,
+    last_date_state: dict,
     invalid: np.ndarray,
     date: str,
 ) -> None:
@@ -422,7 +420,8 @@ def _write_post_treatment(
     for effect in cfg.post_treatment_effects:
         path = paths.post_treatment.parent / f"effect_{effect:+.2f}" / f"scene_{date}.tif"
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_scene(path, scene(switch_land_cover(labels, windows, u, treatment_gains(response, effect))), invalid, cfg, date)
+        changed = switch_land_cover(labels, windows, u, treatment_gains(response, effect))
+        write_scene(path, _last_date_scene(changed, texture, cfg.n_dates - 1, last_date_state), invalid, cfg, date)
         scenes[f"{effect:+.2f}"] = str(path.relative_to(paths.post_treatment.parent))  # the study may move
     write_json({"date": date, "window_px": cfg.chip_size, "scenes": scenes}, paths.post_treatment)
 
