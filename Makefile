@@ -18,7 +18,7 @@ install: $(VENV)/.installed
 
 demo: install
 	mkdir -p $(DAGSTER_HOME)
-	$(BIN)/dagster asset materialize -m pipelines.definitions --select '*'
+	$(BIN)/python -m pipelines.demo
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,4 +1,4 @@
-"""Analyst: the materialized tables as one DuckDB database, for SQL without Dagster, and the trial's report."""
+"""Analyst: the materialized tables as one DuckDB database, for SQL without Dagster, and each trial's report."""
 
 from pathlib import Path
 
@@ -6,6 +6,7 @@ import dagster as dg
 import geopandas as gpd
 import pandas as pd
 
+from assets.partitions import trials
 from models.analyst import build_database
 from models.grid import GridMap
 from models.plots import cate_map as cate_map_figure
@@ -19,23 +20,32 @@ GROUP = "analyst"
 TABLES = (
     "imagery_catalog", "rct_units", "tabular_features", "cate_estimates", "heterogeneity_evaluation", "rate_differences",
     "toc_curves", "gates", "ate_summary", "unit_land_cover", "heterogeneity_attribution", "survey_predictions",
-    "unit_wealth_predictions", "trial_outcomes", "debiasing_evaluation", "simulation_study", "simulation_comparison",
+    "unit_wealth_predictions", "wealth_effects", "trial_outcomes", "debiasing_evaluation", "simulation_study",
+    "simulation_comparison",
 )  # fmt: skip
+
+
+def _table_path(storage: StorageResource, name: str):
+    """A table's Parquet file, or its folder of per-trial files; None when not materialized."""
+    folder, file = storage.path(name), storage.path(f"{name}.parquet")
+    return folder if folder.is_dir() and any(folder.glob("*.parquet")) else file if file.exists() else None
 
 
 @dg.asset(group_name=GROUP, kinds={"duckdb"}, deps=list(TABLES))
 def analyst_database(storage: StorageResource):
-    """A DuckDB file with a view over every table above (reading the Parquet in place) and every
-    column's description as a comment: `duckdb data/analyst_database.duckdb`, then SQL."""
-    tables = {name: storage.path(f"{name}.parquet") for name in TABLES if storage.path(f"{name}.parquet").exists()}
+    """A DuckDB file with a view over every table above (reading the Parquet in place; a trial-level
+    table's view unites every trial's file, with the trial in column ``trial``) and every column's
+    description as a comment: `duckdb data/analyst_database.duckdb`, then SQL."""
+    tables = {name: path for name in TABLES if (path := _table_path(storage, name)) is not None}
     with storage.staging() as stage:
         staged = stage.output("analyst_database.duckdb")
         views = build_database(tables, staged.path)
         yield dg.Output(staged, metadata={"views": ", ".join(views), "count": len(views)})
 
 
-@dg.asset(group_name=GROUP, kinds={"html"})
+@dg.asset(group_name=GROUP, kinds={"html"}, partitions_def=trials)
 def trial_report(
+    context: dg.AssetExecutionContext,
     study_inputs: dict,
     imagery_catalog: pd.DataFrame,
     rct_units: gpd.GeoDataFrame,
@@ -43,10 +53,11 @@ def trial_report(
     toc_curves: pd.DataFrame,
     rate_differences: pd.DataFrame,
     heterogeneity_attribution: pd.DataFrame,
+    wealth_effects: pd.DataFrame,
     debiasing_evaluation: pd.DataFrame,
     storage: StorageResource,
 ):
-    """The trial on one self-contained HTML page (`data/trial_report.html`): the units on the imagery,
+    """The trial on one self-contained HTML page (`data/trial_report/<trial>.html`): the units on the imagery,
     the CATE map with the units (and, on the demo, the truth), TOC curves with bands, the data-choice
     comparison, the land-cover attribution and the debiased outcomes' evaluation."""
     crs = imagery_catalog["crs"].iloc[0]
@@ -78,9 +89,10 @@ def trial_report(
             "What in the landscape drives it (per 10 percentage points of land cover)",
             [coefficient_plot(heterogeneity_attribution), attribution],
         ),
-        ("One map, many trials: naive vs debiased outcomes", [debiasing_evaluation]),
+        ("This trial's effect on mapped wealth: naive vs debiased outcomes", [wealth_effects]),
+        ("One map, many trials: how each method fares over simulated trials", [debiasing_evaluation]),
     ]
     with storage.staging() as stage:
         staged = stage.output("trial_report.html")
-        write_report(staged.path, f"eotrials: {len(rct_units)} units, imagery in {crs}", sections)
+        write_report(staged.path, f"eotrials: trial {context.partition_key}, {len(rct_units)} units, imagery in {crs}", sections)
         yield dg.Output(staged, metadata={"sections": len(sections), "size_kb": staged.path.stat().st_size / 1024})

@@ -5,7 +5,9 @@ import geopandas as gpd
 import pandas as pd
 
 from assets.config import LearnerName, values
-from assets.metadata import figure_md, table_md
+from assets.metadata import figure_md, lineage, source_version, table_md
+from assets.partitions import trials
+from models import cate
 from models.cate import DATA_CHOICES, LEARNERS, LearnerConfig, cross_fit_choices, feature_matrix
 from models.design import standardized_differences, trial_frame
 from models.heterogeneity import ate_table, evaluate_choices, gates_by_choice, toc_by_choice
@@ -25,11 +27,12 @@ class CateConfig(dg.Config):
     sequential_rate: bool = True  # also fit grf's rate_cv scheme (fold k from folds < k): about 50% more fitting
 
 
-@dg.asset(group_name=GROUP, kinds={"econml", "parquet"})
+@dg.asset(group_name=GROUP, kinds={"econml", "parquet"}, partitions_def=trials, code_version=source_version(cate))
 def cate_estimates(
     context: dg.AssetExecutionContext,
     config: CateConfig,
     rct_units: gpd.GeoDataFrame,
+    imagery_catalog: pd.DataFrame,
     embeddings_tabular: pd.DataFrame,
     embeddings_image: pd.DataFrame,
     embeddings_image_sequence: pd.DataFrame,
@@ -57,13 +60,15 @@ def cate_estimates(
     estimates, fits = cross_fit_choices(
         ids, features, T, Y, e, folds, values(config.learners), cfg, log=context.log.info, sequential=config.sequential_rate
     )
-    return dg.Output(estimates, metadata={"units": len(trial), "fits": table_md(fits)})
+    meta = {"trial": context.partition_key, "units": len(trial), **lineage(imagery_catalog), "fits": table_md(fits)}
+    return dg.Output(estimates, metadata=meta)
 
 
 @dg.asset_check(
     asset="tabular_features",
     additional_ins={"rct_units": dg.AssetIn("rct_units")},
     blocking=True,
+    partitions_def=trials,
     description="Arms are balanced on covariates (no Bonferroni-adjusted p < 0.001).",
 )
 def covariates_balanced(tabular_features: pd.DataFrame, rct_units: gpd.GeoDataFrame) -> dg.AssetCheckResult:
@@ -88,6 +93,7 @@ def covariates_balanced(tabular_features: pd.DataFrame, rct_units: gpd.GeoDataFr
 
 @dg.multi_asset(
     group_name=GROUP,
+    partitions_def=trials,
     outs={
         "heterogeneity_evaluation": dg.AssetOut(
             kinds={"parquet"},
@@ -145,7 +151,11 @@ def heterogeneity_evaluation(cate_estimates: pd.DataFrame, rct_units: gpd.GeoDat
     )
 
 
-@dg.asset_check(asset="heterogeneity_evaluation", description="At least one data choice finds heterogeneity (AUTOC RATE ratio > 1.96).")
+@dg.asset_check(
+    asset="heterogeneity_evaluation",
+    partitions_def=trials,
+    description="At least one data choice finds heterogeneity (AUTOC RATE ratio > 1.96).",
+)
 def rate_is_significant(heterogeneity_evaluation: pd.DataFrame) -> dg.AssetCheckResult:
     """The best data choice's RATE ratio against the two-sided 5% normal threshold."""
     best = heterogeneity_evaluation.iloc[0]
@@ -158,6 +168,7 @@ def rate_is_significant(heterogeneity_evaluation: pd.DataFrame) -> dg.AssetCheck
 
 @dg.asset_check(
     asset="heterogeneity_evaluation",
+    partitions_def=trials,
     description="Where the simulator knows the true CATE: coverage of the nominal 95% per-unit intervals and of the GATE intervals.",
 )
 def interval_coverage(heterogeneity_evaluation: pd.DataFrame) -> dg.AssetCheckResult:
@@ -179,7 +190,7 @@ def interval_coverage(heterogeneity_evaluation: pd.DataFrame) -> dg.AssetCheckRe
     )
 
 
-@dg.asset(group_name=GROUP, kinds={"parquet"})
+@dg.asset(group_name=GROUP, kinds={"parquet"}, partitions_def=trials)
 def ate_summary(cate_estimates: pd.DataFrame, rct_units: gpd.GeoDataFrame, study_inputs: dict, source: StudySource) -> dg.Output:
     """The ATE from the doubly robust scores with a 95% interval, beside the difference in means
     (and the true mean CATE where the simulator knows it)."""

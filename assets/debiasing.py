@@ -9,6 +9,7 @@ import pandas as pd
 import xarray as xr
 
 from assets.metadata import figure_md, lineage, source_version, table_md
+from assets.partitions import trials
 from models import debias, imagery_trials, many_trials
 from models import grid as grid_source
 from models.debias import (
@@ -27,14 +28,14 @@ from models.plots import estimate_distributions, metric_bars, raster_panels, wea
 from models.simulate import read_unit_truth
 from models.tables import read_table
 from models.training import load_encoders
-from models.wealth import WealthModel, fit_on_survey, predict_map, predict_units
+from models.wealth import WealthModel, fit_on_survey, predict_map, predict_places
 from pipelines.resources import ComputeResource, StorageResource
 
 GROUP = "debiasing"
 
 
 class WealthModelConfig(dg.Config):
-    """Ridge on the sequence encoder's embeddings (the encoder's first model); 60/20/20 split by id."""
+    """Ridge on the map encoder's embeddings; 60/20/20 split by id."""
 
     seed: int = WealthModel.seed
 
@@ -43,7 +44,7 @@ class WealthModelConfig(dg.Config):
     group_name=GROUP,
     outs={
         "wealth_model": dg.AssetOut(
-            kinds={"sklearn", "json"}, description="Ridge coefficients on sequence embeddings, alpha and R^2 per split (JSON)."
+            kinds={"sklearn", "json"}, description="Ridge coefficients on the map encoder's embeddings, alpha and R^2 per split (JSON)."
         ),
         "survey_predictions": dg.AssetOut(
             kinds={"parquet"}, description="Predicted and surveyed wealth at every survey place, with its train / calibration / test split."
@@ -54,7 +55,7 @@ def wealth_model(
     config: WealthModelConfig,
     study_inputs: dict,
     imagery_catalog: pd.DataFrame,
-    sequence_encoder: Path,
+    map_encoder: Path,
     storage: StorageResource,
     compute: ComputeResource,
 ):
@@ -65,7 +66,7 @@ def wealth_model(
     survey = read_table(study_inputs["survey_table"], field="StudySource.survey_table")
     with storage.staging() as stage:  # scratch for the survey places' chips, removed at the end
         model, predictions, outside = fit_on_survey(
-            survey, imagery_catalog, load_encoders(sequence_encoder), stage.folder, compute.torch_device(), config.seed
+            survey, imagery_catalog, load_encoders(map_encoder), stage.folder, compute.torch_device(), config.seed
         )
     yield dg.Output(
         model.to_dict(),
@@ -85,41 +86,17 @@ def wealth_model(
     )
 
 
-@dg.multi_asset(
-    group_name=GROUP,
-    outs={
-        "wealth_map": dg.AssetOut(
-            kinds={"geotiff"}, description="Predicted wealth on a grid over the whole region (GeoTIFF, float32, nodata NaN)."
-        ),
-        "unit_wealth_predictions": dg.AssetOut(
-            kinds={"parquet"}, description="Predicted wealth at every trial unit, from the unit's own chip sequence (Parquet)."
-        ),
-    },
-)
-def wealth_map(
-    wealth_model: dict,
-    grid_embeddings: xr.Dataset,
-    sequence_encoder: Path,
-    unit_image_sequences: xr.Dataset,
-    storage: StorageResource,
-    compute: ComputeResource,
-):
-    """The one map that many trials can use as an outcome: on the grid (``grid_embeddings``) and at
-    every trial unit."""
-    model, fitted, device = WealthModel.from_dict(wealth_model), load_encoders(sequence_encoder), compute.torch_device()
+@dg.asset(group_name=GROUP, kinds={"geotiff"})
+def wealth_map(wealth_model: dict, map_grid_embeddings: xr.Dataset, storage: StorageResource):
+    """The one map that many trials can use as an outcome: predicted wealth on a grid over the whole
+    region (GeoTIFF, float32, nodata NaN), from the map encoder's grid (``map_grid_embeddings``)."""
     with storage.staging() as stage:
-        result = predict_map(model, GridEmbedding.from_dataset(grid_embeddings))
+        result = predict_map(WealthModel.from_dict(wealth_model), GridEmbedding.from_dataset(map_grid_embeddings))
         staged = stage.output("wealth_map.tif")
         result.write(staged.path)
         grid = result.layers["wealth_prediction"]
         figure = figure_md(raster_panels({"predicted wealth": grid}, result.extent, crs=result.crs, label="wealth index"), "wealth map")
-        yield dg.Output(
-            staged,
-            output_name="wealth_map",
-            metadata={"cells": grid.size, "cells_with_imagery": int(np.isfinite(grid).sum()), "map": figure},
-        )
-    units = predict_units(model, fitted, unit_image_sequences, device)  # their chips are already in the cube
-    yield dg.Output(units, output_name="unit_wealth_predictions", metadata={"units": len(units)})
+        yield dg.Output(staged, metadata={"cells": grid.size, "cells_with_imagery": int(np.isfinite(grid).sum()), "map": figure})
 
 
 class WealthCorrectionsConfig(dg.Config):
@@ -188,6 +165,92 @@ def debiased_wealth_map(wealth_map: Path, wealth_corrections: dict, survey_predi
         )
 
 
+@dg.asset(
+    group_name=GROUP,
+    kinds={"parquet"},
+    partitions_def=trials,
+    code_version=source_version(debias, grid_source),
+    automation_condition=FOLLOW_THE_MAP,
+)
+def unit_wealth_predictions(
+    context: dg.AssetExecutionContext,
+    wealth_model: dict,
+    wealth_corrections: dict,
+    map_encoder: Path,
+    rct_units: gpd.GeoDataFrame,
+    imagery_catalog: pd.DataFrame,
+    survey_predictions: pd.DataFrame,
+    storage: StorageResource,
+    compute: ComputeResource,
+) -> dg.Output:
+    """The trial's debiased outcomes: the shared map's predicted wealth at every unit (from the
+    unit's chips at the map encoder's chip size), naive and with each correction (columns
+    ``prediction``, ``lcc``, ``tweedie``). A new map or new corrections re-run every trial's."""
+    places = pd.DataFrame(rct_units[["unit_id", "lon", "lat"]])
+    with storage.staging() as stage:
+        table = predict_places(
+            WealthModel.from_dict(wealth_model), load_encoders(map_encoder), places, imagery_catalog, stage.folder, compute.torch_device()
+        )
+    layers = debias_map(table["prediction"].to_numpy(), *corrections_from_dict(wealth_corrections))
+    table = table.assign(lcc=layers["lcc"], tweedie=layers["tweedie"])
+    calibration = survey_predictions.loc[survey_predictions["split"] == "calibration", "survey_id"]
+    return dg.Output(table, metadata={"trial": context.partition_key, "units": len(table), **lineage(imagery_catalog, calibration)})
+
+
+class WealthEffectsConfig(dg.Config):
+    """PPI's labelled share (where the truth is known), the calibration resamples in the corrected
+    intervals, and the density Tweedie's correction uses."""
+
+    labeled_share: float = TrialDesign.labeled_share
+    tweedie_density: TweedieDensity = TrialDesign.tweedie_density
+    calibration_boot: int = TrialDesign.calibration_boot
+    seed: int = TrialDesign.seed
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"parquet"},
+    partitions_def=trials,
+    code_version=source_version(debias, many_trials),
+    automation_condition=FOLLOW_THE_MAP,
+)
+def wealth_effects(
+    context: dg.AssetExecutionContext,
+    config: WealthEffectsConfig,
+    unit_wealth_predictions: pd.DataFrame,
+    rct_units: gpd.GeoDataFrame,
+    wealth_corrections: dict,
+    survey_predictions: pd.DataFrame,
+    imagery_catalog: pd.DataFrame,
+    study_inputs: dict,
+) -> dg.Output:
+    """The trial's ATE on mapped wealth by naive use, LCC and Tweedie (intervals include the
+    calibration step), and, where the simulator knows each unit's wealth, the oracle and PPI on a
+    labelled share. On the demo the true effect on wealth is 0: treatment does not change the imagery."""
+    lcc, tweedie = corrections_from_dict(wealth_corrections)
+    design = TrialDesign(**config.model_dump())
+    calibration = survey_predictions[survey_predictions["split"] == "calibration"]
+    draws = CalibrationDraws.fit(
+        calibration["prediction"].to_numpy(), calibration["wealth"].to_numpy(), design.calibration_boot, design.seed, tweedie.bandwidth
+    )
+    units = unit_wealth_predictions.merge(rct_units.drop(columns="geometry"), on="unit_id")
+    truth = read_unit_truth(study_inputs["truth"].get("units"))
+    table = observed_trial(
+        context.partition_key,
+        None if truth is None else truth.loc[units["unit_id"], "wealth"].to_numpy(),
+        units["prediction"].to_numpy(),
+        units["treatment"].to_numpy(),
+        lcc,
+        tweedie,
+        design,
+        true_effect=np.nan if truth is None else 0.0,
+        draws=draws,
+        clusters=units["cluster"].to_numpy() if "cluster" in units else None,
+    )
+    meta = {"trial": context.partition_key, "effects": table_md(table), **lineage(imagery_catalog, calibration["survey_id"])}
+    return dg.Output(table, metadata=meta)
+
+
 class TrialOutcomesConfig(dg.Config):
     """Simulated trials drawn from the survey's held-out (test) locations."""
 
@@ -210,12 +273,10 @@ def trial_outcomes(
     context: dg.AssetExecutionContext,
     config: TrialOutcomesConfig,
     survey_predictions: pd.DataFrame,
-    unit_wealth_predictions: pd.DataFrame,
     wealth_corrections: dict,
     wealth_model: dict,
-    sequence_encoder: Path,
+    map_encoder: Path,
     imagery_catalog: pd.DataFrame,
-    rct_units: gpd.GeoDataFrame,
     study_inputs: dict,
     storage: StorageResource,
     compute: ComputeResource,
@@ -224,8 +285,8 @@ def trial_outcomes(
     simulated trials drawn from the survey's held-out places with several true effects: where the
     simulator wrote post-treatment imagery, treated units' outcomes are the map's predictions from
     it (``response = "imagery"``); the linear shortcut (predictions moved by the
-    calibration slope times the effect) is kept as a labelled sensitivity analysis. Plus the demo
-    RCT (true effect on wealth 0: treatment does not change the imagery). Corrected ATEs' intervals
+    calibration slope times the effect) is kept as a labelled sensitivity analysis. Each real
+    trial's own effects are ``wealth_effects``. Corrected ATEs' intervals
     include the calibration step (``calibration_boot`` resamples); cluster-robust with clusters."""
     lcc, tweedie = corrections_from_dict(wealth_corrections)
     design = TrialDesign(**config.model_dump() | {"effects": tuple(config.effects)})
@@ -246,7 +307,7 @@ def trial_outcomes(
                     test,
                     imagery_catalog,
                     imagery,
-                    load_encoders(sequence_encoder),
+                    load_encoders(map_encoder),
                     WealthModel.from_dict(wealth_model),
                     lcc,
                     tweedie,
@@ -257,25 +318,6 @@ def trial_outcomes(
                 )
             )
     rows = [r.assign(trial="sim_" + r["response"].str.split().str[0] + "_" + r["trial"].astype(str)) for r in rows]
-    truth = read_unit_truth(study_inputs["truth"].get("units"))
-    if truth is not None:
-        demo = unit_wealth_predictions.merge(rct_units[["unit_id", "treatment"]], on="unit_id").merge(
-            truth[["wealth"]].reset_index(), on="unit_id"
-        )
-        rows.append(
-            observed_trial(
-                "demo_rct",
-                demo["wealth"].to_numpy(),
-                demo["prediction"].to_numpy(),
-                demo["treatment"].to_numpy(),
-                lcc,
-                tweedie,
-                design,
-                true_effect=0.0,
-                draws=draws,
-                clusters=rct_units.set_index("unit_id").loc[demo["unit_id"], "cluster"].to_numpy() if "cluster" in rct_units else None,
-            ).assign(response="observed")
-        )
     table = pd.concat(rows, ignore_index=True)
     return dg.Output(
         table,
@@ -284,7 +326,6 @@ def trial_outcomes(
             "responses": ", ".join(table["response"].unique()),
             **lineage(imagery_catalog, calibration["survey_id"]),
             "calibration_slope_b": float(lcc.b_),
-            "demo_rct": table_md(table[table["trial"] == "demo_rct"]),
         },
     )
 

@@ -7,6 +7,7 @@ import pandas as pd
 import xarray as xr
 
 from assets.metadata import figure_md
+from assets.partitions import trials
 from models.cate import Learner, LearnerConfig, feature_matrix, fit_full
 from models.design import trial_frame
 from models.generalization import cate_map as predict_cate_map
@@ -26,7 +27,7 @@ class CateMapConfig(dg.Config):
     seed: int = LearnerConfig.seed
 
 
-@dg.asset(group_name=GROUP, kinds={"geotiff", "econml"})
+@dg.asset(group_name=GROUP, kinds={"geotiff", "econml"}, partitions_def=trials)
 def cate_map(
     config: CateMapConfig,
     grid_embeddings: xr.Dataset,

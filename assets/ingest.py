@@ -12,6 +12,7 @@ import xarray as xr
 
 from assets.config import shared_config
 from assets.metadata import figure_md, table_md
+from assets.partitions import trials
 from assets.retries import retry_transient_io
 from models.catalog import build_catalog
 from models.chips import (
@@ -41,15 +42,18 @@ from models.rct import (
 from models.simulate import Heterogeneity, SimulationConfig, StudyPaths, simulate_study
 from models.storage import atomic_path
 from models.tables import read_table
+from models.trials import trial_table
 from pipelines.resources import StorageResource, StudySource
 
 GROUP = "ingest"
 
 
 class DemoStudyConfig(dg.Config):
-    """Size and strength of the simulated demo study (used only when no trial table is configured)."""
+    """Size and strength of the simulated demo study (used only when no trials folder is configured):
+    ``n_units`` per trial, one trial per strip of the region (``trials``, west to east)."""
 
     n_units: int = SimulationConfig.n_units
+    trials: list[str] = list(SimulationConfig.trials)
     n_survey: int = SimulationConfig.n_survey
     n_dates: int = SimulationConfig.n_dates
     region_px: int = SimulationConfig.region_px
@@ -64,16 +68,16 @@ class DemoStudyConfig(dg.Config):
 
 @dg.asset(group_name=GROUP, kinds={"python", "geotiff"})
 def study_inputs(context: dg.AssetExecutionContext, config: DemoStudyConfig, source: StudySource, storage: StorageResource) -> dict:
-    """Where the trial table, imagery and survey live (absolute paths): the user's files, or a freshly
-    simulated demo.
+    """Where the trials folder, imagery and survey live (absolute paths): the user's files, or a
+    freshly simulated demo (its trial tables in ``demo_study/trials/``).
 
     The demo is simulated into a temporary folder and swapped in whole, so a failed run keeps the
     previous demo. Ground-truth paths are recorded for evaluation only; estimators never read them.
     """
     with retry_transient_io(context):
         if not source.is_demo:
-            return study_manifest(source.rct_table, source.imagery, source.survey_table)
-        sim = SimulationConfig(**config.model_dump())
+            return study_manifest(source.trials, source.imagery, source.survey_table)
+        sim = SimulationConfig(**config.model_dump() | {"trials": tuple(config.trials)})
         root = storage.path("demo_study")
         started = time.perf_counter()
         with atomic_path(root) as tmp:
@@ -115,19 +119,24 @@ class UnitsConfig(dg.Config):
 @dg.asset(
     group_name=GROUP,
     kinds={"geoparquet"},
+    partitions_def=trials,
     check_specs=[dg.AssetCheckSpec("units_inside_imagery", asset="rct_units", description="Share of trial units outside every scene.")],
 )
 def rct_units(
     context: dg.AssetExecutionContext, config: UnitsConfig, study_inputs: dict, imagery_catalog: pd.DataFrame, source: StudySource
 ):
-    """The validated trial table as GeoParquet: EPSG:4326 points plus x, y in the imagery CRS.
+    """The trial's validated table (``<trials folder>/<trial>.csv|parquet``) as GeoParquet: EPSG:4326
+    points plus x, y in the imagery CRS.
 
     Fails on duplicate ids, missing or out-of-range coordinates, non-binary or missing treatment,
     non-numeric outcomes and too-small arms; drops units with a missing outcome (failing above
     ``max_missing_outcome_share``) and units outside the imagery (failing above ``max_outside_share``).
     """
     spec = source.rct_spec(config.min_arm_size)
-    table, no_outcome = check_outcomes(validate_rct(read_table(study_inputs["rct_table"]), spec), spec, config.max_missing_outcome_share)
+    path = trial_table(study_inputs["trials"], context.partition_key)
+    table, no_outcome = check_outcomes(
+        validate_rct(read_table(path, field=f"trial table {path.name}"), spec), spec, config.max_missing_outcome_share
+    )
     units, outside = locate_units(table, imagery_catalog)
     check_dropped_share(len(table), outside, config.max_outside_share)
     dropped = pd.concat([no_outcome, outside], ignore_index=True)
@@ -136,6 +145,8 @@ def rct_units(
     yield dg.Output(
         units,
         metadata={
+            "trial": context.partition_key,
+            "table": dg.MetadataValue.path(str(path)),
             "units": len(units),
             "dropped": len(dropped),
             "dropped_missing_outcome": len(no_outcome),
@@ -153,7 +164,12 @@ def rct_units(
     )
 
 
-@dg.asset_check(asset=rct_units, blocking=True, description="Treated count is consistent with the design's assignment probabilities.")
+@dg.asset_check(
+    asset=rct_units,
+    blocking=True,
+    partitions_def=trials,
+    description="Treated count is consistent with the design's assignment probabilities.",
+)
 def treatment_share_matches_design(rct_units: gpd.GeoDataFrame) -> dg.AssetCheckResult:
     """A randomization check with the estimators' own design probabilities (``models.design``)."""
     test = randomization_test(rct_units)
@@ -211,6 +227,7 @@ def assemble_chip_cube(config: ChipsConfig, chunks: list[dict], storage: Storage
 @dg.graph_asset(
     group_name=GROUP,
     kinds={"zarr", "xarray"},
+    partitions_def=trials,
     config=shared_config(ChipsConfig, ("plan_chip_chunks", "extract_chip_chunk", "assemble_chip_cube")),
 )
 def unit_image_sequences(rct_units: gpd.GeoDataFrame, imagery_catalog: pd.DataFrame):
@@ -231,6 +248,7 @@ def unit_image_sequences(rct_units: gpd.GeoDataFrame, imagery_catalog: pd.DataFr
 
 @dg.asset_check(
     asset=unit_image_sequences,
+    partitions_def=trials,
     description="No unit is without a valid pixel on every date, and on no date are more than max_all_nodata_share of units without one.",
 )
 def chips_have_data(unit_image_sequences: xr.Dataset) -> dg.AssetCheckResult:
@@ -266,7 +284,7 @@ def _cube_metadata(path, summary) -> dict:
     }
 
 
-@dg.asset(group_name=GROUP, kinds={"parquet"})
+@dg.asset(group_name=GROUP, kinds={"parquet"}, partitions_def=trials)
 def tabular_features(context: dg.AssetExecutionContext, rct_units: gpd.GeoDataFrame, source: StudySource) -> pd.DataFrame:
     """The covariate matrix the causal models use: numeric covariates keyed by unit_id.
 

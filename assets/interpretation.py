@@ -11,6 +11,7 @@ import pandas as pd
 import xarray as xr
 
 from assets.metadata import figure_md, table_md
+from assets.partitions import trials
 from assets.retries import retry_transient_io
 from models.attribution import attenuation_vs_truth, attribute, quantile_table
 from models.cate import SCORE_CHOICE, LearnerConfig, fit_full
@@ -96,7 +97,7 @@ class UnitLandCoverConfig(dg.Config):
     chip_size: int = CHIP_SIZE
 
 
-@dg.asset(group_name=GROUP, kinds={"parquet"})
+@dg.asset(group_name=GROUP, kinds={"parquet"}, partitions_def=trials)
 def unit_land_cover(config: UnitLandCoverConfig, land_cover_maps: Path, rct_units: gpd.GeoDataFrame) -> dg.Output:
     """Per unit and date the share of each WorldCover class among the classified pixels of the unit's
     chip, and the change between the first and the last date.
@@ -113,7 +114,10 @@ def unit_land_cover(config: UnitLandCoverConfig, land_cover_maps: Path, rct_unit
 
 
 @dg.asset_check(
-    asset=unit_land_cover, blocking=True, description="Each unit's class shares sum to one on every date where it has classified pixels."
+    asset=unit_land_cover,
+    blocking=True,
+    partitions_def=trials,
+    description="Each unit's class shares sum to one on every date where it has classified pixels.",
 )
 def land_cover_shares_sum_to_one(unit_land_cover: pd.DataFrame) -> dg.AssetCheckResult:
     """Shares are counted over classified pixels only, so they must add up to one."""
@@ -133,7 +137,7 @@ class AttributionConfig(dg.Config):
     seed: int = LearnerConfig.seed
 
 
-@dg.asset(group_name=GROUP, kinds={"parquet", "statsmodels"})
+@dg.asset(group_name=GROUP, kinds={"parquet", "statsmodels"}, partitions_def=trials)
 def heterogeneity_attribution(
     context: dg.AssetExecutionContext,
     config: AttributionConfig,
@@ -185,7 +189,7 @@ def heterogeneity_attribution(
     return dg.Output(blp, metadata=meta)
 
 
-@dg.asset(group_name=GROUP, kinds={"png"})
+@dg.asset(group_name=GROUP, kinds={"png"}, partitions_def=trials)
 def land_cover_examples(
     cate_estimates: pd.DataFrame,
     unit_image_sequences: xr.Dataset,

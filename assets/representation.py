@@ -9,14 +9,17 @@ import xarray as xr
 
 from assets.config import shared_config
 from assets.metadata import figure_md
+from assets.partitions import trials
 from assets.retries import retry_transient_io
-from models.chips import CHUNK_PX
+from models.chips import CHIP_SIZE, CHUNK_PX, open_cube
 from models.embeddings import combine, embedding_table, prognostic_target, tabular_embeddings
 from models.encoders import Aggregator, Capacity, EncoderSpec
 from models.grid import assemble_grid, embed_square, grid_squares
 from models.plots import embedding_pca, training_curves
 from models.simulate import dominant_landcover, read_unit_truth
+from models.tables import read_table
 from models.training import Objective, TrainConfig, fit_encoders, load_encoders, load_sequences, save_encoders
+from models.wealth import survey_cube
 from pipelines.resources import ComputeResource, CrossFittingResource, StorageResource, StudySource
 
 GROUP = "representation"
@@ -43,13 +46,12 @@ class ImageEncoderConfig(EncoderConfig):
     baseline_frame: int = -1
 
 
-def _train(context, config: EncoderConfig, cube, units, source, compute, cross_fitting, storage, frames):
+def _train(context, config: EncoderConfig, cube, compute, cross_fitting, storage, frames, target=None, extra: dict | None = None):
     data = load_sequences(cube, frames=frames)
     spec = EncoderSpec(in_channels=cube.sizes["band"], capacity=config.capacity, aggregator=config.aggregator)
     train = TrainConfig(
         epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, seed=config.seed, amp=config.amp, compile=config.compile
     )
-    target = prognostic_target(cube, units, source.outcomes[0]) if config.objective == "prognostic" else None
     log = lambda row: context.log.info(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))  # noqa: E731
     fitted = fit_encoders(
         spec,
@@ -72,10 +74,14 @@ def _train(context, config: EncoderConfig, cube, units, source, compute, cross_f
         staged = stage.output("encoder.safetensors")
         save_encoders(fitted, staged.path)
         keys = ("parameters", "device", "seconds", "objective", "folds", "chip_size", "data_hash")
-        yield dg.Output(staged, metadata={**{k: meta[k] for k in keys}, "training_curve": curve})
+        yield dg.Output(staged, metadata={**{k: meta[k] for k in keys}, "training_curve": curve, **(extra or {})})
 
 
-@dg.asset(group_name=GROUP, kinds={"torch", "safetensors"}, pool="gpu")
+def _target(config: EncoderConfig, cube, units, source):
+    return prognostic_target(cube, units, source.outcomes[0]) if config.objective == "prognostic" else None
+
+
+@dg.asset(group_name=GROUP, kinds={"torch", "safetensors"}, pool="gpu", partitions_def=trials)
 def sequence_encoder(
     context: dg.AssetExecutionContext,
     config: EncoderConfig,
@@ -86,15 +92,17 @@ def sequence_encoder(
     cross_fitting: CrossFittingResource,
     storage: StorageResource,
 ):
-    """An image-sequence encoder (per-frame CNN, temporal transformer or GRU, pooling) as safetensors.
+    """The trial's image-sequence encoder (per-frame CNN, temporal transformer or GRU, pooling) as
+    safetensors, trained on the trial's own chips.
 
     Supervised (prognostic) encoders are cross-fitted: one model per fold, none trained on the
     outcomes of the units it embeds.
     """
-    yield from _train(context, config, unit_image_sequences, rct_units, source, compute, cross_fitting, storage, frames=None)
+    target = _target(config, unit_image_sequences, rct_units, source)
+    yield from _train(context, config, unit_image_sequences, compute, cross_fitting, storage, frames=None, target=target)
 
 
-@dg.asset(group_name=GROUP, kinds={"torch", "safetensors"}, pool="gpu")
+@dg.asset(group_name=GROUP, kinds={"torch", "safetensors"}, pool="gpu", partitions_def=trials)
 def image_encoder(
     context: dg.AssetExecutionContext,
     config: ImageEncoderConfig,
@@ -106,9 +114,40 @@ def image_encoder(
     storage: StorageResource,
 ):
     """The same architecture on a single image (the baseline frame), for image vs sequence comparisons."""
-    yield from _train(
-        context, config, unit_image_sequences, rct_units, source, compute, cross_fitting, storage, frames=[config.baseline_frame]
-    )
+    target = _target(config, unit_image_sequences, rct_units, source)
+    frames = [config.baseline_frame]
+    yield from _train(context, config, unit_image_sequences, compute, cross_fitting, storage, frames=frames, target=target)
+
+
+class MapEncoderConfig(EncoderConfig):
+    """As ``EncoderConfig``, for the wealth map's encoder: outcome-free (``contrastive`` or
+    ``random``; no trial outcome may shape a map that every trial uses), on survey chips of ``chip_size``."""
+
+    objective: Objective = "contrastive"
+    chip_size: int = CHIP_SIZE
+
+
+@dg.asset(group_name=GROUP, kinds={"torch", "safetensors"}, pool="gpu")
+def map_encoder(
+    context: dg.AssetExecutionContext,
+    config: MapEncoderConfig,
+    study_inputs: dict,
+    imagery_catalog: pd.DataFrame,
+    compute: ComputeResource,
+    cross_fitting: CrossFittingResource,
+    storage: StorageResource,
+):
+    """The wealth map's image-sequence encoder, shared by every trial: trained once on the surveyed
+    places' chip sequences, never on a trial's units or outcomes."""
+    if config.objective == "prognostic":
+        raise ValueError("map_encoder: objective 'prognostic' would train on outcomes; use 'contrastive' or 'random'")
+    if not study_inputs.get("survey_table"):
+        raise ValueError("no survey table configured (StudySource.survey_table): the wealth map's encoder learns from surveyed places")
+    survey = read_table(study_inputs["survey_table"], field="StudySource.survey_table")
+    with storage.staging() as scratch:  # the survey chips live only as long as training
+        places, outside = survey_cube(survey, imagery_catalog, scratch.folder / "survey.zarr", config.chip_size)
+        extra = {"survey_places": len(places), "outside_imagery": outside}
+        yield from _train(context, config, open_cube(scratch.folder / "survey.zarr"), compute, cross_fitting, storage, None, extra=extra)
 
 
 def _embedding_output(table: pd.DataFrame, units: gpd.GeoDataFrame, study_inputs: dict, title: str, extra: dict | None = None) -> dg.Output:
@@ -134,13 +173,13 @@ def _embed(encoder_path: Path, cube: xr.Dataset, units, study_inputs, compute: C
     return _embedding_output(table, units, study_inputs, title, {"objective": fitted.objective, "parameters": fitted.meta["parameters"]})
 
 
-@dg.asset(group_name=GROUP, kinds={"parquet"})
+@dg.asset(group_name=GROUP, kinds={"parquet"}, partitions_def=trials)
 def embeddings_tabular(tabular_features: pd.DataFrame, rct_units: gpd.GeoDataFrame, study_inputs: dict) -> dg.Output:
     """Tabular-only representation: the covariates, standardized."""
     return _embedding_output(tabular_embeddings(tabular_features), rct_units, study_inputs, "tabular")
 
 
-@dg.asset(group_name=GROUP, kinds={"parquet", "torch"})
+@dg.asset(group_name=GROUP, kinds={"parquet", "torch"}, partitions_def=trials)
 def embeddings_image(
     image_encoder: Path, unit_image_sequences: xr.Dataset, rct_units: gpd.GeoDataFrame, study_inputs: dict, compute: ComputeResource
 ) -> dg.Output:
@@ -148,7 +187,7 @@ def embeddings_image(
     return _embed(image_encoder, unit_image_sequences, rct_units, study_inputs, compute, "image")
 
 
-@dg.asset(group_name=GROUP, kinds={"parquet", "torch"})
+@dg.asset(group_name=GROUP, kinds={"parquet", "torch"}, partitions_def=trials)
 def embeddings_image_sequence(
     sequence_encoder: Path, unit_image_sequences: xr.Dataset, rct_units: gpd.GeoDataFrame, study_inputs: dict, compute: ComputeResource
 ) -> dg.Output:
@@ -156,7 +195,7 @@ def embeddings_image_sequence(
     return _embed(sequence_encoder, unit_image_sequences, rct_units, study_inputs, compute, "image sequence")
 
 
-@dg.asset(group_name=GROUP, kinds={"parquet"})
+@dg.asset(group_name=GROUP, kinds={"parquet"}, partitions_def=trials)
 def embeddings_image_sequence_tabular(
     embeddings_image_sequence: pd.DataFrame, embeddings_tabular: pd.DataFrame, rct_units: gpd.GeoDataFrame, study_inputs: dict
 ) -> dg.Output:
@@ -187,13 +226,13 @@ def embed_grid_square(
     context: dg.OpExecutionContext,
     cells: pd.DataFrame,
     imagery_catalog: pd.DataFrame,
-    sequence_encoder: Path,
+    encoder: Path,
     storage: StorageResource,
     compute: ComputeResource,
 ) -> pd.DataFrame:
     """One square's cells read like trial units and embedded by every fold model."""
     with retry_transient_io(context), storage.staging() as stage:
-        return embed_square(cells, imagery_catalog, load_encoders(sequence_encoder), stage.folder, compute.torch_device())
+        return embed_square(cells, imagery_catalog, load_encoders(encoder), stage.folder, compute.torch_device())
 
 
 @dg.op
@@ -209,18 +248,38 @@ def assemble_grid_embeddings(config: GridConfig, squares: list[pd.DataFrame], im
         )
 
 
-@dg.graph_asset(
-    group_name=GROUP,
-    kinds={"zarr", "torch"},
-    config=shared_config(GridConfig, ("plan_grid_squares", "embed_grid_square", "assemble_grid_embeddings")),
-)
-def grid_embeddings(imagery_catalog: pd.DataFrame, sequence_encoder: Path):
-    """A grid over the whole region, each cell's chip sequence read like a trial unit's (at the
-    encoder's chip size) and embedded by every fold model of the sequence encoder: what the CATE
-    map and the wealth map predict from. Embedded square by square (``chunk_px``), each square a
-    separate step the executor runs in parallel. Cube dims model, cell, feature; cells without
-    imagery are left out; the grid's transform, shape and CRS are in the attributes."""
-    squares = plan_grid_squares(imagery_catalog)
-    return assemble_grid_embeddings(
-        squares.map(lambda cells: embed_grid_square(cells, imagery_catalog, sequence_encoder)).collect(), imagery_catalog
+def _grid_asset(name: str, encoder: str, partitions_def: dg.PartitionsDefinition | None, description: str) -> dg.AssetsDefinition:
+    """A grid-embedding asset: the region's cells embedded by ``encoder``, square by square."""
+
+    @dg.graph_asset(
+        name=name,
+        group_name=GROUP,
+        kinds={"zarr", "torch"},
+        ins={"imagery_catalog": dg.AssetIn("imagery_catalog"), "encoder": dg.AssetIn(encoder)},
+        partitions_def=partitions_def,
+        description=description,
+        config=shared_config(GridConfig, ("plan_grid_squares", "embed_grid_square", "assemble_grid_embeddings")),
     )
+    def grid(imagery_catalog: pd.DataFrame, encoder: Path):
+        squares = plan_grid_squares(imagery_catalog)
+        return assemble_grid_embeddings(
+            squares.map(lambda cells: embed_grid_square(cells, imagery_catalog, encoder)).collect(), imagery_catalog
+        )
+
+    return grid
+
+
+_GRID = """A grid over the whole region, each cell's chip sequence read like a trial unit's (at the
+encoder's chip size) and embedded by every fold model of {encoder}. Embedded square by square
+(``chunk_px``), each square a separate step the executor runs in parallel. Cube dims model, cell,
+feature; cells without imagery are left out; the grid's transform, shape and CRS are in the attributes."""
+
+grid_embeddings = _grid_asset(
+    "grid_embeddings",
+    "sequence_encoder",
+    trials,
+    "The trial's grid, what its CATE map predicts from. " + _GRID.format(encoder="the trial's sequence encoder"),
+)
+map_grid_embeddings = _grid_asset(
+    "map_grid_embeddings", "map_encoder", None, "The wealth map's grid, shared by every trial. " + _GRID.format(encoder="the map encoder")
+)

@@ -113,7 +113,9 @@ COLUMNS: dict[str, str] = {
     # wealth map and many trials
     "wealth": "surveyed (or true) wealth index [wealth units]",
     "prediction": "the wealth map's prediction [wealth units]",
-    "trial": "simulated trial (sim_<response>_<n>) or the demo RCT",
+    "trial": "the trial's key (its partition: the trial table's file name), or a simulated trial (sim_<response>_<n>)",
+    "lcc": "predicted wealth after the linear calibration correction: for effect estimation, not one place's wealth [wealth units]",
+    "tweedie": "predicted wealth after Tweedie's correction: for effect estimation, not one place's wealth [wealth units]",
     "response": "how the treatment reaches the map: imagery (chips change, the map re-predicts), linear shortcut, or observed",
     "true_effect": "the true ATE on wealth [wealth units]",
     "covered": "whether the 95% interval holds the true effect",

@@ -230,18 +230,28 @@ def simulate_trials(
 
 def observed_trial(
     name: str,
-    truth: np.ndarray,
+    truth: np.ndarray | None,
     prediction: np.ndarray,
     t: np.ndarray,
     lcc: LinearCalibrationCorrection,
     tweedie: TweedieCorrection,
     design: TrialDesign,
-    true_effect: float,
+    true_effect: float = np.nan,
     draws: CalibrationDraws | None = None,
     clusters: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """One real (or demo) trial's ATE on the mapped outcome by every method; PPI labels a random
-    ``design.labeled_share`` of its units."""
+    ``design.labeled_share`` of its units. Without ``truth`` (a real trial with no measured wealth)
+    only the map-based methods: naive, LCC and Tweedie; ``covered`` is then undefined (False)."""
+    if truth is None:
+        lcc_draws = [d.transform for d in draws.lcc] if draws else []
+        tweedie_draws = [d.transform for d in draws.tweedie] if draws else []
+        estimates = {
+            "naive": difference_in_means(prediction, t, clusters),
+            "lcc": corrected_ate(prediction, t, lcc.transform, lcc_draws, clusters),
+            "tweedie": corrected_ate(prediction, t, tweedie.transform, tweedie_draws, clusters),
+        }
+        return pd.DataFrame(trial_rows(name, estimates, true_effect))
     labeled = label_units(t, design.labeled_share, np.random.default_rng(design.seed))
     estimates = trial_ates(truth, prediction, t, lcc, tweedie, labeled, design.tweedie_density, draws, clusters)
     return pd.DataFrame(trial_rows(name, estimates, true_effect))

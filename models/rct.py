@@ -210,11 +210,12 @@ def tabular_matrix(units: pd.DataFrame, spec: RCTSpec = RCTSpec()) -> pd.DataFra
     return out
 
 
-def study_manifest(rct_table: str, imagery: str | None, survey_table: str | None = None) -> dict:
-    """A user study's input paths, checked to exist and made absolute (usable from any working directory)."""
+def study_manifest(trials: str, imagery: str | None, survey_table: str | None = None) -> dict:
+    """A user study's input paths (the folder of trial tables, the imagery, the survey), checked to
+    exist and made absolute (usable from any working directory)."""
     if imagery is None:
         raise RCTValidationError("StudySource.imagery must name a folder of GeoTIFFs or a catalog CSV")
-    paths = {"rct_table": rct_table, "imagery": imagery, "survey_table": survey_table}
+    paths = {"trials": trials, "imagery": imagery, "survey_table": survey_table}
     for name, value in paths.items():
         if value is not None and not Path(value).exists():
             raise FileNotFoundError(f"StudySource.{name} = {value!r} does not exist")

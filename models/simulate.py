@@ -7,7 +7,7 @@ Data-generating process (see docs/simulator.md for the full description):
   that varies smoothly across the region;
 * a 6-band reflectance sequence (blue, green, red, NIR, SWIR1, SWIR2) that follows the land cover,
   with texture, noise, nodata swath edges and cloud-masked pixels, as tiled, compressed GeoTIFFs;
-* an RCT table in EPSG:4326 whose true CATE depends on the land-cover level at baseline, on the
+* one RCT table per trial (``trials``, strips of the region west to east) in EPSG:4326 whose true CATE depends on the land-cover level at baseline, on the
   land-cover change over the sequence and on a covariate; the truth goes to a separate file;
 * a survey table whose wealth index depends on the landscape;
 * post-treatment imagery for the many-trials evaluation: the last date again, as it would look if
@@ -57,7 +57,8 @@ HETEROGENEITY_DRIVERS: tuple[Heterogeneity, ...] = ("both", "static", "change", 
 class SimulationConfig:
     """Every knob of the demo study; the defaults give the embedded demo."""
 
-    n_units: int = 1000
+    n_units: int = 1000  # per trial
+    trials: tuple[str, ...] = ("west", "east")  # one trial per strip of the region, west to east
     n_survey: int = 3000
     n_dates: int = 8
     start_year: int = 2016
@@ -82,7 +83,7 @@ class StudyPaths:
     """Where a simulated study lives on disk."""
 
     root: Path
-    rct_table: Path
+    trials_dir: Path
     survey_table: Path
     imagery_dir: Path
     landcover_dir: Path
@@ -96,7 +97,7 @@ class StudyPaths:
         root = Path(root)
         return cls(
             root=root,
-            rct_table=root / "rct.csv",
+            trials_dir=root / "trials",
             survey_table=root / "survey.csv",
             imagery_dir=root / "imagery",
             landcover_dir=root / "truth" / "landcover",
@@ -116,7 +117,11 @@ class StudyPaths:
             "wealth_response": a["wealth_response"],
             "post_treatment": a["post_treatment"],
         }
-        return {"kind": "demo", "rct_table": a["rct_table"], "imagery": a["imagery_dir"], "survey_table": a["survey_table"], "truth": truth}
+        return {"kind": "demo", "trials": a["trials_dir"], "imagery": a["imagery_dir"], "survey_table": a["survey_table"], "truth": truth}
+
+    def trial_table(self, name: str) -> Path:
+        """The table of one simulated trial (``SimulationConfig.trials``)."""
+        return self.trials_dir / f"{name}.csv"
 
 
 def read_unit_truth(path: str | Path | None) -> pd.DataFrame | None:
@@ -432,16 +437,23 @@ def _write_float_raster(path: Path, values: np.ndarray, cfg: SimulationConfig) -
 
 
 def _write_units(paths: StudyPaths, cfg, labels_last, first, last, wealth, rng) -> None:
-    rows, cols = _sample_pixels(labels_last, cfg.n_units, rng)
+    """``n_units`` per trial, drawn over the whole region and dealt to the trials by column (trial k
+    gets the k-th strip, west to east); each trial randomizes its own units."""
+    n = cfg.n_units * len(cfg.trials)
+    rows, cols = _sample_pixels(labels_last, n, rng)
     lon, lat = _pixel_to_lonlat(rows, cols, cfg, rng)
-    cov = _covariates(cfg.n_units, last[50][rows, cols], last[50], rng)
+    cov = _covariates(n, last[50][rows, cols], last[50], rng)
     terms = _landscape_terms(first, last, rows, cols)
     tau = true_cate(terms, cov, cfg)
     mu0 = 2.0 + 0.8 * terms["crop_level"] + 0.5 * cov["baseline_assets"].to_numpy() + 0.05 * (cov["education_years"].to_numpy() - 6)
     strata = 2 * (rows >= cfg.region_px // 2) + (cols >= cfg.region_px // 2)
-    treat = _assign(cfg.n_units, strata, cfg, rng)
-    y = mu0 + treat * tau + cfg.noise * rng.standard_normal(cfg.n_units)
-    unit_id = np.array([f"U{i:06d}" for i in range(cfg.n_units)])
+    trial = np.empty(n, dtype=np.int64)
+    trial[np.argsort(cols, kind="stable")] = np.arange(n) // cfg.n_units
+    treat = np.zeros(n, dtype=int)
+    for k in range(len(cfg.trials)):
+        treat[trial == k] = _assign(cfg.n_units, strata[trial == k], cfg, rng)
+    y = mu0 + treat * tau + cfg.noise * rng.standard_normal(n)
+    unit_id = np.array([f"U{i:06d}" for i in range(n)])
     rct = pd.DataFrame(
         {
             "unit_id": unit_id,
@@ -454,14 +466,27 @@ def _write_units(paths: StudyPaths, cfg, labels_last, first, last, wealth, rng) 
         }
     )
     rct = pd.concat([rct, cov], axis=1)
+    names = np.asarray(cfg.trials)[trial]
     truth = pd.DataFrame(
-        {"unit_id": unit_id, "tau": tau, "mu0": mu0, "mu1": mu0 + tau, "wealth": wealth[rows, cols], "row": rows, "col": cols, **terms}
+        {
+            "unit_id": unit_id,
+            "trial": names,
+            "tau": tau,
+            "mu0": mu0,
+            "mu1": mu0 + tau,
+            "wealth": wealth[rows, cols],
+            "row": rows,
+            "col": cols,
+            **terms,
+        }
     )
     for code in SPECTRA:
         truth[f"frac_{code}_first"] = first[code][rows, cols]
         truth[f"frac_{code}_last"] = last[code][rows, cols]
-    with atomic_path(paths.rct_table) as tmp:
-        rct.to_csv(tmp, index=False)
+    paths.trials_dir.mkdir(parents=True, exist_ok=True)
+    for name in cfg.trials:
+        with atomic_path(paths.trial_table(name)) as tmp:
+            rct[names == name].to_csv(tmp, index=False)
     with atomic_path(paths.unit_truth) as tmp:
         truth.to_parquet(tmp, index=False)
 

@@ -121,10 +121,11 @@ def _prepare(setting: dict, grid: StudyGrid, root: Path) -> _Trial:
         effect_strength=setting["effect_strength"],
         heterogeneity=setting["heterogeneity"],
         seed=setting["seed"],
+        trials=("trial",),
     )
     paths = simulate_study(cfg, root)
     catalog = build_catalog(paths.imagery_dir)
-    units, _ = locate_units(validate_rct(read_table(paths.rct_table)), catalog)
+    units, _ = locate_units(validate_rct(read_table(paths.trial_table("trial"))), catalog)
     write_sequence_cube(units, catalog, root / "cube.zarr", size=grid.chip_size)
     cube = open_cube(root / "cube.zarr")
     ids = np.asarray(cube["unit"].values.tolist(), dtype=object)

@@ -24,7 +24,7 @@ class TableError(ValueError):
     """A table cannot be read as it stands (the message names the file and the fix)."""
 
 
-def read_table(path: str | Path, field: str = "StudySource.rct_table") -> pd.DataFrame:
+def read_table(path: str | Path, field: str = "StudySource.trials") -> pd.DataFrame:
     """CSV (separator ``, ; tab |`` detected, decimal commas with ``;``), Parquet; Excel is refused.
 
     ``field`` names the setting that points here, so that every message says what to change.

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 from sklearn.linear_model import RidgeCV
 from sklearn.metrics import r2_score
 
+from models.chips import write_sequence_cube
 from models.folds import split_of
-from models.grid import GridEmbedding, GridMap, embed_places
+from models.grid import GridEmbedding, GridMap, embed_places, place_sequences
 from models.rct import locate_units
 from models.training import SequenceData, embed
 
@@ -88,6 +88,14 @@ def survey_places(survey: pd.DataFrame, catalog: pd.DataFrame) -> tuple[pd.DataF
     return pd.DataFrame(inside.drop(columns="geometry")), outside
 
 
+def survey_cube(survey: pd.DataFrame, catalog: pd.DataFrame, path: Path, size: int) -> tuple[pd.DataFrame, int]:
+    """The surveyed places' chip sequences as a Zarr cube at ``path`` (what the map's own encoder
+    learns from: no trial's units, so every trial can use the map), and the number outside the imagery."""
+    places, outside = survey_places(survey, catalog)
+    write_sequence_cube(places[["unit_id", "lon", "lat"]], catalog, path, size=size)
+    return places, len(outside)
+
+
 def fit_on_survey(
     survey: pd.DataFrame, catalog: pd.DataFrame, fitted, workdir: Path, device, seed: int = 0
 ) -> tuple[WealthModel, pd.DataFrame, int]:
@@ -120,7 +128,8 @@ def predictor(model: WealthModel, fitted, device) -> Callable[[SequenceData], np
     return lambda data: model.predict(embed(encoder, data, device))
 
 
-def predict_units(model: WealthModel, fitted, cube: xr.Dataset, device) -> pd.DataFrame:
-    """Predicted wealth at every unit of a chip cube (unit_id, prediction), from the cube's chips."""
-    data = fitted.sequences(cube)
+def predict_places(model: WealthModel, fitted, places: pd.DataFrame, catalog: pd.DataFrame, workdir: Path, device) -> pd.DataFrame:
+    """Predicted wealth (unit_id, prediction) at places given as unit_id, lon, lat, from their chip
+    sequences at the map encoder's chip size (a cube under ``workdir``); places without data are left out."""
+    data = place_sequences(places, catalog, fitted, workdir)
     return pd.DataFrame({"unit_id": data.unit_ids.astype(str), "prediction": predictor(model, fitted, device)(data)})

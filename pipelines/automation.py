@@ -1,4 +1,4 @@
-"""Jobs, schedules and sensors that re-run the asset graph."""
+"""Jobs, schedules and sensors that re-run the asset graph: the shared map once, every trial by partition."""
 
 import hashlib
 import json
@@ -6,26 +6,97 @@ from pathlib import Path
 
 import dagster as dg
 
+from assets.partitions import trials
 from models.catalog import imagery_files
-from pipelines.resources import StudySource
+from models.trials import trial_tables
+from pipelines.resources import StorageResource, StudySource
 
-all_assets_job = dg.define_asset_job("eotrials_job", selection=dg.AssetSelection.all(), description="Materialize the whole graph.")
-ingest_job = dg.define_asset_job(
-    "ingest_job", selection=dg.AssetSelection.groups("ingest"), description="Re-read the trial and the imagery."
+TRIAL_ASSETS = dg.AssetSelection.assets("rct_units").downstream() - dg.AssetSelection.assets("analyst_database")
+SHARED_ASSETS = dg.AssetSelection.all() - dg.AssetSelection.assets("rct_units").downstream()
+
+all_assets_job = dg.define_asset_job(
+    "eotrials_job",
+    selection=dg.AssetSelection.all(),
+    partitions_def=trials,
+    description="The whole graph for one trial (a partition), the shared imagery, map and corrections included.",
+)
+map_job = dg.define_asset_job(
+    "map_job",
+    selection=SHARED_ASSETS,
+    description="What every trial shares: the study's inputs, the imagery catalog, land cover, the wealth map and its corrections.",
+)
+trial_job = dg.define_asset_job(
+    "trial_job",
+    selection=TRIAL_ASSETS,
+    partitions_def=trials,
+    description="One trial's units, chips, encoders, CATEs, heterogeneity evidence, attribution, debiased outcomes and report.",
 )
 evidence_job = dg.define_asset_job(
     "evidence_job",
-    selection=dg.AssetSelection.groups("ingest", "representation", "causal"),
-    description="The trial's heterogeneity evidence: ingest, encoders and embeddings, CATEs and their tests.",
+    selection=dg.AssetSelection.groups("ingest", "representation", "causal") - SHARED_ASSETS
+    | dg.AssetSelection.assets("study_inputs", "imagery_catalog"),
+    partitions_def=trials,
+    description="One trial's heterogeneity evidence: ingest, encoders and embeddings, CATEs and their tests.",
+)
+analyst_job = dg.define_asset_job(
+    "analyst_job", selection=dg.AssetSelection.assets("analyst_database"), description="The DuckDB database over every trial's tables."
 )
 
-weekly_refresh = dg.ScheduleDefinition(
-    name="weekly_refresh",
-    job=all_assets_job,
+weekly_map_refresh = dg.ScheduleDefinition(
+    name="weekly_map_refresh",
+    job=map_job,
     cron_schedule="0 3 * * 1",
     default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Re-run everything on Monday nights (off until switched on in the UI).",
+    description="Re-fit the shared map on Monday nights (off until switched on in the UI); trials' debiased outcomes follow it.",
 )
+
+
+@dg.schedule(job=trial_job, cron_schedule="0 5 * * 1", default_status=dg.DefaultScheduleStatus.STOPPED)
+def weekly_trials_refresh(context: dg.ScheduleEvaluationContext):
+    """Re-run every trial on Monday mornings, after the map (off until switched on in the UI)."""
+    keys = context.instance.get_dynamic_partitions(trials.name)
+    if not keys:
+        return dg.SkipReason("no trials yet: drop a trial table into the trials folder")
+    stamp = context.scheduled_execution_time.strftime("%Y%m%d")
+    return [dg.RunRequest(run_key=f"{key}-{stamp}", partition_key=key) for key in keys]
+
+
+def trials_folder(source: StudySource, storage: StorageResource) -> Path:
+    """The folder of trial tables: ``StudySource.trials``, or the demo's under the storage root."""
+    return Path(source.trials) if source.trials else storage.path("demo_study", "trials")
+
+
+def trial_state(folder: Path) -> dict[str, float]:
+    """Each trial table's modification time by key: the trials sensor's view of the folder."""
+    return {key: path.stat().st_mtime for key, path in trial_tables(folder).items()}
+
+
+def trial_requests(state: dict[str, float], previous: dict[str, float], known: set[str]) -> tuple[list[str], list[str]]:
+    """Trials to add as partitions (tables not yet known) and trials to re-run (new, or a table that
+    changed since the sensor last looked)."""
+    new = sorted(set(state) - known)
+    changed = sorted(k for k in state if k in known and k in previous and previous[k] != state[k])
+    return new, new + changed
+
+
+@dg.sensor(job=trial_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED)
+def trial_tables_sensor(context: dg.SensorEvaluationContext, source: StudySource, storage: StorageResource):
+    """A trial table dropped into the trials folder adds its trial as a partition and runs it; a
+    table that changes re-runs its trial. Removing a table leaves the trial's partition and outputs."""
+    folder = trials_folder(source, storage)
+    if not folder.is_dir():
+        return dg.SkipReason(f"no trials folder at {folder} (set StudySource.trials, or materialize study_inputs for the demo)")
+    state = trial_state(folder)
+    previous = json.loads(context.cursor) if context.cursor else {}
+    new, run = trial_requests(state, previous, set(context.instance.get_dynamic_partitions(trials.name)))
+    if not run:
+        context.update_cursor(json.dumps(state))
+        return dg.SkipReason("no new or changed trial tables")
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(run_key=f"{key}-{state[key]}", partition_key=key) for key in run],
+        dynamic_partitions_requests=[trials.build_add_request(new)] if new else [],
+        cursor=json.dumps(state),
+    )
 
 
 def imagery_state(source: str) -> dict[str, float | None]:
@@ -39,9 +110,10 @@ def state_digest(state: dict) -> str:
     return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
 
 
-@dg.sensor(job=ingest_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.STOPPED)
+@dg.sensor(job=map_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.STOPPED)
 def new_imagery_sensor(context: dg.SensorEvaluationContext, source: StudySource):
-    """Re-ingest when a scene is added to or changed in the configured imagery folder or catalog CSV."""
+    """Re-read the imagery and re-fit the shared map when a scene is added to or changed in the
+    configured imagery folder or catalog CSV (the trials' debiased outcomes follow the map)."""
     if source.imagery is None:
         return dg.SkipReason("StudySource.imagery is not set (the demo is simulated, nothing to watch)")
     state = imagery_state(source.imagery)

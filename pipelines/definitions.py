@@ -3,7 +3,17 @@
 import dagster as dg
 
 from assets import analyst, causal, debiasing, generalization, ingest, interpretation, representation, simulation
-from pipelines.automation import all_assets_job, evidence_job, ingest_job, new_imagery_sensor, weekly_refresh
+from pipelines.automation import (
+    all_assets_job,
+    analyst_job,
+    evidence_job,
+    map_job,
+    new_imagery_sensor,
+    trial_job,
+    trial_tables_sensor,
+    weekly_map_refresh,
+    weekly_trials_refresh,
+)
 from pipelines.executors import executor
 from pipelines.io_managers import LocalStorageIOManager
 from pipelines.resources import ComputeResource, CrossFittingResource, StorageResource, StudySource
@@ -25,9 +35,9 @@ def resources(storage: StorageResource, source: StudySource | None = None, compu
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(ASSET_MODULES),
     asset_checks=dg.load_asset_checks_from_modules(ASSET_MODULES),
-    jobs=[all_assets_job, ingest_job, evidence_job],
-    schedules=[weekly_refresh],
-    sensors=[new_imagery_sensor],
+    jobs=[all_assets_job, map_job, trial_job, evidence_job, analyst_job],
+    schedules=[weekly_map_refresh, weekly_trials_refresh],
+    sensors=[new_imagery_sensor, trial_tables_sensor],
     executor=executor(),
     resources=resources(StorageResource(root=dg.EnvVar("EOTRIALS_DATA").get_value("data"))),
 )

@@ -35,7 +35,8 @@ def column_schema(frame: pd.DataFrame, table: str) -> dg.TableSchema:
 
 
 class LocalStorageIOManager(dg.ConfigurableIOManager):
-    """Stores each asset under ``storage.root/<asset key>`` in the format its value calls for.
+    """Stores each asset under ``storage.root/<asset key>`` (a trial's partition under
+    ``<asset key>/<trial>``) in the format its value calls for.
 
     - GeoDataFrame -> GeoParquet, DataFrame -> Parquet with each column's description in its field
       metadata (``models.data_dictionary``), dict -> JSON; tables also get a Dagster column schema;
@@ -48,8 +49,9 @@ class LocalStorageIOManager(dg.ConfigurableIOManager):
 
     storage: StorageResource
 
-    def _base(self, context) -> Path:
-        return self.storage.path(*context.asset_key.path)
+    def _base(self, context, partition: str | None) -> Path:
+        """``<root>/<asset>`` or, for a trial's partition, ``<root>/<asset>/<trial>`` (plus the suffix)."""
+        return self.storage.path(*context.asset_key.path, *([partition] if partition else []))
 
     def _step_output(self, context: dg.OutputContext) -> Path:
         """Where an op inside a graph-backed asset (one per chip chunk, say) keeps its output: under
@@ -68,7 +70,8 @@ class LocalStorageIOManager(dg.ConfigurableIOManager):
             else:
                 raise TypeError(f"{context.step_key}: op outputs are DataFrames or dicts, got {type(obj).__name__}")
             return
-        base, name = self._base(context), context.asset_key.to_user_string()
+        partition = context.asset_partition_key if context.has_asset_partitions else None
+        base, name = self._base(context, partition), context.asset_key.to_user_string()
         metadata = {}
         if isinstance(obj, pd.DataFrame):
             target = base.with_suffix(".parquet")
@@ -112,7 +115,7 @@ class LocalStorageIOManager(dg.ConfigurableIOManager):
                 if path.with_suffix(".parquet").exists()
                 else json.loads(path.with_suffix(".json").read_text())
             )
-        base = self._base(context.upstream_output)
+        base = self._base(context.upstream_output, context.asset_partition_key if context.has_asset_partitions else None)
         found = [base.with_suffix(s) for s in SUFFIXES if base.with_suffix(s).exists() and (s or base.is_dir())]
         if not found:
             raise FileNotFoundError(f"{context.upstream_output.asset_key.to_user_string()} has not been materialized under {base.parent}")

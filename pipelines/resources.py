@@ -36,8 +36,10 @@ class StorageResource(dg.ConfigurableResource):
 
 
 class StudySource(dg.ConfigurableResource):
-    """The trial and its imagery. Leave ``rct_table`` empty to simulate the embedded demo study.
+    """The trials and their imagery. Leave ``trials`` empty to simulate the embedded demo study.
 
+    ``trials`` is a folder of trial tables, one CSV or Parquet file per trial: the file's stem is
+    the trial's key (its partition), so dropping a table there adds a trial (``trial_tables_sensor``).
     ``imagery`` is a folder of dated GeoTIFF/COG files or a catalog CSV (columns date, path).
     ``band_names`` names the bands in order; with several single-band files per date,
     ``band_files`` maps each band to a token of its file names (``{"blue": "B2", ...}``), or the
@@ -45,7 +47,7 @@ class StudySource(dg.ConfigurableResource):
     can: without a list they are auto-detected (see ``tabular_features``).
     """
 
-    rct_table: str | None = None
+    trials: str | None = None
     imagery: str | None = None
     survey_table: str | None = None
     band_names: list[str] | None = None
@@ -59,7 +61,7 @@ class StudySource(dg.ConfigurableResource):
 
     @property
     def is_demo(self) -> bool:
-        return self.rct_table is None
+        return self.trials is None
 
 
 class CrossFittingResource(dg.ConfigurableResource):

@@ -56,9 +56,15 @@ UTM36 = "EPSG:32636"
 GRID = from_origin(500_000, 60_000, 10, 10)
 
 
-def materialize_modules(modules, root, source=None, ops=None, raise_on_error=True, folds=None):
-    """Materialize every asset and check of ``modules`` with storage under ``root``, on the CPU."""
+DEMO_TRIAL = SMALL.trials[0]
+
+
+def materialize_modules(modules, root, source=None, ops=None, raise_on_error=True, folds=None, trial=DEMO_TRIAL, instance=None):
+    """Materialize every asset and check of ``modules`` with storage under ``root``, on the CPU: the
+    shared assets and, for the trial-level ones, the partition ``trial`` (registered first)."""
     import dagster as dg
+
+    from assets.partitions import trials
 
     from pipelines.definitions import resources
     from pipelines.resources import ComputeResource, CrossFittingResource, StorageResource
@@ -66,11 +72,18 @@ def materialize_modules(modules, root, source=None, ops=None, raise_on_error=Tru
     res = resources(StorageResource(root=str(root)), source, ComputeResource(device="cpu"))
     if folds is not None:
         res["cross_fitting"] = CrossFittingResource(folds=folds)
+    assets = dg.load_assets_from_modules(modules)
+    partitioned = any(a.partitions_def is not None for a in assets)
+    instance = instance or dg.DagsterInstance.ephemeral()
+    if partitioned:
+        instance.add_dynamic_partitions(trials.name, [trial])
     return dg.materialize(
-        [*dg.load_assets_from_modules(modules), *dg.load_asset_checks_from_modules(modules)],
+        [*assets, *dg.load_asset_checks_from_modules(modules)],
         resources=res,
         run_config=dg.RunConfig(ops=ops or {}),
         raise_on_error=raise_on_error,
+        partition_key=trial if partitioned else None,
+        instance=instance,
     )
 
 

@@ -30,14 +30,14 @@ def test_definitions_load_with_groups_and_checks():
         assert node.description, f"{key.to_user_string()} lacks a docstring"
     checks = {k.name for k in graph.asset_check_keys}
     assert {"treatment_share_matches_design", "units_inside_imagery", "chips_have_data"} <= checks
-    assert defs.resolve_job_def("eotrials_job") and defs.resolve_schedule_def("weekly_refresh")
+    assert defs.resolve_job_def("eotrials_job") and defs.resolve_schedule_def("weekly_map_refresh")
 
 
 def test_sensor_requests_a_run_only_when_scenes_change(tmp_path):
     folder = tmp_path / "imagery"
     folder.mkdir()
     write_raster(folder / "scene_2020-01-01.tif", ramp(), UTM36, GRID)
-    source = StudySource(rct_table="x.csv", imagery=str(folder))
+    source = StudySource(trials="trials", imagery=str(folder))
     first = new_imagery_sensor(dg.build_sensor_context(resources={"source": source}))
     assert isinstance(first, dg.RunRequest)
     ctx = dg.build_sensor_context(
@@ -53,13 +53,14 @@ def test_sensor_requests_a_run_only_when_scenes_change(tmp_path):
 
 @pytest.mark.slow
 def test_cli_materializes_the_whole_graph(tmp_path):
-    """The README's main command, on a small demo, in a fresh Dagster home."""
+    """The README's main command (`python -m pipelines.demo`), on a small demo of two trials, in a fresh Dagster home."""
     home, data = tmp_path / "home", tmp_path / "data"
     home.mkdir()
     config = {
         "resources": {"cross_fitting": {"config": {"folds": 2}}},
         "ops": {
-            "study_inputs": {"config": {"n_units": 80, "n_survey": 300, "n_dates": 3, "region_px": 192, "chip_size": 16}},
+            "study_inputs": {"config": {"n_units": 60, "n_survey": 300, "n_dates": 3, "region_px": 192, "chip_size": 16}},
+            "map_encoder": {"config": {"epochs": 1, "chip_size": 16}},
             "unit_image_sequences": {"config": {"chip_size": 16}},
             "sequence_encoder": {"config": {"epochs": 1}},
             "image_encoder": {"config": {"epochs": 1}},
@@ -80,25 +81,18 @@ def test_cli_materializes_the_whole_graph(tmp_path):
         },
     }
     env = {**os.environ, "DAGSTER_HOME": str(home), "EOTRIALS_DATA": str(data)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "dagster",
-        "asset",
-        "materialize",
-        "-m",
-        "pipelines.definitions",
-        "--select",
-        "*",
-        "--config-json",
-        json.dumps(config),
-    ]
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    cmd = [sys.executable, "-m", "pipelines.demo", "--config-json", json.dumps(config)]
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert len(gpd.read_parquet(data / "rct_units.parquet")) == 80
-    assert (data / "unit_image_sequences.zarr").is_dir()
-    assert len(pd.read_parquet(data / "embeddings_image_sequence_tabular.parquet")) == 80
-    assert (data / "cate_map.tif").exists() and len(pd.read_parquet(data / "simulation_study.parquet")) == 4
+    assert "trials run: east, west" in done.stdout
+    with dg.DagsterInstance.from_config(str(home)) as instance:  # the partitions the sensor would have added
+        assert sorted(instance.get_dynamic_partitions("trials")) == ["east", "west"]
+    west, east = (gpd.read_parquet(data / "rct_units" / f"{t}.parquet") for t in ("west", "east"))
+    assert len(west) == len(east) == 60 and west["x"].max() < east["x"].min() + 30  # side by side (to a pixel)
+    assert (data / "unit_image_sequences" / "west.zarr").is_dir() and (data / "cate_map" / "east.tif").exists()
+    assert len(pd.read_parquet(data / "embeddings_image_sequence_tabular" / "west.parquet")) == 60
+    assert len(pd.read_parquet(data / "simulation_study.parquet")) == 4
+    assert (data / "wealth_map.tif").exists() and not (data / "wealth_map").exists()  # one map for every trial
     evaluation = pd.read_parquet(data / "debiasing_evaluation.parquet")  # response x method x true effect
     assert (
         (data / "debiased_wealth_map.tif").exists()
@@ -109,11 +103,13 @@ def test_cli_materializes_the_whole_graph(tmp_path):
     import duckdb  # the analyst's database: a view per table, reading the Parquet in place
 
     with duckdb.connect(str(data / "analyst_database.duckdb"), read_only=True) as con:
-        assert con.execute("SELECT count(*) FROM rct_units").fetchone()[0] == 80
+        assert con.execute("SELECT trial, count(*) FROM rct_units GROUP BY trial ORDER BY trial").fetchall() == [("east", 60), ("west", 60)]
         assert con.execute("SELECT count(DISTINCT learner) FROM heterogeneity_evaluation").fetchone()[0] == 1
-    report = (data / "trial_report.html").read_text()  # one self-contained page: figures inlined, no scripts
+    report = (data / "trial_report" / "west.html").read_text()  # one self-contained page: figures inlined, no scripts
     assert report.count('src="data:image/png;base64,') >= 4 and "<script" not in report
     assert "TOC curves with 95% bands" in report and "naive vs debiased" in report
-    for table in sorted(data.glob("*.parquet")):  # every column of every table is in the data dictionary
-        undescribed = [c for c in pq.read_schema(table).names if describe(c, table.stem) is None]
-        assert not undescribed, (table.name, undescribed)
+    tables = [*data.glob("*.parquet"), *data.glob("*/west.parquet")]
+    for table in sorted(tables):  # every column of every table is in the data dictionary
+        name = table.parent.name if table.stem == "west" else table.stem
+        undescribed = [c for c in pq.read_schema(table).names if describe(c, name) is None]
+        assert not undescribed, (table, undescribed)

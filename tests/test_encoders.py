@@ -135,7 +135,7 @@ def test_training_lowers_the_prognostic_loss():
 
 def test_load_sequences_normalizes_and_picks_frames(small_study, tmp_path):
     catalog = build_catalog(small_study.imagery_dir)
-    write_sequence_cube(pd.read_csv(small_study.rct_table), catalog, tmp_path / "c.zarr", size=16)
+    write_sequence_cube(pd.read_csv(small_study.trial_table("west")), catalog, tmp_path / "c.zarr", size=16)
     cube = open_cube(tmp_path / "c.zarr")
     data = load_sequences(cube, block=50)
     assert data.x.shape == (cube.sizes["unit"], 4, 6, 16, 16) and torch.isfinite(data.x).all()

@@ -9,6 +9,7 @@ import dagster as dg
 import pytest
 
 from assets import ingest
+from assets.partitions import trials
 from assets.ingest import ChipsConfig, DemoStudyConfig
 from pipelines.definitions import resources
 from pipelines.resources import ComputeResource, StorageResource
@@ -22,7 +23,7 @@ def ingest_definitions(root: str) -> dg.Definitions:
         assets=dg.load_assets_from_modules([ingest]),
         asset_checks=dg.load_asset_checks_from_modules([ingest]),
         resources=resources(StorageResource(root=root), None, ComputeResource(device="cpu")),
-        jobs=[dg.define_asset_job("ingest", executor_def=dg.in_process_executor, config=dg.RunConfig(ops=OPS))],
+        jobs=[dg.define_asset_job("ingest", executor_def=dg.in_process_executor, config=dg.RunConfig(ops=OPS), partitions_def=trials)],
     )
 
 
@@ -83,24 +84,31 @@ def instance(tmp_path, monkeypatch):
     monkeypatch.setenv("EOTRIALS_TEST_ROOT", str(tmp_path / "data"))
     (tmp_path / "home").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
+        instance.add_dynamic_partitions(trials.name, ["west"])
         yield instance
 
 
 def test_reexecution_from_failure_reuses_what_succeeded(tmp_path, instance, monkeypatch):
     calls = fail_first_call(monkeypatch, ingest, "tabular_matrix", RuntimeError("covariates unavailable"))
     job = dg.reconstructable(in_process_ingest_job)
-    first = dg.execute_job(job, instance)
+    first = dg.execute_job(job, instance, tags={"dagster/partition": "west"})
     assert not first.success and len(calls) == 1
     succeeded = {e.step_key for e in first.all_events if e.event_type == dg.DagsterEventType.STEP_SUCCESS}
     assert {"study_inputs", "imagery_catalog", "rct_units", "unit_image_sequences.assemble_chip_cube"} <= succeeded
     assert any(s.startswith("unit_image_sequences.extract_chip_chunk[") for s in succeeded)  # the chunk steps, too
-    outputs = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "data").iterdir() if p.suffix in (".parquet", ".zarr", ".json")}
+    outputs = {
+        str(p.relative_to(tmp_path / "data")): p.stat().st_mtime_ns
+        for p in [*(tmp_path / "data").iterdir(), *(tmp_path / "data").glob("*/west.*")]
+        if p.suffix in (".parquet", ".zarr", ".json")
+    }
+    assert "rct_units/west.parquet" in outputs
 
-    again = dg.execute_job(job, instance, reexecution_options=dg.ReexecutionOptions.from_failure(first.run_id, instance))
+    options = dg.ReexecutionOptions.from_failure(first.run_id, instance)
+    again = dg.execute_job(job, instance, tags={"dagster/partition": "west"}, reexecution_options=options)
     assert again.success and len(calls) == 2
     rerun = {e.step_key for e in again.all_events if e.event_type == dg.DagsterEventType.STEP_START}
     assert "tabular_features" in rerun and not rerun & succeeded, rerun
-    assert (tmp_path / "data" / "tabular_features.parquet").exists()
+    assert (tmp_path / "data" / "tabular_features" / "west.parquet").exists()
     # what succeeded the first time was read from storage, not written again
     for name, mtime in outputs.items():
         assert (tmp_path / "data" / name).stat().st_mtime_ns == mtime, name

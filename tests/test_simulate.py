@@ -8,7 +8,7 @@ from tests.conftest import SMALL
 
 
 def test_files_shapes_and_crs(small_study):
-    rct = pd.read_csv(small_study.rct_table)
+    rct = pd.read_csv(small_study.trial_table("west"))
     assert len(rct) == SMALL.n_units
     assert {"unit_id", "lon", "lat", "treatment", "outcome", "stratum"} <= set(rct.columns)
     assert set(rct["treatment"]) == {0, 1}
@@ -31,10 +31,22 @@ def test_seed_reproduces_and_changes(tmp_path):
     cfg = SimulationConfig(n_units=30, n_survey=30, n_dates=2, region_px=128, chip_size=8, seed=5)
     a, b = simulate_study(cfg, tmp_path / "a"), simulate_study(cfg, tmp_path / "b")
     c = simulate_study(SimulationConfig(**{**cfg.__dict__, "seed": 6}), tmp_path / "c")
-    pd.testing.assert_frame_equal(pd.read_csv(a.rct_table), pd.read_csv(b.rct_table))
+    pd.testing.assert_frame_equal(pd.read_csv(a.trial_table("west")), pd.read_csv(b.trial_table("west")))
     with rasterio.open(a.imagery_dir / "scene_2016-07-15.tif") as ra, rasterio.open(b.imagery_dir / "scene_2016-07-15.tif") as rb:
         np.testing.assert_array_equal(ra.read(), rb.read())
-    assert not pd.read_csv(a.rct_table)["lon"].equals(pd.read_csv(c.rct_table)["lon"])
+    assert not pd.read_csv(a.trial_table("west"))["lon"].equals(pd.read_csv(c.trial_table("west"))["lon"])
+
+
+def test_each_trial_is_a_strip_of_the_region_with_its_own_randomization(small_study):
+    """The demo's trials: one table per trial, side by side west to east, ids unique across trials,
+    every trial with both arms; the truth says which trial each unit is in."""
+    west, east = (pd.read_csv(small_study.trial_table(t)) for t in SMALL.trials)
+    assert sorted(p.stem for p in small_study.trials_dir.iterdir()) == sorted(SMALL.trials)
+    assert len(west) == len(east) == SMALL.n_units and west["lon"].max() < east["lon"].min() + 1e-3  # to a pixel
+    assert not set(west["unit_id"]) & set(east["unit_id"])
+    assert all(set(t["treatment"]) == {0, 1} for t in (west, east))
+    truth = pd.read_parquet(small_study.unit_truth).set_index("unit_id")
+    assert (truth.loc[west["unit_id"], "trial"] == "west").all() and (truth.loc[east["unit_id"], "trial"] == "east").all()
 
 
 def test_land_cover_changes_over_time(small_study):
@@ -44,9 +56,9 @@ def test_land_cover_changes_over_time(small_study):
 
 
 def test_planted_effect_is_present_and_heterogeneous(tmp_path):
-    cfg = SimulationConfig(n_units=3000, n_survey=10, n_dates=3, region_px=256, chip_size=16, seed=2)
+    cfg = SimulationConfig(n_units=3000, n_survey=10, n_dates=3, region_px=256, chip_size=16, seed=2, trials=("trial",))
     paths = simulate_study(cfg, tmp_path)
-    df = pd.read_csv(paths.rct_table).merge(pd.read_parquet(paths.unit_truth), on="unit_id")
+    df = pd.read_csv(paths.trial_table("trial")).merge(pd.read_parquet(paths.unit_truth), on="unit_id")
     dim = df.loc[df.treatment == 1, "outcome"].mean() - df.loc[df.treatment == 0, "outcome"].mean()
     assert abs(dim - df["tau"].mean()) < 0.2
     assert 0.7 < df["tau"].std() < 1.3  # effect_strength sets the heterogeneity scale
@@ -63,7 +75,7 @@ def test_no_heterogeneity_gives_constant_effect(tmp_path):
 
 
 def test_stratified_assignment_balances_strata(tmp_path):
-    cfg = SimulationConfig(n_units=200, n_survey=10, n_dates=2, region_px=128, chip_size=8, stratified=True)
-    rct = pd.read_csv(simulate_study(cfg, tmp_path).rct_table)
+    cfg = SimulationConfig(n_units=200, n_survey=10, n_dates=2, region_px=128, chip_size=8, stratified=True, trials=("trial",))
+    rct = pd.read_csv(simulate_study(cfg, tmp_path).trial_table("trial"))
     for _, group in rct.groupby("stratum"):
         assert abs(group["treatment"].sum() - 0.5 * len(group)) <= 0.5

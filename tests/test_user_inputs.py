@@ -82,7 +82,7 @@ def test_unreadable_tables_say_what_was_found(tmp_path, name, content, message):
     path.write_bytes(content)
     with pytest.raises(TableError, match=message):
         read_table(path)
-    with pytest.raises(TableError, match="StudySource.rct_table"):
+    with pytest.raises(TableError, match="StudySource.trials"):
         read_table(tmp_path / "missing.csv")
 
 

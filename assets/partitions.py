@@ -1,0 +1,10 @@
+"""Trials as dynamic partitions: one partition per trial table (its key is the file's stem).
+
+The ``trial_tables_sensor`` (pipelines/automation.py) adds a partition when a table appears in the
+trials folder; trial-level assets carry ``partitions_def=trials``, shared ones (imagery, the wealth
+map and its corrections) carry none and are fitted once for every trial.
+"""
+
+import dagster as dg
+
+trials = dg.DynamicPartitionsDefinition(name="trials")
