@@ -9,7 +9,7 @@ from assets import causal, generalization, ingest, interpretation, representatio
 from assets.causal import CateConfig
 from assets.generalization import CateMapConfig
 from assets.ingest import ChipsConfig, DemoStudyConfig
-from assets.representation import EncoderConfig, GridConfig, ImageEncoderConfig
+from assets.representation import EncoderConfig, GridConfig, ImageEncoderConfig, MapEncoderConfig
 from assets.simulation import EncoderChoiceConfig, SimulationStudyConfig
 from models.simulation_study import EncoderChoice, StudyGrid, run_setting
 from models.training import resolve_device
@@ -28,6 +28,8 @@ OPS = {
     "cate_estimates": CateConfig(learners=["causal_forest", "t_learner"], n_estimators=50),
     "cate_map": CateMapConfig(n_estimators=50),
     "grid_embeddings": GridConfig(step_px=16),
+    "map_encoder": MapEncoderConfig(epochs=1, batch_size=32, chip_size=16),
+    "map_grid_embeddings": GridConfig(step_px=48),
     "unit_land_cover": interpretation.UnitLandCoverConfig(chip_size=16),
     "heterogeneity_attribution": interpretation.AttributionConfig(n_estimators=50),
 }
@@ -42,7 +44,7 @@ def causal_run(tmp_path_factory):
 def test_cate_estimates_cover_every_choice_and_learner(causal_run):
     root, result = causal_run
     assert result.success
-    cate = pd.read_parquet(root / "cate_estimates.parquet")
+    cate = pd.read_parquet(root / "cate_estimates" / "west.parquet")
     assert set(cate["data_choice"]) == {"tabular", "image", "image_sequence", "image_sequence_tabular"}
     assert set(cate["learner"]) == {"causal_forest", "t_learner"}
     per = cate.groupby(["data_choice", "learner"]).size()
@@ -54,10 +56,10 @@ def test_cate_estimates_cover_every_choice_and_learner(causal_run):
 
 def test_evaluation_ate_and_checks(causal_run):
     root, result = causal_run
-    evaluation = pd.read_parquet(root / "heterogeneity_evaluation.parquet")
+    evaluation = pd.read_parquet(root / "heterogeneity_evaluation" / "west.parquet")
     assert len(evaluation) == 8 and {"autoc_ratio", "qini_ratio", "blp_differential", "pehe", "rank_correlation"} <= set(evaluation.columns)
     assert evaluation["autoc_ratio"].is_monotonic_decreasing
-    summary = pd.read_parquet(root / "ate_summary.parquet").set_index("method")
+    summary = pd.read_parquet(root / "ate_summary" / "west.parquet").set_index("method")
     dr, dim = summary.loc["doubly robust (AIPW)"], summary.loc["difference in means"]
     assert abs(dr["estimate"] - dim["estimate"]) < 2 * dim["std_error"]
     assert dr["ci_lower"] < summary.loc["truth (mean simulated CATE)", "estimate"] + 3 * dr["std_error"]
@@ -67,12 +69,12 @@ def test_evaluation_ate_and_checks(causal_run):
     assert 0 <= coverage["min_unit_interval_coverage"].value <= 1 and 0 <= coverage["min_gates_coverage"].value <= 1
     assert (evaluation["autoc_lower"] <= evaluation["autoc"]).all() and (evaluation["autoc"] <= evaluation["autoc_upper"]).all()
     assert evaluation["autoc_sequential_t"].notna().all() and evaluation["autoc_sequential_p"].between(0, 1).all()
-    differences = pd.read_parquet(root / "rate_differences.parquet")
+    differences = pd.read_parquet(root / "rate_differences" / "west.parquet")
     assert len(differences) == 2 * 2 * 6  # two targets x two learners x the six pairs of four data choices
     assert set(differences["data_choice_a"]) | set(differences["data_choice_b"]) == set(evaluation["data_choice"])
-    bands = pd.read_parquet(root / "toc_curves.parquet")
+    bands = pd.read_parquet(root / "toc_curves" / "west.parquet")
     assert len(bands) == 8 * 20 and np.allclose(bands.loc[bands["q"] == 1.0, "toc"], 0.0)
-    gates = pd.read_parquet(root / "gates.parquet")
+    gates = pd.read_parquet(root / "gates" / "west.parquet")
     assert len(gates) == 8 * 5 and (gates["ci_lower"] < gates["ci_upper"]).all()
     pages = {m.asset_key.path[-1]: m.metadata for m in result.asset_materializations_for_node("heterogeneity_evaluation")}
     assert "data:image/png;base64" in pages["toc_curves"]["toc"].value
@@ -81,7 +83,7 @@ def test_evaluation_ate_and_checks(causal_run):
 
 def test_cate_map_is_a_georeferenced_grid(causal_run):
     root, result = causal_run
-    with rasterio.open(root / "cate_map.tif") as src:
+    with rasterio.open(root / "cate_map" / "west.tif") as src:
         assert src.crs.to_string() == "EPSG:32636" and src.count == 3 and src.shape == (12, 12)
         assert src.descriptions == ("cate", "extrapolation_ratio", "outside_support")
         assert src.transform.a == 16 * 30.0 and np.isnan(src.nodata)
@@ -95,8 +97,8 @@ def test_balance_check_fails_on_an_unbalanced_trial(causal_run):
     root, _ = causal_run
     import geopandas as gpd
 
-    features = pd.read_parquet(root / "tabular_features.parquet")
-    units = gpd.read_parquet(root / "rct_units.parquet")
+    features = pd.read_parquet(root / "tabular_features" / "west.parquet")
+    units = gpd.read_parquet(root / "rct_units" / "west.parquet")
     units["treatment"] = (features["baseline_assets"] > features["baseline_assets"].median()).astype(int).to_numpy()
     assert not causal.covariates_balanced(tabular_features=features, rct_units=units).passed
 
@@ -154,15 +156,15 @@ def test_land_cover_maps_units_and_attribution(causal_run):
         assert src.colormap(1)[40][:3] == (240, 150, 255) and set(np.unique(src.read(1))) <= {0, 10, 20, 30, 40, 50, 60, 80, 90}
     meta = result.asset_materializations_for_node("land_cover_maps")[0].metadata
     assert meta["accuracy"].value > 0.8 and "data:image/png;base64" in meta["confusion_plot"].value
-    shares = pd.read_parquet(root / "unit_land_cover.parquet")
+    shares = pd.read_parquet(root / "unit_land_cover" / "west.parquet")
     assert set(shares["date"]) == {"2016-07-15", "2017-07-15", "2018-07-15", "change"}
     dated = shares[shares["date"] != "change"].filter(like="frac_").sum(axis=1, min_count=1).dropna()  # NaN: no classified pixel
     np.testing.assert_allclose(dated, 1.0, atol=1e-6)
-    blp = pd.read_parquet(root / "heterogeneity_attribution.parquet")
+    blp = pd.read_parquet(root / "heterogeneity_attribution" / "west.parquet")
     assert {"feature", "per_10pp", "ci_lower", "ci_upper", "p_value", "p_bonferroni"} <= set(blp.columns) and len(blp) >= 4
     assert (blp["ci_lower"] <= blp["estimate"]).all() and (blp["estimate"] <= blp["ci_upper"]).all()
     attribution = result.asset_materializations_for_node("heterogeneity_attribution")[0].metadata
     assert "ratio" in attribution["attenuation_vs_true_land_cover"].value and "data:image/png;base64" in attribution["coefficients"].value
-    assert (root / "land_cover_examples.png").stat().st_size > 10_000
+    assert (root / "land_cover_examples" / "west.png").stat().st_size > 10_000
     assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()}["land_cover_shares_sum_to_one"]
     assert list((root / ".staging").iterdir()) == []

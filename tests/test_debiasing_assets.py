@@ -10,7 +10,7 @@ import rasterio
 from assets import debiasing, ingest, representation
 from assets.debiasing import TrialOutcomesConfig
 from assets.ingest import ChipsConfig, DemoStudyConfig
-from assets.representation import EncoderConfig, GridConfig, ImageEncoderConfig
+from assets.representation import EncoderConfig, GridConfig, ImageEncoderConfig, MapEncoderConfig
 from tests.conftest import materialize_modules
 
 
@@ -19,9 +19,11 @@ def test_wealth_map_corrections_and_evaluation(tmp_path):
     ops = {
         "study_inputs": DemoStudyConfig(n_units=120, n_survey=900, n_dates=3, region_px=192, chip_size=16, seed=6),
         "unit_image_sequences": ChipsConfig(chip_size=16),
-        "sequence_encoder": EncoderConfig(epochs=2, batch_size=32),
+        "sequence_encoder": EncoderConfig(objective="random"),
         "image_encoder": ImageEncoderConfig(objective="random"),
-        "grid_embeddings": GridConfig(step_px=16),
+        "map_encoder": MapEncoderConfig(epochs=2, batch_size=32, chip_size=16),
+        "grid_embeddings": GridConfig(step_px=48),
+        "map_grid_embeddings": GridConfig(step_px=16),
         "trial_outcomes": TrialOutcomesConfig(n_trials=40, units_per_trial=150, effects=[0.0, 1.0]),
     }
     result = materialize_modules([ingest, representation, debiasing], tmp_path, ops=ops)
@@ -59,7 +61,17 @@ def test_wealth_map_corrections_and_evaluation(tmp_path):
     for method in ("lcc", "tweedie"):
         assert evaluation.loc[method, "mean_estimate"] > evaluation.loc["naive", "mean_estimate"] + 0.2, method
     outcomes = pd.read_parquet(tmp_path / "trial_outcomes.parquet")
-    assert set(outcomes.loc[outcomes["trial"] == "demo_rct", "method"]) == {"oracle", "naive", "lcc", "tweedie", "ppi"}
+    assert outcomes["trial"].str.startswith("sim_").all()  # the shared evaluation: simulated trials only
+    # the west trial's own debiased outcomes and its effect on mapped wealth (truly 0 on the demo)
+    units = pd.read_parquet(tmp_path / "unit_wealth_predictions" / "west.parquet")
+    assert list(units.columns) == ["unit_id", "prediction", "lcc", "tweedie"] and len(units) == 120
+    lcc = corrections["lcc"]
+    np.testing.assert_allclose(units["lcc"], (units["prediction"] - lcc["a"]) / lcc["b"], rtol=1e-6)
+    effects = pd.read_parquet(tmp_path / "wealth_effects" / "west.parquet").set_index("method")
+    assert list(effects.index) == ["oracle", "naive", "lcc", "tweedie", "ppi"] and (effects["true_effect"] == 0).all()
+    assert (effects["trial"] == "west").all() and abs(effects.loc["oracle", "estimate"]) < 4 * effects.loc["oracle", "std_error"]
+    lineage = result.asset_materializations_for_node("wealth_effects")[0].metadata
+    assert lineage["imagery_scenes"].value == 3 and len(lineage["calibration_split_digest"].value) == 12
     # the pages say what the corrected map is for, and show the calibration and the estimates' spread
     debiased = result.asset_materializations_for_node("debiased_wealth_map")[0].metadata
     assert "effect estimation" in debiased["use"].value
