@@ -23,7 +23,7 @@ def _source(table: Path) -> str:
     if not table.is_dir():
         return f"read_parquet({_quoted(str(table))})"
     files = _quoted(str(table / "*.parquet"))
-    return f"(SELECT regexp_extract(filename, '([^/]+)[.]parquet$', 1) AS trial, COLUMNS(c -> c NOT IN ('filename', 'trial')) FROM read_parquet({files}, filename = true, union_by_name = true))"
+    return f"(SELECT regexp_extract(filename, '([^/]+)[.]parquet$', 1) AS trial, COLUMNS(lambda c: c NOT IN ('filename', 'trial')) FROM read_parquet({files}, filename = true, union_by_name = true))"
 
 
 def build_database(tables: dict[str, Path], path: str | Path) -> list[str]:

@@ -1,5 +1,6 @@
 """The real UI: dagster-webserver and dagster-daemon on 127.0.0.1 over a fresh instance, the demo job
-launched through the GraphQL API, then the asset graph and an asset page in headless Chromium
+launched through the GraphQL API for one trial, then the asset graph, an asset page and the trials'
+partitions in headless Chromium
 (Debian's package, driven by Playwright). Screenshots go to ``test-artifacts/ui/``."""
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import contextlib
 import os
 
 import pytest
+from dagster import DagsterInstance
 from dagster_graphql import DagsterGraphQLClient
 from playwright.sync_api import Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -31,9 +33,12 @@ CHROMIUM_ARGS = [
 
 @pytest.fixture(scope="module")
 def webserver(tmp_path_factory) -> str:
-    """Base URL of a webserver with a daemon beside it, both on a fresh DAGSTER_HOME and data root."""
+    """Base URL of a webserver with a daemon beside it, both on a fresh DAGSTER_HOME and data root,
+    the demo's trials registered as partitions (as the trials sensor would)."""
     root = tmp_path_factory.mktemp("ui")
     (root / "home").mkdir()
+    with DagsterInstance.from_config(str(root / "home")) as instance:
+        instance.add_dynamic_partitions("trials", ["west", "east"])
     env = os.environ | {"DAGSTER_HOME": str(root / "home"), "EOTRIALS_DATA": str(root / "data"), "EOTRIALS_DEVICE": "cpu"}
     port = free_port()
     servers = Processes(root / "logs", env)
@@ -48,10 +53,11 @@ def webserver(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def demo_run(webserver: str) -> str:
-    """The demo job (the whole graph) launched through GraphQL; the daemon dequeues and runs it."""
+    """The demo job (the whole graph, for the west trial) launched through GraphQL; the daemon
+    dequeues and runs it."""
     port = int(webserver.rsplit(":", 1)[1])
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
-    run_id = client.submit_job_execution("eotrials_job")
+    run_id = client.submit_job_execution("eotrials_job", tags={"dagster/partition": "west"})
     assert wait_for_run(client, run_id, timeout=1500) == "SUCCESS", f"demo run {run_id} did not succeed"
     return run_id
 
@@ -82,18 +88,31 @@ def test_asset_graph_renders_every_group(webserver, demo_run, page):
 
 
 def test_asset_page_renders_metadata_table_and_plot(webserver, demo_run, page):
+    """The shared map's survey page: the split table and the calibration plot from Markdown metadata."""
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.goto(f"{webserver}/assets/rct_units")
+    page.goto(f"{webserver}/assets/survey_predictions")
     dismiss_welcome(page)
-    arms = page.locator("tr", has_text="arms").first
-    arms.wait_for(timeout=30_000)
-    # the arm sizes table, rendered from Markdown metadata: a header and one row per arm
-    assert "treatment" in arms.inner_text() and arms.locator("table tr").count() == 3
+    splits = page.locator("tr", has_text="splits").first
+    splits.wait_for(timeout=30_000)
+    # the split sizes table, rendered from Markdown metadata: a header and one row per split
+    assert "calibration" in splits.inner_text() and splits.locator("table tr").count() == 4
     page.screenshot(path=SHOTS / "asset_page.png", animations="disabled")
 
-    page.locator("tr", has_text="study_area").first.get_by_text("Show Markdown").click()
+    page.locator("tr", has_text="calibration_plot").first.get_by_text("Show Markdown").click()
     plot = page.get_by_role("dialog").locator("img").first
     plot.wait_for(timeout=10_000)
     width, height, alt = plot.evaluate("img => [img.naturalWidth, img.naturalHeight, img.alt]")
-    assert alt == "study area" and width > 200 and height > 200, "the study-area plot did not decode"
+    assert alt == "predicted vs surveyed" and width > 200 and height > 200, "the calibration plot did not decode"
     page.screenshot(path=SHOTS / "asset_plot.png", animations="disabled")
+
+
+def test_trial_partitions_show_which_trial_ran(webserver, demo_run, page):
+    """A trial-level asset lists both trials as partitions: west materialized, east not yet."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.goto(f"{webserver}/assets/cate_estimates?view=partitions")
+    dismiss_welcome(page)
+    page.get_by_text("east", exact=True).first.wait_for(timeout=30_000)
+    page.get_by_text("west", exact=True).first.wait_for(timeout=30_000)
+    body = page.locator("body").inner_text()
+    assert "1 materialized" in body.lower() or "materialized (1)" in body.lower() or "1/2" in body, body[:2000]
+    page.screenshot(path=SHOTS / "trial_partitions.png", animations="disabled")
