@@ -1,22 +1,26 @@
-"""The whole asset graph at several trial sizes: wall time, peak memory, compute time per group and
-its growth exponent, and the multiprocess executor's parallel run against one step at a time.
+"""The whole asset graph for one trial at several trial sizes: wall time, peak memory, compute time
+per group and its growth exponent, and the same graph on each executor: the multiprocess executor,
+one process (in-process), and Celery workers on Redis with PostgreSQL storage (deploy/).
 
-    python benchmarks/pipeline.py                          # 1,000 and 3,000 units, 2 processes; 1,000 also serial
-    python benchmarks/pipeline.py --units 1000 10000 100000 --serial-units 1000 10000
+    python benchmarks/pipeline.py                                   # 1,000 and 3,000 units, 2 processes
+    python benchmarks/pipeline.py --units 1000 10000 --executors multiprocess in_process celery --executor-units 1000
 
-Each size runs `dagster asset materialize -m pipelines.definitions` in a fresh DAGSTER_HOME and data
-root, as `make demo` does, with everything at demo settings except what grows with the trial:
-the simulated region grows with the number of units (constant density: ``region_px`` ~ sqrt(units))
-and the survey stays at 3,000 places (the map is fitted once, whatever the trial). The simulation
-study is left out: it simulates its own trials and does not grow with the trial (its cost is in
+Each size runs `dagster asset materialize -m pipelines.definitions --partition west` in a fresh
+DAGSTER_HOME and data root (the trial registered first, as the trials sensor would), with
+everything at demo settings except what grows with the trial: one trial of ``units`` units over
+the whole simulated region, which grows with it (constant density: ``region_px`` ~ sqrt(units));
+the survey stays at 3,000 places (the map is fitted once, whatever the trial). The simulation study
+is left out: it simulates its own trials and does not grow with the trial (its cost is in
 benchmarks/results/simulation_default_grid.md). Per-group time is the sum of its steps' durations
 (steps of different groups run side by side, so they add up to more than the wall time). The
-growth exponent of a group is the slope of log(time) on log(units) across the sizes.
+growth exponent of a group is the slope of log(time) on log(units) across the sizes. Peak memory
+is sampled every 0.5 s over the run's process tree and, on Celery, the workers' trees.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -33,39 +37,49 @@ import psutil
 from harness import write_results
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests.services: the production stack the Celery runs use
 SELECTION = "* and not group:simulation"
+TRIAL = "west"
+EXECUTORS = ("multiprocess", "in_process", "celery")
 
 
-def run_config(units: int, max_concurrent: int) -> dict:
+def run_config(units: int, executor: str, processes: int) -> dict:
     region_px = int(1024 * math.sqrt(units / 1000) // 64 * 64)
-    return {
-        "ops": {"study_inputs": {"config": {"n_units": units, "region_px": region_px}}},
-        "execution": {"config": {"max_concurrent": max_concurrent}},
-    }
+    config = {"ops": {"study_inputs": {"config": {"n_units": units, "region_px": region_px, "trials": [TRIAL]}}}}
+    if executor != "celery":  # Celery's executor is chosen by EOTRIALS_CELERY_BROKER and configured in pipelines/executors.py
+        chosen = {"in_process": {}} if executor == "in_process" else {"multiprocess": {"max_concurrent": processes}}
+        config["execution"] = {"config": chosen}
+    return config
 
 
-def materialize(units: int, max_concurrent: int, workdir: Path, limit: float) -> dict:
-    """Run the graph once; wall time, peak RSS of the whole process tree (sampled every 0.5 s) and the
-    largest single process."""
-    home, data = workdir / "home", workdir / "data"
-    home.mkdir(parents=True)
-    env = os.environ | {"DAGSTER_HOME": str(home), "EOTRIALS_DATA": str(data), "EOTRIALS_DEVICE": "cpu"}
-    cmd = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "pipelines.definitions", "--select", SELECTION]
-    cmd += ["--config-json", json.dumps(run_config(units, max_concurrent))]
-    started = time.perf_counter()
-    proc = psutil.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(workdir / "stderr.log", "w"))  # noqa: SIM115
+def sample_peaks(proc: psutil.Popen, others: list[int], started: float, limit: float) -> tuple[float, float]:
+    """Peak RSS of the run's process tree plus ``others``' trees (Celery workers), and of the largest process."""
     tree_peak = single_peak = 0.0
     while proc.poll() is None and time.perf_counter() - started < limit:
         try:
-            rss = [p.memory_info().rss for p in [proc, *proc.children(recursive=True)]]
+            roots = [proc, *(psutil.Process(pid) for pid in others)]
+            rss = [p.memory_info().rss for root in roots for p in [root, *root.children(recursive=True)]]
         except psutil.Error:
             continue
         tree_peak, single_peak = max(tree_peak, sum(rss) / 2**20), max(single_peak, max(rss) / 2**20)
         time.sleep(0.5)
+    return tree_peak, single_peak
+
+
+def materialize(units: int, executor: str, processes: int, env: dict, workers: list[int], limit: float) -> dict:
+    """Register the trial, run the graph once; wall time and peak RSS."""
+    register = f"import dagster as dg; dg.DagsterInstance.get().add_dynamic_partitions('trials', ['{TRIAL}'])"
+    subprocess.run([sys.executable, "-c", register], cwd=ROOT, env=env, check=True, capture_output=True)
+    cmd = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "pipelines.definitions", "--select", SELECTION]
+    cmd += ["--partition", TRIAL, "--config-json", json.dumps(run_config(units, executor, processes))]
+    stderr = Path(env["EOTRIALS_DATA"]).parent / "stderr.log"
+    started = time.perf_counter()
+    proc = psutil.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(stderr, "w"))  # noqa: SIM115
+    tree_peak, single_peak = sample_peaks(proc, workers, started, limit)
     if proc.poll() is None:
         proc.kill()
         return {"status": f"stopped after {limit:.0f} s"}
-    status = "ok" if proc.returncode == 0 else f"failed: {(workdir / 'stderr.log').read_text()[-300:]}"
+    status = "ok" if proc.returncode == 0 else f"failed: {stderr.read_text()[-300:]}"
     return {
         "status": status,
         "wall_seconds": time.perf_counter() - started,
@@ -74,7 +88,21 @@ def materialize(units: int, max_concurrent: int, workdir: Path, limit: float) ->
     }
 
 
-def group_seconds(home: Path) -> dict[str, float]:
+@contextlib.contextmanager
+def environment(executor: str, workdir: Path):
+    """The environment a run needs (a fresh home and data root; on Celery the production stack with
+    two workers) and the workers' process ids."""
+    if executor != "celery":
+        (workdir / "home").mkdir()
+        yield os.environ | {"DAGSTER_HOME": str(workdir / "home"), "EOTRIALS_DATA": str(workdir / "data"), "EOTRIALS_DEVICE": "cpu"}, []
+        return
+    from tests.services import production_stack
+
+    with production_stack(workdir, webserver=False) as (env, servers, _):
+        yield env, [proc.pid for proc, _ in servers.running if "worker" in " ".join(proc.args)]
+
+
+def group_seconds(env: dict) -> dict[str, float]:
     """Sum of step durations per asset group, from the run's event log."""
     import dagster as dg
 
@@ -83,7 +111,8 @@ def group_seconds(home: Path) -> dict[str, float]:
     graph = defs.resolve_asset_graph()
     group_of = {a.node_def.name: graph.get(next(iter(a.keys))).group_name for a in graph.assets_defs if a.keys}
     totals: dict[str, float] = {}
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    os.environ.update({k: v for k, v in env.items() if k.startswith("DAGSTER_PG_")})
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         run = instance.get_runs(limit=1)[0]
         starts = {}
         for event in instance.all_logs(run.run_id):
@@ -93,7 +122,7 @@ def group_seconds(home: Path) -> dict[str, float]:
             if kind == dg.DagsterEventType.STEP_START:
                 starts[event.step_key] = event.timestamp
             elif kind == dg.DagsterEventType.STEP_SUCCESS and event.step_key in starts:
-                group = group_of.get(event.step_key, "checks")
+                group = group_of.get(event.step_key.split(".")[0], "checks")
                 totals[group] = totals.get(group, 0.0) + event.timestamp - starts[event.step_key]
     return totals
 
@@ -113,17 +142,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--units", type=int, nargs="+", default=[1000, 3000])
     parser.add_argument("--processes", type=int, default=2, help="the multiprocess executor's max_concurrent")
-    parser.add_argument("--serial-units", type=int, nargs="*", default=[1000], help="sizes also run one step at a time (max_concurrent 1)")
+    parser.add_argument("--executors", nargs="+", choices=EXECUTORS, default=["multiprocess"], help="executors to compare")
+    parser.add_argument(
+        "--executor-units", type=int, nargs="*", default=[1000], help="sizes run on every executor (others: multiprocess only)"
+    )
     parser.add_argument("--limit", type=float, default=3600, help="seconds before a run is stopped")
     parser.add_argument("--out", default="benchmarks/results/pipeline.json")
     args = parser.parse_args()
     runs, groups = [], []
     for units in args.units:
-        for processes in [args.processes, 1] if units in args.serial_units else [args.processes]:
-            with tempfile.TemporaryDirectory() as tmp:
-                row = {"units": units, "processes": processes, **materialize(units, processes, Path(tmp), args.limit)}
-                if row["status"] == "ok" and processes == args.processes:
-                    groups += [{"units": units, "group": g, "seconds": s} for g, s in group_seconds(Path(tmp) / "home").items()]
+        for executor in args.executors if units in args.executor_units else ["multiprocess"]:
+            with tempfile.TemporaryDirectory() as tmp, environment(executor, Path(tmp)) as (env, workers):
+                row = {"units": units, "executor": executor, **materialize(units, executor, args.processes, env, workers, args.limit)}
+                if row["status"] == "ok" and executor == "multiprocess":
+                    groups += [{"units": units, "group": g, "seconds": s} for g, s in group_seconds(env).items()]
             runs.append(row)
             print(json.dumps(row), flush=True)
             write_results(args.out, runs, vars(args), groups=groups)  # so far: a long run stopped late keeps what finished

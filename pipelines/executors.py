@@ -6,11 +6,12 @@ import dagster as dg
 
 
 def executor() -> dg.ExecutorDefinition:
-    """``multiprocess_executor`` by default. With ``EOTRIALS_CELERY_BROKER`` set (a Redis URL, see
+    """Processes on this machine by default (``multi_or_in_process_executor``: run config
+    ``execution: {config: {in_process: {}}}`` keeps a run in one process). With ``EOTRIALS_CELERY_BROKER`` set (a Redis URL, see
     deploy/README.md), every step is a Celery task picked up by whichever worker is free; the broker
     doubles as the result backend."""
     if not os.environ.get("EOTRIALS_CELERY_BROKER"):
-        return dg.multiprocess_executor
+        return dg.multi_or_in_process_executor
     from dagster_celery import celery_executor
 
     broker = {"env": "EOTRIALS_CELERY_BROKER"}

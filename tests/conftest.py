@@ -65,7 +65,6 @@ def materialize_modules(modules, root, source=None, ops=None, raise_on_error=Tru
     import dagster as dg
 
     from assets.partitions import trials
-
     from pipelines.definitions import resources
     from pipelines.resources import ComputeResource, CrossFittingResource, StorageResource
 

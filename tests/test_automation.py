@@ -27,12 +27,16 @@ def materialize_everything(instance: dg.DagsterInstance, failing: frozenset = fr
                 instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=partition))
     for check in graph.asset_check_keys:
         for partition in TRIALS if graph.get(check.asset_key).partitions_def else [None]:
-            instance.report_runless_asset_event(evaluation(instance, check.asset_key, check.name, partition, (check.name, partition) not in failing))
+            instance.report_runless_asset_event(
+                evaluation(instance, check.asset_key, check.name, partition, (check.name, partition) not in failing)
+            )
 
 
 def evaluation(instance, key: dg.AssetKey, check: str, partition: str | None, passed: bool) -> dg.AssetCheckEvaluation:
     """A check's result on the latest materialization of ``key`` (of its ``partition``)."""
-    latest = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None), limit=1)
+    latest = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None), limit=1
+    )
     record = latest.records[0]
     target = AssetCheckEvaluationTargetMaterializationData(storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp)
     return dg.AssetCheckEvaluation(asset_key=key, check_name=check, passed=passed, partition=partition, target_materialization_data=target)

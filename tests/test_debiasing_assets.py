@@ -42,8 +42,9 @@ def test_wealth_map_corrections_and_evaluation(tmp_path):
     table = pd.read_parquet(tmp_path / "debiasing_evaluation.parquet")
     assert set(table["response"]) == {"imagery", "linear shortcut"}
     imagery = table[table["response"] == "imagery"].set_index(["method", "true_effect"])
-    # the treatment reaches the map through the chips, far more weakly than the calibration slope says
-    assert imagery.loc[("naive", 1.0), "mean_estimate"] > imagery.loc[("naive", 0.0), "mean_estimate"] + 0.03
+    # the treatment reaches the map through the chips far more weakly than the calibration slope says
+    # (the map's encoder, contrastive across dates, is nearly blind to a change on the last date)
+    assert imagery.loc[("naive", 1.0), "mean_estimate"] < 0.5 * corrections["lcc"]["b"]
     assert imagery.loc[("naive", 0.0), "mean_estimate"] == pytest.approx(0.0, abs=0.15)
     shortcut = table[table["response"] == "linear shortcut"].set_index(["method", "true_effect"])
     assert imagery.loc[("naive", 1.0), "slope"] < shortcut.loc[("naive", 1.0), "slope"]

@@ -60,7 +60,9 @@ def test_chips_are_extracted_square_by_square_as_separate_steps(demo_run):
     root, result = demo_run
     steps = {e.step_key for e in result.all_events if e.is_step_success}
     chunk_steps = sorted(s for s in steps if s.startswith("unit_image_sequences.extract_chip_chunk["))
-    assert chunk_steps == [f"unit_image_sequences.extract_chip_chunk[r{r}_c0]" for r in (0, 1)]  # the west trial: 128 px squares of the west half
+    assert chunk_steps == [
+        f"unit_image_sequences.extract_chip_chunk[r{r}_c0]" for r in (0, 1)
+    ]  # the west trial: 128 px squares of the west half
     assert result.asset_materializations_for_node("unit_image_sequences")[0].metadata["chunks"].value == 2
     cube = xr.open_zarr(root / "unit_image_sequences" / "west.zarr", consolidated=False)
     assert cube.attrs["extraction"]["n_units"] == cube.sizes["unit"] and cube.sizes["unit"] == SMALL_DEMO.n_units
@@ -109,7 +111,9 @@ def test_a_second_trial_is_its_own_partition_beside_the_first(demo_run, tmp_path
     source = StudySource(trials=str(study / "trials"), imagery=str(study / "imagery"))
     assert materialize(data, source).success
     west_before = (data / "rct_units" / "west.parquet").stat().st_mtime_ns
-    assert materialize_modules([ingest], data, source, {"unit_image_sequences": ChipsConfig(chip_size=16, chunk_px=128)}, trial="east").success
+    assert materialize_modules(
+        [ingest], data, source, {"unit_image_sequences": ChipsConfig(chip_size=16, chunk_px=128)}, trial="east"
+    ).success
     west, east = (gpd.read_parquet(data / "rct_units" / f"{t}.parquet") for t in ("west", "east"))
     assert (data / "rct_units" / "west.parquet").stat().st_mtime_ns == west_before
     assert not set(west["unit_id"]) & set(east["unit_id"]) and west["x"].max() < east["x"].min() + 30  # within a pixel

@@ -42,7 +42,9 @@ def test_block_holdout_keeps_blocks_whole():
 
 def _attribution(heterogeneity: str, seed: int, tmp_path) -> pd.DataFrame:
     """The BLP of DR scores (outcome models on covariates, out of fold) on true land-cover fractions."""
-    cfg = SimulationConfig(n_units=3000, n_survey=10, n_dates=4, region_px=384, chip_size=16, heterogeneity=heterogeneity, seed=seed, trials=("trial",))
+    cfg = SimulationConfig(
+        n_units=3000, n_survey=10, n_dates=4, region_px=384, chip_size=16, heterogeneity=heterogeneity, seed=seed, trials=("trial",)
+    )
     paths = simulate_study(cfg, tmp_path / heterogeneity)
     rct = pd.read_csv(paths.trial_table("trial"))
     truth = pd.read_parquet(paths.unit_truth).set_index("unit_id").loc[rct["unit_id"]]

@@ -48,7 +48,9 @@ def test_assets_are_thin_wrappers():
     """Asset modules call models/; they import no science library and no other asset module."""
     forbidden = {"sklearn", "scipy", "rasterio", "torch", "statsmodels", "econml"}
     assert offending(files("assets"), forbidden) == {}
-    asset_modules = {f"assets.{p.stem}" for p in files("assets") if p.stem not in {"__init__", "metadata", "config", "retries", "partitions"}}
+    asset_modules = {
+        f"assets.{p.stem}" for p in files("assets") if p.stem not in {"__init__", "metadata", "config", "retries", "partitions"}
+    }
     assert offending(files("assets"), asset_modules) == {}
 
 

@@ -7,71 +7,21 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
 
 import pytest
 from dagster import AssetKey, DagsterInstance
 from dagster_graphql import DagsterGraphQLClient
 
-from tests.services import BIN, ROOT, Processes, free_port, http_ok, port_open, require, wait_for_run, wait_until
+from tests.services import production_stack, wait_for_run
 
 pytestmark = pytest.mark.slow
-
-
-def as_postgres(cmd: list[str]) -> list[str]:
-    """PostgreSQL refuses to run as root: drop to Debian's ``postgres`` user when we are root."""
-    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     """PostgreSQL, Redis, webserver, daemon and two Celery workers; yields (GraphQL client, env, logs)."""
-    initdb, pg_ctl = require("initdb", "postgresql"), require("pg_ctl", "postgresql")
-    redis = require("redis-server", "redis-server")
-    root = tmp_path_factory.mktemp("prod")
-    pgdata = Path(tempfile.mkdtemp(prefix="eotrials-pg-"))  # outside pytest's root-only tmp dir
-    if os.geteuid() == 0:
-        shutil.chown(pgdata, "postgres")
-    pg_port, redis_port, web_port = free_port(), free_port(), free_port()
-    subprocess.run(as_postgres([initdb, "-D", str(pgdata / "db"), "-U", "dagster", "--auth=trust"]), check=True, capture_output=True)
-    options = f"-p {pg_port} -k {pgdata} -c listen_addresses=127.0.0.1"
-    pg_cmd = as_postgres([pg_ctl, "-D", str(pgdata / "db"), "-o", options, "-l", str(pgdata / "postgres.log"), "-w"])
-    subprocess.run([*pg_cmd, "start"], check=True, capture_output=True)
-    home = root / "home"
-    home.mkdir()
-    shutil.copy(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
-    env = os.environ | {
-        "DAGSTER_HOME": str(home),
-        "EOTRIALS_DATA": str(root / "data"),
-        "EOTRIALS_DEVICE": "cpu",
-        "EOTRIALS_CELERY_BROKER": f"redis://127.0.0.1:{redis_port}/0",
-        "DAGSTER_PG_HOST": "127.0.0.1",
-        "DAGSTER_PG_PORT": str(pg_port),
-        "DAGSTER_PG_USER": "dagster",
-        "DAGSTER_PG_PASSWORD": "",
-        "DAGSTER_PG_DB": "postgres",
-        "OMP_NUM_THREADS": "1",
-        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",  # dagster-celery calls `celery` by name
-    }
-    servers = Processes(root / "logs", env)
-    try:
-        servers.start("redis", [redis, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-        wait_until(port_open(redis_port), "redis-server")
-        celery = [str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app", "-y", str(ROOT / "deploy" / "celery.yaml")]
-        for name in ("worker1", "worker2"):
-            worker = servers.start(name, [*celery, "-n", f"{name}@%h", "--", "--concurrency", "1", "--prefetch-multiplier", "1"])
-            wait_until(lambda name=name: " ready." in servers.log(name), f"celery {name}", timeout=60, process=worker)
-        web = servers.start("webserver", [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(web_port)])
-        servers.start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"])
-        wait_until(http_ok(f"http://127.0.0.1:{web_port}/server_info"), "dagster-webserver", timeout=120, process=web)
-        yield DagsterGraphQLClient("127.0.0.1", port_number=web_port), env, servers
-    finally:
-        servers.stop()
-        subprocess.run([*pg_cmd, "stop", "-m", "fast"], capture_output=True)
-        shutil.rmtree(pgdata, ignore_errors=True)
+    with production_stack(tmp_path_factory.mktemp("prod")) as (env, servers, port):
+        yield DagsterGraphQLClient("127.0.0.1", port_number=port), env, servers
 
 
 def test_evidence_job_runs_on_postgres_and_two_celery_workers(stack):

@@ -9,8 +9,8 @@ import dagster as dg
 import pytest
 
 from assets import ingest
-from assets.partitions import trials
 from assets.ingest import ChipsConfig, DemoStudyConfig
+from assets.partitions import trials
 from pipelines.definitions import resources
 from pipelines.resources import ComputeResource, StorageResource
 
