@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
+import xarray as xr
 
 from assets import debiasing, ingest, representation
 from assets.debiasing import TrialOutcomesConfig
@@ -65,7 +66,10 @@ def test_wealth_map_corrections_and_evaluation(tmp_path):
     assert outcomes["trial"].str.startswith("sim_").all()  # the shared evaluation: simulated trials only
     # the west trial's own debiased outcomes and its effect on mapped wealth (truly 0 on the demo)
     units = pd.read_parquet(tmp_path / "unit_wealth_predictions" / "west.parquet")
-    assert list(units.columns) == ["unit_id", "prediction", "lcc", "tweedie"] and len(units) == 120
+    chips = xr.open_zarr(tmp_path / "unit_image_sequences" / "west.zarr", consolidated=False)
+    assert list(units.columns) == ["unit_id", "prediction", "lcc", "tweedie"] and set(units["unit_id"]) == set(
+        chips["unit"].values.tolist()
+    )
     lcc = corrections["lcc"]
     np.testing.assert_allclose(units["lcc"], (units["prediction"] - lcc["a"]) / lcc["b"], rtol=1e-6)
     effects = pd.read_parquet(tmp_path / "wealth_effects" / "west.parquet").set_index("method")

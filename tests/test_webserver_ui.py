@@ -92,13 +92,13 @@ def test_asset_page_renders_metadata_table_and_plot(webserver, demo_run, page):
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.goto(f"{webserver}/assets/survey_predictions")
     dismiss_welcome(page)
-    splits = page.locator("tr", has_text="splits").first
+    splits = page.locator("tr", has=page.get_by_text("splits", exact=True)).first
     splits.wait_for(timeout=30_000)
     # the split sizes table, rendered from Markdown metadata: a header and one row per split
     assert "calibration" in splits.inner_text() and splits.locator("table tr").count() == 4
     page.screenshot(path=SHOTS / "asset_page.png", animations="disabled")
 
-    page.locator("tr", has_text="calibration_plot").first.get_by_text("Show Markdown").click()
+    page.locator("tr", has=page.get_by_text("calibration_plot", exact=True)).first.get_by_text("Show Markdown").click()
     plot = page.get_by_role("dialog").locator("img").first
     plot.wait_for(timeout=10_000)
     width, height, alt = plot.evaluate("img => [img.naturalWidth, img.naturalHeight, img.alt]")
@@ -107,12 +107,14 @@ def test_asset_page_renders_metadata_table_and_plot(webserver, demo_run, page):
 
 
 def test_trial_partitions_show_which_trial_ran(webserver, demo_run, page):
-    """A trial-level asset lists both trials as partitions: west materialized, east not yet."""
+    """A trial-level asset lists both trials as partitions, west materialized and east missing, and
+    west's page shows what its estimate rests on (the imagery dates)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.goto(f"{webserver}/assets/cate_estimates?view=partitions")
     dismiss_welcome(page)
     page.get_by_text("east", exact=True).first.wait_for(timeout=30_000)
-    page.get_by_text("west", exact=True).first.wait_for(timeout=30_000)
     body = page.locator("body").inner_text()
-    assert "1 materialized" in body.lower() or "materialized (1)" in body.lower() or "1/2" in body, body[:2000]
+    assert "Materialized (1)" in body and "Missing (1)" in body, body[:2000]
+    page.get_by_text("west", exact=True).first.click()
+    page.get_by_text("imagery_dates", exact=True).first.wait_for(timeout=30_000)
     page.screenshot(path=SHOTS / "trial_partitions.png", animations="disabled")
