@@ -267,6 +267,26 @@ def chips_have_data(unit_image_sequences: xr.Dataset) -> dg.AssetCheckResult:
     )
 
 
+MIN_VALID_FRACTION = 0.5  # of the trial's chip pixels (every date): below it the imagery does not cover the trial
+
+
+@dg.asset_check(
+    asset=unit_image_sequences,
+    partitions_def=trials,
+    blocking=True,
+    description=f"The imagery covers the trial: at least {MIN_VALID_FRACTION:.0%} of its chip pixels are valid (not nodata or cloud).",
+)
+def imagery_covers_trial(unit_image_sequences: xr.Dataset) -> dg.AssetCheckResult:
+    """Blocks the trial's encoders, CATEs and debiased outcomes (and holds back automation) when
+    clouds or swath gaps leave most of its chips empty: estimates would rest on a few pixels."""
+    summary = CubeSummary.of(unit_image_sequences)
+    return dg.AssetCheckResult(
+        passed=bool(summary.valid_fraction >= MIN_VALID_FRACTION),
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"valid_fraction": summary.valid_fraction, "min_valid_fraction": MIN_VALID_FRACTION, "units": summary.n_units},
+    )
+
+
 def _cube_metadata(path, summary) -> dict:
     cube = open_cube(path)
     unit = cube["unit"].values[0]

@@ -4,13 +4,14 @@ import json
 import shutil
 from pathlib import Path
 
+import dagster as dg
 import geopandas as gpd
 import pandas as pd
 import pytest
 import xarray as xr
 
 from assets import ingest
-from assets.ingest import ChipsConfig, DemoStudyConfig, UnitsConfig
+from assets.ingest import ChipsConfig, DemoStudyConfig, UnitsConfig, imagery_covers_trial
 from pipelines.resources import StudySource
 from tests.conftest import materialize_modules
 
@@ -53,7 +54,16 @@ def test_metadata_and_checks_reach_the_ui(demo_run):
     cube_meta = result.asset_materializations_for_node("unit_image_sequences")[0].metadata
     assert "data:image/png;base64" in cube_meta["sequence"].value and 0.5 < cube_meta["valid_fraction"].value <= 1
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks["units_inside_imagery"] and checks["chips_have_data"]
+    assert checks["units_inside_imagery"] and checks["chips_have_data"] and checks["imagery_covers_trial"]
+
+
+def test_imagery_coverage_blocks_a_trial_whose_chips_are_mostly_empty(demo_run):
+    root, _ = demo_run
+    cube = xr.open_zarr(root / "unit_image_sequences" / "west.zarr", consolidated=False)
+    assert imagery_covers_trial(cube).passed
+    cube.attrs["extraction"] = {**cube.attrs["extraction"], "valid_fraction": 0.3}  # clouds over most of the trial
+    result = imagery_covers_trial(cube)
+    assert not result.passed and result.severity == dg.AssetCheckSeverity.ERROR and result.metadata["valid_fraction"].value == 0.3
 
 
 def test_chips_are_extracted_square_by_square_as_separate_steps(demo_run):
