@@ -1,6 +1,7 @@
 """Representation: trained image and image-sequence encoders, and one embedding table per data choice."""
 
 from pathlib import Path
+from typing import Literal
 
 import dagster as dg
 import geopandas as gpd
@@ -123,7 +124,7 @@ class MapEncoderConfig(EncoderConfig):
     """As ``EncoderConfig``, for the wealth map's encoder: outcome-free (``contrastive`` or
     ``random``; no trial outcome may shape a map that every trial uses), on survey chips of ``chip_size``."""
 
-    objective: Objective = "contrastive"
+    objective: Literal["contrastive", "random"] = "contrastive"
     chip_size: int = CHIP_SIZE
 
 
@@ -139,8 +140,6 @@ def map_encoder(
 ):
     """The wealth map's image-sequence encoder, shared by every trial: trained once on the surveyed
     places' chip sequences, never on a trial's units or outcomes."""
-    if config.objective == "prognostic":
-        raise ValueError("map_encoder: objective 'prognostic' would train on outcomes; use 'contrastive' or 'random'")
     if not study_inputs.get("survey_table"):
         raise ValueError("no survey table configured (StudySource.survey_table): the wealth map's encoder learns from surveyed places")
     survey = read_table(study_inputs["survey_table"], field="StudySource.survey_table")

@@ -33,6 +33,14 @@ def test_definitions_load_with_groups_and_checks():
     assert defs.resolve_job_def("eotrials_job") and defs.resolve_schedule_def("weekly_map_refresh")
 
 
+def test_the_shared_maps_encoder_cannot_be_trained_on_outcomes():
+    """Every trial uses the map: the Launchpad refuses an outcome-trained (prognostic) map encoder."""
+    job = defs.resolve_job_def("map_job")
+    assert dg.validate_run_config(job, {"ops": {"map_encoder": {"config": {"objective": "random"}}}})
+    with pytest.raises(dg.DagsterInvalidConfigError, match="prognostic"):
+        dg.validate_run_config(job, {"ops": {"map_encoder": {"config": {"objective": "prognostic"}}}})
+
+
 def test_sensor_requests_a_run_only_when_scenes_change(tmp_path):
     folder = tmp_path / "imagery"
     folder.mkdir()
