@@ -17,7 +17,6 @@ SHARED_ASSETS = dg.AssetSelection.all() - dg.AssetSelection.assets("rct_units").
 all_assets_job = dg.define_asset_job(
     "eotrials_job",
     selection=dg.AssetSelection.all(),
-    partitions_def=trials,
     description="The whole graph for one trial (a partition), the shared imagery, map and corrections included.",
 )
 map_job = dg.define_asset_job(
@@ -28,14 +27,12 @@ map_job = dg.define_asset_job(
 trial_job = dg.define_asset_job(
     "trial_job",
     selection=TRIAL_ASSETS,
-    partitions_def=trials,
     description="One trial's units, chips, encoders, CATEs, heterogeneity evidence, attribution, debiased outcomes and report.",
 )
 evidence_job = dg.define_asset_job(
     "evidence_job",
     selection=dg.AssetSelection.groups("ingest", "representation", "causal") - SHARED_ASSETS
     | dg.AssetSelection.assets("study_inputs", "imagery_catalog"),
-    partitions_def=trials,
     description="One trial's heterogeneity evidence: ingest, encoders and embeddings, CATEs and their tests.",
 )
 analyst_job = dg.define_asset_job(

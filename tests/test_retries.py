@@ -23,7 +23,7 @@ def ingest_definitions(root: str) -> dg.Definitions:
         assets=dg.load_assets_from_modules([ingest]),
         asset_checks=dg.load_asset_checks_from_modules([ingest]),
         resources=resources(StorageResource(root=root), None, ComputeResource(device="cpu")),
-        jobs=[dg.define_asset_job("ingest", executor_def=dg.in_process_executor, config=dg.RunConfig(ops=OPS), partitions_def=trials)],
+        jobs=[dg.define_asset_job("ingest", executor_def=dg.in_process_executor, config=dg.RunConfig(ops=OPS))],
     )
 
 
