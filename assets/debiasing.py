@@ -197,6 +197,16 @@ def unit_wealth_predictions(
     return dg.Output(table, metadata={"trial": context.partition_key, "units": len(table), **lineage(imagery_catalog, calibration)})
 
 
+def _calibration_draws(survey_predictions: pd.DataFrame, design: TrialDesign, tweedie: TweedieCorrection):
+    """The calibration split and the corrections refitted on its bootstrap resamples: what puts the
+    calibration step's error into a corrected ATE's interval."""
+    calibration = survey_predictions[survey_predictions["split"] == "calibration"]
+    draws = CalibrationDraws.fit(
+        calibration["prediction"].to_numpy(), calibration["wealth"].to_numpy(), design.calibration_boot, design.seed, tweedie.bandwidth
+    )
+    return calibration, draws
+
+
 class WealthEffectsConfig(dg.Config):
     """PPI's labelled share (where the truth is known), the calibration resamples in the corrected
     intervals, and the density Tweedie's correction uses."""
@@ -229,10 +239,7 @@ def wealth_effects(
     labelled share. On the demo the true effect on wealth is 0: treatment does not change the imagery."""
     lcc, tweedie = corrections_from_dict(wealth_corrections)
     design = TrialDesign(**config.model_dump())
-    calibration = survey_predictions[survey_predictions["split"] == "calibration"]
-    draws = CalibrationDraws.fit(
-        calibration["prediction"].to_numpy(), calibration["wealth"].to_numpy(), design.calibration_boot, design.seed, tweedie.bandwidth
-    )
+    calibration, draws = _calibration_draws(survey_predictions, design, tweedie)
     units = unit_wealth_predictions.merge(rct_units.drop(columns="geometry"), on="unit_id")
     truth = read_unit_truth(study_inputs["truth"].get("units"))
     table = observed_trial(
@@ -290,10 +297,7 @@ def trial_outcomes(
     include the calibration step (``calibration_boot`` resamples); cluster-robust with clusters."""
     lcc, tweedie = corrections_from_dict(wealth_corrections)
     design = TrialDesign(**config.model_dump() | {"effects": tuple(config.effects)})
-    calibration = survey_predictions[survey_predictions["split"] == "calibration"]
-    draws = CalibrationDraws.fit(
-        calibration["prediction"].to_numpy(), calibration["wealth"].to_numpy(), design.calibration_boot, design.seed, tweedie.bandwidth
-    )
+    calibration, draws = _calibration_draws(survey_predictions, design, tweedie)
     test = survey_predictions[survey_predictions["split"] == "test"]
     rows = [simulate_trials(test.rename(columns={"wealth": "truth"}), lcc, tweedie, design, draws)]
     post_treatment = study_inputs["truth"].get("post_treatment")

@@ -117,6 +117,27 @@ def label_units(t: np.ndarray, share: float, rng: np.random.Generator) -> np.nda
     return labeled
 
 
+def map_ates(
+    prediction: np.ndarray,
+    t: np.ndarray,
+    lcc: LinearCalibrationCorrection,
+    tweedie: TweedieCorrection,
+    tweedie_density: TweedieDensity = "calibration",
+    draws: CalibrationDraws | None = None,
+    clusters: np.ndarray | None = None,
+) -> dict[str, Estimate]:
+    """The ATEs that need only the map: naive, LCC and Tweedie (see ``trial_ates``)."""
+    if tweedie_density == "trial":
+        tweedie = tweedie.with_density(prediction)
+    lcc_draws = [d.transform for d in draws.lcc] if draws else []
+    tweedie_draws = [(d.with_density(prediction) if tweedie_density == "trial" else d).transform for d in draws.tweedie] if draws else []
+    return {
+        "naive": difference_in_means(prediction, t, clusters),
+        "lcc": corrected_ate(prediction, t, lcc.transform, lcc_draws, clusters),
+        "tweedie": corrected_ate(prediction, t, tweedie.transform, tweedie_draws, clusters),
+    }
+
+
 def trial_ates(
     truth: np.ndarray,
     prediction: np.ndarray,
@@ -135,15 +156,9 @@ def trial_ates(
     With ``draws`` the corrected ATEs' intervals include the calibration step's error; with
     ``clusters`` every standard error is cluster-robust (PPI's by a cluster bootstrap).
     """
-    if tweedie_density == "trial":
-        tweedie = tweedie.with_density(prediction)
-    lcc_draws = [d.transform for d in draws.lcc] if draws else []
-    tweedie_draws = [(d.with_density(prediction) if tweedie_density == "trial" else d).transform for d in draws.tweedie] if draws else []
     return {
         "oracle": difference_in_means(truth, t, clusters),
-        "naive": difference_in_means(prediction, t, clusters),
-        "lcc": corrected_ate(prediction, t, lcc.transform, lcc_draws, clusters),
-        "tweedie": corrected_ate(prediction, t, tweedie.transform, tweedie_draws, clusters),
+        **map_ates(prediction, t, lcc, tweedie, tweedie_density, draws, clusters),
         "ppi": ppi_ate(truth, prediction, t, labeled, clusters),
     }
 
@@ -244,13 +259,7 @@ def observed_trial(
     ``design.labeled_share`` of its units. Without ``truth`` (a real trial with no measured wealth)
     only the map-based methods: naive, LCC and Tweedie; ``covered`` is then undefined (False)."""
     if truth is None:
-        lcc_draws = [d.transform for d in draws.lcc] if draws else []
-        tweedie_draws = [d.transform for d in draws.tweedie] if draws else []
-        estimates = {
-            "naive": difference_in_means(prediction, t, clusters),
-            "lcc": corrected_ate(prediction, t, lcc.transform, lcc_draws, clusters),
-            "tweedie": corrected_ate(prediction, t, tweedie.transform, tweedie_draws, clusters),
-        }
+        estimates = map_ates(prediction, t, lcc, tweedie, design.tweedie_density, draws, clusters)
         return pd.DataFrame(trial_rows(name, estimates, true_effect))
     labeled = label_units(t, design.labeled_share, np.random.default_rng(design.seed))
     estimates = trial_ates(truth, prediction, t, lcc, tweedie, labeled, design.tweedie_density, draws, clusters)
