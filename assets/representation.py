@@ -19,7 +19,7 @@ from models.grid import assemble_grid, embed_square, grid_squares
 from models.plots import embedding_pca, training_curves
 from models.simulate import dominant_landcover, read_unit_truth
 from models.tables import read_table
-from models.training import Objective, TrainConfig, fit_encoders, load_encoders, load_sequences, save_encoders
+from models.training import Objective, TrainConfig, fit_encoders, load_encoders, load_sequences, save_encoders, training_sample
 from models.wealth import survey_cube
 from pipelines.resources import ComputeResource, CrossFittingResource, StorageResource, StudySource
 
@@ -39,6 +39,7 @@ class EncoderConfig(dg.Config):
     seed: int = TrainConfig.seed
     amp: bool = TrainConfig.amp
     compile: bool = TrainConfig.compile
+    max_train_units: int | None = 20_000  # trained on a random sample above this; every unit is still embedded
 
 
 class ImageEncoderConfig(EncoderConfig):
@@ -48,7 +49,9 @@ class ImageEncoderConfig(EncoderConfig):
 
 
 def _train(context, config: EncoderConfig, cube, compute, cross_fitting, storage, frames, target=None, extra: dict | None = None):
-    data = load_sequences(cube, frames=frames)
+    sample = training_sample(cube.sizes["unit"], config.max_train_units, config.seed)
+    data = load_sequences(cube, frames=frames, units=sample)
+    target = target if target is None or sample is None else target[sample]
     spec = EncoderSpec(in_channels=cube.sizes["band"], capacity=config.capacity, aggregator=config.aggregator)
     train = TrainConfig(
         epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, seed=config.seed, amp=config.amp, compile=config.compile
@@ -75,7 +78,8 @@ def _train(context, config: EncoderConfig, cube, compute, cross_fitting, storage
         staged = stage.output("encoder.safetensors")
         save_encoders(fitted, staged.path)
         keys = ("parameters", "device", "seconds", "objective", "folds", "chip_size", "data_hash")
-        yield dg.Output(staged, metadata={**{k: meta[k] for k in keys}, "training_curve": curve, **(extra or {})})
+        trained = {"units_trained_on": len(data.unit_ids), "units": cube.sizes["unit"]}
+        yield dg.Output(staged, metadata={**{k: meta[k] for k in keys}, **trained, "training_curve": curve, **(extra or {})})
 
 
 def _target(config: EncoderConfig, cube, units, source):

@@ -2,8 +2,9 @@
 per group and its growth exponent, and the same graph on each executor: the multiprocess executor,
 one process (in-process), and Celery workers on Redis with PostgreSQL storage (deploy/).
 
-    python benchmarks/pipeline.py                                   # 1,000 and 3,000 units, 2 processes
-    python benchmarks/pipeline.py --units 1000 10000 --executors multiprocess in_process celery --executor-units 1000
+    python benchmarks/pipeline.py                                   # 1,000 and 3,000 units, in-process
+    python benchmarks/pipeline.py --units 1000 10000 100000 --limit 3600
+    python benchmarks/pipeline.py --units 1000 --executors multiprocess in_process celery --executor-units 1000
 
 Each size runs `dagster asset materialize -m pipelines.definitions --partition west` in a fresh
 DAGSTER_HOME and data root (the trial registered first, as the trials sensor would), with
@@ -11,10 +12,21 @@ everything at demo settings except what grows with the trial: one trial of ``uni
 the whole simulated region, which grows with it (constant density: ``region_px`` ~ sqrt(units));
 the survey stays at 3,000 places (the map is fitted once, whatever the trial). The simulation study
 is left out: it simulates its own trials and does not grow with the trial (its cost is in
-benchmarks/results/simulation_default_grid.md). Per-group time is the sum of its steps' durations
-(steps of different groups run side by side, so they add up to more than the wall time). The
-growth exponent of a group is the slope of log(time) on log(units) across the sizes. Peak memory
-is sampled every 0.5 s over the run's process tree and, on Celery, the workers' trees.
+benchmarks/results/simulation_default_grid.md).
+
+Above ``--shrink-above`` units (default 10,000) two things stop growing, and the row says so
+(``shrunk``): the region stays at its 10,000-unit size (the units grow denser), because the
+simulated imagery, the land-cover maps and both grids grow with area, not with the trial; and
+``cate_estimates`` fits the T-learner only, without grf's sequential scheme, because the causal
+forest and DR-learner take about 8 and 5 minutes per data choice at 50,000 units on 2 cores
+(benchmarks/results/cate_50k.json), hours for four data choices at 100,000. The encoders train on
+at most ``max_train_units`` (20,000, their default) and embed every unit streamed. Exponents use
+the sizes run at the same settings only.
+
+Per-group time is the sum of its steps' durations (on the multiprocess executor steps of different
+groups run side by side, so they add up to more than the wall time). The growth exponent of a group
+is the slope of log(time) on log(units) across the sizes. Peak memory is sampled every 0.5 s over
+the run's process tree and, on Celery, the workers' trees.
 """
 
 from __future__ import annotations
@@ -43,9 +55,14 @@ TRIAL = "west"
 EXECUTORS = ("multiprocess", "in_process", "celery")
 
 
-def run_config(units: int, executor: str, processes: int) -> dict:
-    region_px = int(1024 * math.sqrt(units / 1000) // 64 * 64)
-    config = {"ops": {"study_inputs": {"config": {"n_units": units, "region_px": region_px, "trials": [TRIAL]}}}}
+def run_config(units: int, executor: str, processes: int, shrink_above: int) -> dict:
+    """Demo settings for a trial of ``units``; above ``shrink_above`` the region stops growing and
+    the CATE step fits the T-learner only (see the module docstring)."""
+    region_px = int(1024 * math.sqrt(min(units, shrink_above) / 1000) // 64 * 64)
+    ops: dict = {"study_inputs": {"config": {"n_units": units, "region_px": region_px, "trials": [TRIAL]}}}
+    if units > shrink_above:
+        ops["cate_estimates"] = {"config": {"learners": ["t_learner"], "sequential_rate": False}}
+    config: dict = {"ops": ops}
     if executor != "celery":  # Celery's executor is chosen by EOTRIALS_CELERY_BROKER and configured in pipelines/executors.py
         chosen = {"in_process": {}} if executor == "in_process" else {"multiprocess": {"max_concurrent": processes}}
         config["execution"] = {"config": chosen}
@@ -66,19 +83,24 @@ def sample_peaks(proc: psutil.Popen, others: list[int], started: float, limit: f
     return tree_peak, single_peak
 
 
-def materialize(units: int, executor: str, processes: int, env: dict, workers: list[int], limit: float) -> dict:
+def materialize(units: int, executor: str, processes: int, shrink_above: int, env: dict, workers: list[int], limit: float) -> dict:
     """Register the trial, run the graph once; wall time and peak RSS."""
     register = f"import dagster as dg; dg.DagsterInstance.get().add_dynamic_partitions('trials', ['{TRIAL}'])"
     subprocess.run([sys.executable, "-c", register], cwd=ROOT, env=env, check=True, capture_output=True)
     cmd = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "pipelines.definitions", "--select", SELECTION]
-    cmd += ["--partition", TRIAL, "--config-json", json.dumps(run_config(units, executor, processes))]
+    cmd += ["--partition", TRIAL, "--config-json", json.dumps(run_config(units, executor, processes, shrink_above))]
     stderr = Path(env["EOTRIALS_DATA"]).parent / "stderr.log"
     started = time.perf_counter()
     proc = psutil.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(stderr, "w"))  # noqa: SIM115
     tree_peak, single_peak = sample_peaks(proc, workers, started, limit)
     if proc.poll() is None:
         proc.kill()
-        return {"status": f"stopped after {limit:.0f} s"}
+        return {
+            "status": f"stopped after {limit:.0f} s",
+            "wall_seconds": limit,
+            "tree_peak_rss_mb": tree_peak,
+            "max_process_rss_mb": single_peak,
+        }
     status = "ok" if proc.returncode == 0 else f"failed: {stderr.read_text()[-300:]}"
     return {
         "status": status,
@@ -142,7 +164,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--units", type=int, nargs="+", default=[1000, 3000])
     parser.add_argument("--processes", type=int, default=2, help="the multiprocess executor's max_concurrent")
-    parser.add_argument("--executors", nargs="+", choices=EXECUTORS, default=["multiprocess"], help="executors to compare")
+    parser.add_argument("--executor", choices=EXECUTORS, default="in_process", help="the executor of the scaling runs")
+    parser.add_argument("--executors", nargs="+", choices=EXECUTORS, default=[], help="executors to compare at --executor-units")
+    parser.add_argument("--shrink-above", type=int, default=10_000, help="units above which the region and the CATE learners stop growing")
     parser.add_argument(
         "--executor-units", type=int, nargs="*", default=[1000], help="sizes run on every executor (others: multiprocess only)"
     )
@@ -151,10 +175,11 @@ def main() -> None:
     args = parser.parse_args()
     runs, groups = [], []
     for units in args.units:
-        for executor in args.executors if units in args.executor_units else ["multiprocess"]:
+        for executor in dict.fromkeys([args.executor, *(args.executors if units in args.executor_units else [])]):
             with tempfile.TemporaryDirectory() as tmp, environment(executor, Path(tmp)) as (env, workers):
-                row = {"units": units, "executor": executor, **materialize(units, executor, args.processes, env, workers, args.limit)}
-                if row["status"] == "ok" and executor == "multiprocess":
+                measured = materialize(units, executor, args.processes, args.shrink_above, env, workers, args.limit)
+                row = {"units": units, "executor": executor, "shrunk": units > args.shrink_above, **measured}
+                if executor == args.executor:  # a stopped run keeps the steps that finished
                     groups += [{"units": units, "group": g, "seconds": s} for g, s in group_seconds(env).items()]
             runs.append(row)
             print(json.dumps(row), flush=True)
@@ -163,9 +188,10 @@ def main() -> None:
     print(runs_table.round(1).to_markdown(index=False))
     if len(groups_table):
         print(groups_table.pivot(index="group", columns="units", values="seconds").round(1).to_markdown())
-        print(exponents(groups_table).to_markdown(index=False))
+        print(exponents(groups_table[groups_table["units"] <= args.shrink_above]).to_markdown(index=False))
+    same_settings = groups_table[groups_table["units"] <= args.shrink_above] if len(groups_table) else groups_table
     write_results(
-        args.out, runs, vars(args), groups=groups, exponents=exponents(groups_table).to_dict("records") if len(groups_table) else []
+        args.out, runs, vars(args), groups=groups, exponents=exponents(same_settings).to_dict("records") if len(same_settings) else []
     )
 
 

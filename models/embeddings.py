@@ -24,13 +24,17 @@ def _frame(unit_ids, values: np.ndarray, prefix: str) -> pd.DataFrame:
     return pd.DataFrame({"unit_id": np.asarray(unit_ids, dtype=str), **cols})
 
 
-def embedding_table(fitted, cube: xr.Dataset, device) -> pd.DataFrame:
-    """Every unit of a cube embedded by its own fold's encoder: unit_id, fold, e000, e001, ..."""
-    data = fitted.sequences(cube)
-    values, folds = fitted.transform(data, device)
-    table = _frame(data.unit_ids, values, "e")
-    table.insert(1, "fold", folds)
-    return table
+def embedding_table(fitted, cube: xr.Dataset, device, block: int = 4096) -> pd.DataFrame:
+    """Every unit of a cube embedded by its own fold's encoder: unit_id, fold, e000, e001, ...
+
+    Streamed ``block`` units at a time, so memory does not grow with the trial."""
+    parts = []
+    for data in fitted.blocks(cube, block):
+        values, folds = fitted.transform(data, device)
+        part = _frame(data.unit_ids, values, "e")
+        part.insert(1, "fold", folds)
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
 
 
 def tabular_embeddings(features: pd.DataFrame) -> pd.DataFrame:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -51,33 +51,75 @@ class SequenceData:
         return h.hexdigest()[:16]
 
 
-def load_sequences(
-    cube: xr.Dataset, frames: list[int] | None = None, block: int = 1024, stats: tuple[torch.Tensor, torch.Tensor] | None = None
-) -> SequenceData:
-    """Read a cube block by block into tensors; ``frames`` picks dates (e.g. [-1] for image-only).
+def _time_index(cube: xr.Dataset, frames: list[int] | None) -> list[int]:
+    return list(range(cube.sizes["time"])) if frames is None else [f % cube.sizes["time"] for f in frames]
 
-    Band statistics are computed over valid pixels unless ``stats`` (from a trained encoder) is given.
+
+def _blocks(index: np.ndarray, block: int) -> Iterator[np.ndarray | slice]:
+    """Unit positions block by block: a slice where they are consecutive (a plain Zarr read)."""
+    for start in range(0, len(index), block):
+        part = index[start : start + block]
+        yield slice(int(part[0]), int(part[-1]) + 1) if part[-1] - part[0] == len(part) - 1 else part
+
+
+def _reflectance(cube: xr.Dataset, units, time_idx: list[int]) -> np.ndarray:
+    # float32 whatever the stored encoding (scaled integers decode to float64)
+    return np.array(cube["reflectance"].isel(unit=units, time=time_idx).values, dtype=np.float32)  # a copy: callers write to it
+
+
+def band_statistics(cube: xr.Dataset, frames: list[int] | None = None, block: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and sd of each band over the valid pixels of every unit, read block by block with
+    float64 sums, so the whole cube never has to fit in memory."""
+    time_idx, n = _time_index(cube, frames), cube.sizes["unit"]
+    count = total = squares = 0.0
+    for units in _blocks(np.arange(n), block):
+        x = _reflectance(cube, units, time_idx)
+        finite = np.isfinite(x)
+        x[~finite] = 0.0
+        count = count + finite.sum(axis=(0, 1, 3, 4))
+        total = total + x.sum(axis=(0, 1, 3, 4), dtype=np.float64)
+        squares = squares + np.square(x).sum(axis=(0, 1, 3, 4), dtype=np.float64)
+    count = np.maximum(count, 1)
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean * mean, 0.0))
+    return torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32).clamp(min=1e-6)
+
+
+def load_sequences(
+    cube: xr.Dataset,
+    frames: list[int] | None = None,
+    block: int = 1024,
+    stats: tuple[torch.Tensor, torch.Tensor] | None = None,
+    units: np.ndarray | None = None,
+) -> SequenceData:
+    """Read a cube's units (all, or the sorted positions ``units``) block by block into normalized
+    tensors; ``frames`` picks dates (e.g. [-1] for image-only).
+
+    Band statistics are those of every unit in the cube (streamed) unless ``stats`` (from a trained
+    encoder) is given, so a training sample is normalized like the units it will embed.
     """
-    time_idx = list(range(cube.sizes["time"])) if frames is None else [f % cube.sizes["time"] for f in frames]
-    n = cube.sizes["unit"]
+    time_idx = _time_index(cube, frames)
+    mean, std = stats if stats is not None else band_statistics(cube, frames, block)
+    index = np.arange(cube.sizes["unit"]) if units is None else np.asarray(units)
     xs, vs = [], []
-    for start in range(0, n, block):
-        part = cube.isel(unit=slice(start, start + block), time=time_idx)
-        # float32 whatever the stored encoding (scaled integers decode to float64)
-        xs.append(torch.from_numpy(np.ascontiguousarray(part["reflectance"].values, dtype=np.float32)))
-        vs.append(torch.from_numpy(np.ascontiguousarray(part["valid"].values)))
-    x, valid = torch.cat(xs), torch.cat(vs)
-    if stats is None:
-        finite = torch.isfinite(x)
-        count = finite.sum(dim=(0, 1, 3, 4)).clamp(min=1)
-        mean = torch.where(finite, x, 0).sum(dim=(0, 1, 3, 4)) / count
-        var = torch.where(finite, (x - mean.view(1, 1, -1, 1, 1)) ** 2, 0).sum(dim=(0, 1, 3, 4)) / count
-        stats = (mean, var.sqrt().clamp(min=1e-6))
-    mean, std = stats
-    x = torch.nan_to_num((x - mean.view(1, 1, -1, 1, 1)) / std.view(1, 1, -1, 1, 1), nan=0.0)
+    for part in _blocks(index, block):
+        x = torch.from_numpy(_reflectance(cube, part, time_idx))
+        xs.append(torch.nan_to_num((x - mean.view(1, 1, -1, 1, 1)) / std.view(1, 1, -1, 1, 1), nan=0.0))
+        vs.append(torch.from_numpy(np.ascontiguousarray(cube["valid"].isel(unit=part, time=time_idx).values)))
     dates = cube["time"].values[time_idx].astype("datetime64[D]").astype(np.int64)
     years = torch.tensor((dates - cube["time"].values[0].astype("datetime64[D]").astype(np.int64)) / 365.25, dtype=torch.float32)
-    return SequenceData(np.asarray(cube["unit"].values.tolist(), dtype=object), x, valid, years, mean, std)
+    ids = np.asarray(cube["unit"].values.tolist(), dtype=object)[index]
+    return SequenceData(ids, torch.cat(xs), torch.cat(vs), years, mean, std)
+
+
+def training_sample(n: int, max_units: int | None, seed: int = 0) -> np.ndarray | None:
+    """Sorted positions of at most ``max_units`` of ``n`` units to train on (None: all of them).
+
+    Training time and memory grow with the units trained on, embedding only with the units
+    embedded; a cap bounds the first, while every unit is still embedded (streamed)."""
+    if max_units is None or n <= max_units:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, size=max_units, replace=False))
 
 
 @dataclass(frozen=True)
@@ -226,9 +268,14 @@ class FittedEncoders:
             else CrossFitting(self.folds, self.meta["fold_seed"]).assign(unit_ids)
         )
 
-    def sequences(self, cube: xr.Dataset) -> SequenceData:
+    def sequences(self, cube: xr.Dataset, units: np.ndarray | None = None) -> SequenceData:
         """A cube's sequences as these encoders expect them: their frames, their band statistics."""
-        return load_sequences(cube, frames=self.frames, stats=(self.band_mean, self.band_std))
+        return load_sequences(cube, frames=self.frames, stats=(self.band_mean, self.band_std), units=units)
+
+    def blocks(self, cube: xr.Dataset, block: int = 4096) -> Iterator[SequenceData]:
+        """The cube's sequences ``block`` units at a time: embedding memory is bounded by the block."""
+        for start in range(0, cube.sizes["unit"], block):
+            yield self.sequences(cube, np.arange(start, min(start + block, cube.sizes["unit"])))
 
     def transform(self, data: SequenceData, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings and the fold of each unit: unit i is embedded by the model of its own fold."""

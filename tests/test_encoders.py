@@ -7,17 +7,20 @@ import torch
 
 from models.catalog import build_catalog
 from models.chips import open_cube, write_sequence_cube
+from models.embeddings import embedding_table
 from models.encoders import EncoderSpec, SequenceEncoder, parameter_count
 from models.folds import CrossFitting, fold_of
 from models.training import (
     SequenceData,
     TrainConfig,
+    band_statistics,
     fit_encoders,
     load_encoders,
     load_sequences,
     resolve_device,
     save_encoders,
     train_encoder,
+    training_sample,
 )
 
 CPU = torch.device("cpu")
@@ -143,6 +146,27 @@ def test_load_sequences_normalizes_and_picks_frames(small_study, tmp_path):
     last = load_sequences(cube, frames=[-1], stats=(data.band_mean, data.band_std))
     torch.testing.assert_close(last.x[:, 0], data.x[:, -1])
     assert last.years.tolist() == [pytest.approx(float(data.years[-1]))]  # dates stay relative to the sequence start
+
+
+def test_streamed_reads_match_the_whole_cube_in_memory(small_study, tmp_path):
+    catalog = build_catalog(small_study.imagery_dir)
+    write_sequence_cube(pd.read_csv(small_study.trial_table("west")), catalog, tmp_path / "c.zarr", size=16)
+    cube = open_cube(tmp_path / "c.zarr")
+    raw = cube["reflectance"].values.astype(np.float64)  # (unit, time, band, y, x)
+    mean, std = band_statistics(cube, block=7)
+    np.testing.assert_allclose(mean.numpy(), np.nanmean(raw, axis=(0, 1, 3, 4)), rtol=1e-5)
+    np.testing.assert_allclose(std.numpy(), np.nanstd(raw, axis=(0, 1, 3, 4)), rtol=1e-4)
+    whole = load_sequences(cube, block=10_000)
+    sample = training_sample(cube.sizes["unit"], 25, seed=1)
+    part = load_sequences(cube, block=4, units=sample)  # non-consecutive positions, several blocks
+    assert len(sample) == 25 and list(part.unit_ids) == list(whole.unit_ids[sample])
+    torch.testing.assert_close(part.x, whole.x[sample])
+    torch.testing.assert_close(part.valid, whole.valid[sample])
+    assert training_sample(cube.sizes["unit"], cube.sizes["unit"]) is None  # under the cap: every unit
+    fitted = fit_encoders(EncoderSpec(), part, "random", TrainConfig(), CPU)
+    streamed, at_once = embedding_table(fitted, cube, CPU, block=9), embedding_table(fitted, cube, CPU, block=10_000)
+    assert len(streamed) == cube.sizes["unit"] and list(streamed["unit_id"]) == list(whole.unit_ids)
+    np.testing.assert_allclose(streamed.filter(regex="^e").to_numpy(), at_once.filter(regex="^e").to_numpy(), atol=1e-5)
 
 
 @pytest.mark.gpu

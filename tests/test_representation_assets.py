@@ -17,7 +17,7 @@ def test_encoders_and_embeddings_materialize(tmp_path):
     ops = {
         "study_inputs": DEMO,
         "unit_image_sequences": ChipsConfig(chip_size=16),
-        "sequence_encoder": EncoderConfig(objective="prognostic", epochs=1, batch_size=16),
+        "sequence_encoder": EncoderConfig(objective="prognostic", epochs=1, batch_size=16, max_train_units=60),
         "image_encoder": ImageEncoderConfig(objective="random"),
         "map_encoder": MapEncoderConfig(epochs=1, batch_size=16, chip_size=16),
         "map_grid_embeddings": GridConfig(step_px=48),
@@ -39,6 +39,8 @@ def test_encoders_and_embeddings_materialize(tmp_path):
     assert load_encoders(tmp_path / "image_encoder" / "west.safetensors").frames == [-1]
     meta = result.asset_materializations_for_node("sequence_encoder")[0].metadata
     assert meta["parameters"].value > 10_000 and "data:image/png;base64" in meta["training_curve"].value
+    # trained on a sample of the trial (the cap), yet every unit is embedded (above)
+    assert meta["units_trained_on"].value == 60 < meta["units"].value == len(cube_units)
     assert "data:image/png;base64" in result.asset_materializations_for_node("embeddings_image_sequence")[0].metadata["pca"].value
     # the map's encoder is shared: trained once on the surveyed places, outcome-free, stored without a trial
     shared = load_encoders(tmp_path / "map_encoder.safetensors")
