@@ -2,13 +2,14 @@
 
 import dagster as dg
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 
-from assets.config import LearnerName, values
+from assets.config import LearnerName, shared_config, values
 from assets.metadata import figure_md, lineage, source_version, table_md
 from assets.partitions import trials
 from models import cate
-from models.cate import DATA_CHOICES, LEARNERS, LearnerConfig, cross_fit_choices, feature_matrix
+from models.cate import DATA_CHOICES, ESTIMATE_COLUMNS, LEARNERS, SCORE_CHOICE, LearnerConfig, feature_matrix, fit_choice, shared_scores
 from models.design import standardized_differences, trial_frame
 from models.heterogeneity import ate_table, evaluate_choices, gates_by_choice, toc_by_choice
 from models.plots import gates_calibration, toc_bands
@@ -27,41 +28,108 @@ class CateConfig(dg.Config):
     sequential_rate: bool = True  # also fit grf's rate_cv scheme (fold k from folds < k): about 50% more fitting
 
 
-@dg.asset(group_name=GROUP, kinds={"econml", "parquet"}, partitions_def=trials, code_version=source_version(cate))
-def cate_estimates(
-    context: dg.AssetExecutionContext,
+def _learner_config(config: CateConfig) -> LearnerConfig:
+    return LearnerConfig(n_estimators=config.n_estimators, seed=config.seed)
+
+
+def _arrays(design: pd.DataFrame) -> tuple[np.ndarray, ...]:
+    """A design table's features, treatment, outcome, propensity and folds as arrays."""
+    X = design.filter(regex=r"^f\d+$").to_numpy(dtype=float)
+    return X, *(design[c].to_numpy() for c in ("treatment", "outcome", "propensity", "fold"))
+
+
+@dg.op(out={"scoring": dg.Out(pd.DataFrame), "fits": dg.DynamicOut(pd.DataFrame)})
+def plan_cate_fits(
     config: CateConfig,
     rct_units: gpd.GeoDataFrame,
-    imagery_catalog: pd.DataFrame,
     embeddings_tabular: pd.DataFrame,
     embeddings_image: pd.DataFrame,
     embeddings_image_sequence: pd.DataFrame,
     embeddings_image_sequence_tabular: pd.DataFrame,
     source: StudySource,
     cross_fitting: CrossFittingResource,
-) -> dg.Output:
-    """Out-of-fold CATE (tau, se, interval, fold) per unit, data choice and learner, plus each unit's
-    DR score ``gamma`` for evaluation.
-
-    Every choice uses the same units and the same folds as the cross-fitted encoders (checked).
-    The propensity is the design's, never estimated. DR scores come from out-of-fold outcome models
-    on the richest features (image sequence + tabular), shared by all choices.
-    """
+):
+    """The units every data choice has, their folds (checked against the cross-fitted encoders'),
+    and one design table (unit_id, treatment, outcome, propensity, fold, f000...) for the shared DR
+    scores and for each data choice x learner: a fit step each."""
     received = (embeddings_tabular, embeddings_image, embeddings_image_sequence, embeddings_image_sequence_tabular)
     tables = dict(zip(DATA_CHOICES, received, strict=True))
     common = set.intersection(*(set(t["unit_id"]) for t in tables.values()))
     trial = trial_frame(rct_units, source.outcomes[0])
     trial = trial[trial["unit_id"].isin(common)].reset_index(drop=True)
     ids = trial["unit_id"].to_numpy()
-    folds = cross_fitting.scheme().check(ids, tables)
-    features = {choice: feature_matrix(table, ids) for choice, table in tables.items()}
-    cfg = LearnerConfig(n_estimators=config.n_estimators, seed=config.seed)
-    T, Y, e = trial["treatment"].to_numpy(), trial["outcome"].to_numpy(), trial["propensity"].to_numpy()
-    estimates, fits = cross_fit_choices(
-        ids, features, T, Y, e, folds, values(config.learners), cfg, log=context.log.info, sequential=config.sequential_rate
+    trial["fold"] = cross_fitting.scheme().check(ids, tables)
+    base = trial[["unit_id", "treatment", "outcome", "propensity", "fold"]]
+
+    def design(choice: str) -> pd.DataFrame:
+        X = feature_matrix(tables[choice], ids)
+        return pd.concat([base, pd.DataFrame(X, columns=[f"f{i:03d}" for i in range(X.shape[1])])], axis=1)
+
+    yield dg.Output(design(SCORE_CHOICE), output_name="scoring")
+    for choice in DATA_CHOICES:
+        for learner in values(config.learners):
+            yield dg.DynamicOutput(design(choice), output_name="fits", mapping_key=f"{choice}__{learner}")
+
+
+@dg.op
+def score_units(config: CateConfig, scoring: pd.DataFrame) -> pd.DataFrame:
+    """Each unit's DR score ``gamma`` from out-of-fold outcome models on the richest features,
+    shared by every data choice so that their RATEs compare."""
+    return pd.DataFrame({"unit_id": scoring["unit_id"], "gamma": shared_scores(*_arrays(scoring), _learner_config(config))})
+
+
+@dg.op
+def fit_cate(context: dg.OpExecutionContext, config: CateConfig, design: pd.DataFrame) -> pd.DataFrame:
+    """One data choice x learner (the step's mapping key, ``<choice>__<learner>``) fitted out of fold."""
+    choice, learner = context.get_mapping_key().split("__")
+    est, record = fit_choice(learner, *_arrays(design), _learner_config(config), sequential=config.sequential_rate)
+    context.log.info(f"{choice} x {learner}: {record['seconds']:.1f}s")
+    return est.assign(unit_id=design["unit_id"].to_numpy(), data_choice=choice, learner=learner, seconds=record["seconds"])
+
+
+@dg.op
+def assemble_cate_estimates(
+    context: dg.OpExecutionContext, fits: list[pd.DataFrame], scores: pd.DataFrame, imagery_catalog: pd.DataFrame
+) -> dg.Output:
+    """The fits in one table with every unit's DR score, in data-choice order, and their fit times."""
+    estimates = pd.concat(fits, ignore_index=True).merge(scores, on="unit_id", how="left", validate="many_to_one")
+    order = {choice: i for i, choice in enumerate(DATA_CHOICES)}
+    estimates = estimates.sort_values("data_choice", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
+    records = estimates.groupby(["data_choice", "learner"], sort=False).agg(
+        seconds=("seconds", "first"), mean_tau=("tau", "mean"), sd_tau=("tau", "std")
     )
-    meta = {"trial": context.partition_key, "units": len(trial), **lineage(imagery_catalog), "fits": table_md(fits)}
-    return dg.Output(estimates, metadata=meta)
+    columns = ESTIMATE_COLUMNS + [c for c in ("tau_sequential",) if c in estimates]
+    meta = {"trial": context.partition_key, "units": len(scores), **lineage(imagery_catalog), "fits": table_md(records.reset_index())}
+    return dg.Output(estimates[columns], metadata=meta)
+
+
+@dg.graph_asset(
+    group_name=GROUP,
+    kinds={"econml", "parquet"},
+    partitions_def=trials,
+    code_version=source_version(cate),
+    config=shared_config(CateConfig, ("plan_cate_fits", "score_units", "fit_cate")),
+)
+def cate_estimates(
+    rct_units: gpd.GeoDataFrame,
+    imagery_catalog: pd.DataFrame,
+    embeddings_tabular: pd.DataFrame,
+    embeddings_image: pd.DataFrame,
+    embeddings_image_sequence: pd.DataFrame,
+    embeddings_image_sequence_tabular: pd.DataFrame,
+):
+    """Out-of-fold CATE (tau, se, interval, fold) per unit, data choice and learner, plus each unit's
+    DR score ``gamma`` for evaluation.
+
+    Every choice uses the same units and the same folds as the cross-fitted encoders (checked).
+    The propensity is the design's, never estimated. DR scores come from out-of-fold outcome models
+    on the richest features (image sequence + tabular), shared by all choices. Each data choice x
+    learner is a step of its own, which the executor runs in parallel (processes, Celery workers).
+    """
+    scoring, fits = plan_cate_fits(
+        rct_units, embeddings_tabular, embeddings_image, embeddings_image_sequence, embeddings_image_sequence_tabular
+    )
+    return assemble_cate_estimates(fits.map(fit_cate).collect(), score_units(scoring), imagery_catalog)
 
 
 @dg.asset_check(

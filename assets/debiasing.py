@@ -28,7 +28,7 @@ from models.plots import estimate_distributions, metric_bars, raster_panels, wea
 from models.simulate import read_unit_truth
 from models.tables import read_table
 from models.training import load_encoders
-from models.wealth import WealthModel, fit_on_survey, predict_map, predict_places
+from models.wealth import WealthModel, fit_on_survey, predict_map, predict_places, survey_places
 from pipelines.resources import ComputeResource, StorageResource
 
 GROUP = "debiasing"
@@ -55,8 +55,8 @@ def wealth_model(
     config: WealthModelConfig,
     study_inputs: dict,
     imagery_catalog: pd.DataFrame,
+    survey_image_sequences: xr.Dataset,
     map_encoder: Path,
-    storage: StorageResource,
     compute: ComputeResource,
 ):
     """Wealth from imagery, trained on survey locations with a clean three-way split (train,
@@ -64,10 +64,8 @@ def wealth_model(
     if not study_inputs.get("survey_table"):
         raise ValueError("no survey table configured (StudySource.survey_table): the wealth map needs surveyed wealth")
     survey = read_table(study_inputs["survey_table"], field="StudySource.survey_table")
-    with storage.staging() as stage:  # scratch for the survey places' chips, removed at the end
-        model, predictions, outside = fit_on_survey(
-            survey, imagery_catalog, load_encoders(map_encoder), stage.folder, compute.torch_device(), config.seed
-        )
+    places, outside = survey_places(survey, imagery_catalog)
+    model, predictions = fit_on_survey(places, survey_image_sequences, load_encoders(map_encoder), compute.torch_device(), config.seed)
     yield dg.Output(
         model.to_dict(),
         output_name="wealth_model",
@@ -79,7 +77,7 @@ def wealth_model(
         output_name="survey_predictions",
         metadata={
             "locations": len(predictions),
-            "outside_imagery": outside,
+            "outside_imagery": len(outside),
             "splits": splits,
             "calibration_plot": figure_md(wealth_calibration(predictions), "predicted vs surveyed"),
         },

@@ -43,6 +43,7 @@ from models.simulate import Heterogeneity, SimulationConfig, StudyPaths, simulat
 from models.storage import atomic_path
 from models.tables import read_table
 from models.trials import trial_table
+from models.wealth import survey_cube
 from pipelines.resources import StorageResource, StudySource
 
 GROUP = "ingest"
@@ -285,6 +286,26 @@ def imagery_covers_trial(unit_image_sequences: xr.Dataset) -> dg.AssetCheckResul
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={"valid_fraction": summary.valid_fraction, "min_valid_fraction": MIN_VALID_FRACTION, "units": summary.n_units},
     )
+
+
+class SurveyChipsConfig(dg.Config):
+    """Side in pixels of the surveyed places' chips: the input size of the wealth map's encoder."""
+
+    chip_size: int = CHIP_SIZE
+
+
+@dg.asset(group_name=GROUP, kinds={"zarr", "xarray"})
+def survey_image_sequences(config: SurveyChipsConfig, study_inputs: dict, imagery_catalog: pd.DataFrame, storage: StorageResource):
+    """The surveyed places' chip sequences as a Zarr cube (dims unit, time, band, y, x; ``unit`` is
+    the survey id), shared by every trial and extracted once: what the map encoder learns from and
+    the wealth model is fitted on. No trial's units are in it, so every trial can use the map."""
+    if not study_inputs.get("survey_table"):
+        raise ValueError("no survey table configured (StudySource.survey_table): the wealth map learns from surveyed places")
+    survey = read_table(study_inputs["survey_table"], field="StudySource.survey_table")
+    with storage.staging() as stage:
+        staged = stage.output("survey.zarr")
+        places, outside, summary = survey_cube(survey, imagery_catalog, staged.path, config.chip_size)
+        yield dg.Output(staged, metadata={**_cube_metadata(staged.path, summary), "survey_places": len(places), "outside_imagery": outside})
 
 
 def _cube_metadata(path, summary) -> dict:

@@ -12,15 +12,13 @@ from assets.config import shared_config
 from assets.metadata import figure_md
 from assets.partitions import trials
 from assets.retries import retry_transient_io
-from models.chips import CHIP_SIZE, CHUNK_PX, open_cube
+from models.chips import CHUNK_PX
 from models.embeddings import combine, embedding_table, prognostic_target, tabular_embeddings
 from models.encoders import Aggregator, Capacity, EncoderSpec
 from models.grid import assemble_grid, embed_square, grid_squares
 from models.plots import embedding_pca, training_curves
 from models.simulate import dominant_landcover, read_unit_truth
-from models.tables import read_table
 from models.training import Objective, TrainConfig, fit_encoders, load_encoders, load_sequences, save_encoders, training_sample
-from models.wealth import survey_cube
 from pipelines.resources import ComputeResource, CrossFittingResource, StorageResource, StudySource
 
 GROUP = "representation"
@@ -126,31 +124,24 @@ def image_encoder(
 
 class MapEncoderConfig(EncoderConfig):
     """As ``EncoderConfig``, for the wealth map's encoder: outcome-free (``contrastive`` or
-    ``random``; no trial outcome may shape a map that every trial uses), on survey chips of ``chip_size``."""
+    ``random``; no trial outcome may shape a map that every trial uses)."""
 
     objective: Literal["contrastive", "random"] = "contrastive"
-    chip_size: int = CHIP_SIZE
 
 
 @dg.asset(group_name=GROUP, kinds={"torch", "safetensors"}, pool="gpu")
 def map_encoder(
     context: dg.AssetExecutionContext,
     config: MapEncoderConfig,
-    study_inputs: dict,
-    imagery_catalog: pd.DataFrame,
+    survey_image_sequences: xr.Dataset,
     compute: ComputeResource,
     cross_fitting: CrossFittingResource,
     storage: StorageResource,
 ):
     """The wealth map's image-sequence encoder, shared by every trial: trained once on the surveyed
-    places' chip sequences, never on a trial's units or outcomes."""
-    if not study_inputs.get("survey_table"):
-        raise ValueError("no survey table configured (StudySource.survey_table): the wealth map's encoder learns from surveyed places")
-    survey = read_table(study_inputs["survey_table"], field="StudySource.survey_table")
-    with storage.staging() as scratch:  # the survey chips live only as long as training
-        places, outside = survey_cube(survey, imagery_catalog, scratch.folder / "survey.zarr", config.chip_size)
-        extra = {"survey_places": len(places), "outside_imagery": outside}
-        yield from _train(context, config, open_cube(scratch.folder / "survey.zarr"), compute, cross_fitting, storage, None, extra=extra)
+    places' chip sequences (at their chip size), never on a trial's units or outcomes."""
+    extra = {"survey_places": survey_image_sequences.sizes["unit"]}
+    yield from _train(context, config, survey_image_sequences, compute, cross_fitting, storage, None, extra=extra)
 
 
 def _embedding_output(table: pd.DataFrame, units: gpd.GeoDataFrame, study_inputs: dict, title: str, extra: dict | None = None) -> dg.Output:

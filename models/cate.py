@@ -219,6 +219,38 @@ def outcome_predictions(
     return mu0, mu1
 
 
+ESTIMATE_COLUMNS = ["unit_id", "data_choice", "learner", "tau", "se", "lower", "upper", "fold", "gamma"]
+
+
+def shared_scores(X: np.ndarray, T: np.ndarray, Y: np.ndarray, propensity: np.ndarray, folds: np.ndarray, cfg: LearnerConfig) -> np.ndarray:
+    """Each unit's doubly robust score from out-of-fold outcome models on ``X`` (the richest
+    features, ``SCORE_CHOICE``): one set shared by every data choice, so their RATEs are comparable."""
+    mu0, mu1 = outcome_predictions(X, T, Y, folds, cfg)
+    return dr_scores(Y, T, mu0, mu1, propensity)
+
+
+def fit_choice(
+    learner: Learner,
+    X: np.ndarray,
+    T: np.ndarray,
+    Y: np.ndarray,
+    propensity: np.ndarray,
+    folds: np.ndarray,
+    cfg: LearnerConfig = LearnerConfig(),
+    make: MakeLearner = make_learner,
+    sequential: bool = False,
+) -> tuple[pd.DataFrame, dict]:
+    """One learner on one data choice, out of fold: its estimates (tau, se, lower, upper, fold, and
+    with ``sequential`` the ``sequential_cate`` priorities ``tau_sequential``) and its fit record
+    (learner, seconds, mean_tau, sd_tau). Fits are independent: a step each in the asset graph."""
+    started = time.perf_counter()
+    est = cross_fit_cate(learner, X, T, Y, propensity, folds, cfg, make)
+    if sequential:
+        est["tau_sequential"] = sequential_cate(learner, X, T, Y, propensity, folds, cfg, make)
+    record = {"learner": learner, "seconds": time.perf_counter() - started, "mean_tau": est["tau"].mean(), "sd_tau": est["tau"].std()}
+    return est, record
+
+
 def cross_fit_choices(
     unit_ids: np.ndarray,
     features: Mapping[str, np.ndarray],
@@ -233,40 +265,24 @@ def cross_fit_choices(
     sequential: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every data choice x learner fitted out of fold on the same units and folds, each unit with its
-    doubly robust score ``gamma``.
+    doubly robust score ``gamma`` (``shared_scores``).
 
-    The scores come from out-of-fold outcome models on the richest choice (``SCORE_CHOICE``) and are
-    shared by every choice, so their RATEs are comparable (``models.heterogeneity.evaluate_choices``).
-    Returns the estimates (unit_id, data_choice, learner, tau, se, lower, upper, fold, gamma, and
-    with ``sequential`` the ``sequential_cate`` priorities ``tau_sequential``) and the fit times
-    (data_choice, learner, seconds, mean_tau, sd_tau).
+    Returns the estimates (``ESTIMATE_COLUMNS``, and with ``sequential`` ``tau_sequential``) and the
+    fit records (data_choice, learner, seconds, mean_tau, sd_tau).
     """
     unknown = set(features) - set(DATA_CHOICES)
     if unknown or SCORE_CHOICE not in features:
         raise ValueError(f"data choices must come from {DATA_CHOICES} and include {SCORE_CHOICE!r}, got {list(features)}")
-    mu0, mu1 = outcome_predictions(features[SCORE_CHOICE], T, Y, folds, cfg)
-    gamma = dr_scores(Y, T, mu0, mu1, propensity)
-    parts, timings = [], []
+    gamma = shared_scores(features[SCORE_CHOICE], T, Y, propensity, folds, cfg)
+    parts, records = [], []
     for choice, X in features.items():
         for learner in learners:
-            started = time.perf_counter()
-            est = cross_fit_cate(learner, X, T, Y, propensity, folds, cfg, make)
-            if sequential:
-                est["tau_sequential"] = sequential_cate(learner, X, T, Y, propensity, folds, cfg, make)
-            timings.append(
-                {
-                    "data_choice": choice,
-                    "learner": learner,
-                    "seconds": time.perf_counter() - started,
-                    "mean_tau": est["tau"].mean(),
-                    "sd_tau": est["tau"].std(),
-                }
-            )
-            log(f"{choice} x {learner}: {timings[-1]['seconds']:.1f}s")
+            est, record = fit_choice(learner, X, T, Y, propensity, folds, cfg, make, sequential)
+            records.append({"data_choice": choice, **record})
+            log(f"{choice} x {learner}: {record['seconds']:.1f}s")
             parts.append(est.assign(unit_id=np.asarray(unit_ids), data_choice=choice, learner=learner, gamma=gamma))
-    columns = ["unit_id", "data_choice", "learner", "tau", "se", "lower", "upper", "fold", "gamma"]
-    columns += ["tau_sequential"] if sequential else []
-    return pd.concat(parts, ignore_index=True)[columns], pd.DataFrame(timings)
+    columns = ESTIMATE_COLUMNS + (["tau_sequential"] if sequential else [])
+    return pd.concat(parts, ignore_index=True)[columns], pd.DataFrame(records)
 
 
 def feature_matrix(table: pd.DataFrame, unit_ids) -> np.ndarray:

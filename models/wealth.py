@@ -12,12 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 from sklearn.linear_model import RidgeCV
 from sklearn.metrics import r2_score
 
-from models.chips import write_sequence_cube
+from models.chips import CubeSummary, write_sequence_cube
 from models.folds import split_of
-from models.grid import GridEmbedding, GridMap, embed_places, place_sequences
+from models.grid import GridEmbedding, GridMap, place_sequences
 from models.rct import locate_units
 from models.training import SequenceData, embed
 
@@ -88,32 +89,37 @@ def survey_places(survey: pd.DataFrame, catalog: pd.DataFrame) -> tuple[pd.DataF
     return pd.DataFrame(inside.drop(columns="geometry")), outside
 
 
-def survey_cube(survey: pd.DataFrame, catalog: pd.DataFrame, path: Path, size: int) -> tuple[pd.DataFrame, int]:
+def survey_cube(survey: pd.DataFrame, catalog: pd.DataFrame, path: Path, size: int) -> tuple[pd.DataFrame, int, CubeSummary]:
     """The surveyed places' chip sequences as a Zarr cube at ``path`` (what the map's own encoder
-    learns from: no trial's units, so every trial can use the map), and the number outside the imagery."""
+    learns from: no trial's units, so every trial can use the map): the places inside the imagery,
+    the number outside, and what the extraction found."""
     places, outside = survey_places(survey, catalog)
-    write_sequence_cube(places[["unit_id", "lon", "lat"]], catalog, path, size=size)
-    return places, len(outside)
+    summary = write_sequence_cube(places[["unit_id", "lon", "lat"]], catalog, path, size=size)
+    return places, len(outside), summary
 
 
-def fit_on_survey(
-    survey: pd.DataFrame, catalog: pd.DataFrame, fitted, workdir: Path, device, seed: int = 0
-) -> tuple[WealthModel, pd.DataFrame, int]:
-    """Embed every surveyed place and fit the model on its train split.
+def fit_on_survey(places: pd.DataFrame, cube: xr.Dataset, fitted, device, seed: int = 0) -> tuple[WealthModel, pd.DataFrame]:
+    """Embed every surveyed place in ``cube`` (``survey_cube``'s, block by block) and fit the model
+    on its train split.
 
-    Returns the model, the predictions at every place with its split (survey_id, lon, lat, wealth,
-    prediction, split), and the number of places outside the imagery.
+    Returns the model and the predictions at every place with its split (survey_id, lon, lat,
+    wealth, prediction, split).
     """
-    places, outside = survey_places(survey, catalog)
-    kept, per_model = embed_places(places[["unit_id", "lon", "lat"]], catalog, fitted, workdir, device)
+    ids, parts = [], []
+    for data in fitted.blocks(cube):
+        ids.append(np.asarray(data.unit_ids, dtype=str))
+        parts.append(fitted.transform_each(data, device))
+    ids = np.concatenate(ids)
     model = WealthModel(seed=seed)
-    ids, X = kept["unit_id"].to_numpy(), per_model[model.encoder_model]
-    y = places.set_index("unit_id").loc[ids, "wealth"].to_numpy(dtype=float)
+    X = np.concatenate([per_model[model.encoder_model] for per_model in parts])
+    kept = places.set_index("unit_id").loc[ids]
+    y = kept["wealth"].to_numpy(dtype=float)
     model.fit(X, y, ids)
     predictions = pd.DataFrame(
-        {"survey_id": ids, "lon": kept["lon"], "lat": kept["lat"], "wealth": y, "prediction": model.predict(X), "split": model.split(ids)}
+        {"survey_id": ids, "lon": kept["lon"].to_numpy(), "lat": kept["lat"].to_numpy(), "wealth": y}
+        | {"prediction": model.predict(X), "split": model.split(ids)}
     )
-    return model, predictions, len(outside)
+    return model, predictions
 
 
 def predict_map(model: WealthModel, grid: GridEmbedding) -> GridMap:

@@ -8,7 +8,7 @@ import rasterio
 from assets import causal, generalization, ingest, interpretation, representation, simulation
 from assets.causal import CateConfig
 from assets.generalization import CateMapConfig
-from assets.ingest import ChipsConfig, DemoStudyConfig
+from assets.ingest import ChipsConfig, DemoStudyConfig, SurveyChipsConfig
 from assets.representation import EncoderConfig, GridConfig, ImageEncoderConfig, MapEncoderConfig
 from assets.simulation import EncoderChoiceConfig, SimulationStudyConfig
 from models.simulation_study import EncoderChoice, StudyGrid, run_setting
@@ -28,7 +28,8 @@ OPS = {
     "cate_estimates": CateConfig(learners=["causal_forest", "t_learner"], n_estimators=50),
     "cate_map": CateMapConfig(n_estimators=50),
     "grid_embeddings": GridConfig(step_px=16),
-    "map_encoder": MapEncoderConfig(epochs=1, batch_size=32, chip_size=16),
+    "map_encoder": MapEncoderConfig(epochs=1, batch_size=32),
+    "survey_image_sequences": SurveyChipsConfig(chip_size=16),
     "map_grid_embeddings": GridConfig(step_px=48),
     "unit_land_cover": interpretation.UnitLandCoverConfig(chip_size=16),
     "heterogeneity_attribution": interpretation.AttributionConfig(n_estimators=50),
@@ -52,6 +53,14 @@ def test_cate_estimates_cover_every_choice_and_learner(causal_run):
     forest = cate[cate["learner"] == "causal_forest"]
     assert forest["se"].gt(0).all() and (forest["lower"] <= forest["tau"]).all()
     assert cate[cate["learner"] == "t_learner"]["se"].isna().all()
+    # one step per data choice x learner (parallel on a multi-worker executor), one set of DR scores
+    steps = {e.step_key for e in result.all_events if e.is_step_success}
+    fits = {s for s in steps if s.startswith("cate_estimates.fit_cate[")}
+    assert fits == {f"cate_estimates.fit_cate[{c}__{lr}]" for c in set(cate["data_choice"]) for lr in ("causal_forest", "t_learner")}
+    assert cate.groupby("unit_id")["gamma"].nunique().eq(1).all() and cate["gamma"].notna().all()
+    assert list(dict.fromkeys(cate["data_choice"])) == ["tabular", "image", "image_sequence", "image_sequence_tabular"]
+    fit_table = result.asset_materializations_for_node("cate_estimates")[0].metadata["fits"].value
+    assert fit_table.count("t_learner") == 4 and "seconds" in fit_table
 
 
 def test_evaluation_ate_and_checks(causal_run):

@@ -10,7 +10,7 @@ import xarray as xr
 
 from assets import debiasing, ingest, representation
 from assets.debiasing import TrialOutcomesConfig
-from assets.ingest import ChipsConfig, DemoStudyConfig
+from assets.ingest import ChipsConfig, DemoStudyConfig, SurveyChipsConfig
 from assets.representation import EncoderConfig, GridConfig, ImageEncoderConfig, MapEncoderConfig
 from tests.conftest import materialize_modules
 
@@ -22,7 +22,8 @@ def test_wealth_map_corrections_and_evaluation(tmp_path):
         "unit_image_sequences": ChipsConfig(chip_size=16),
         "sequence_encoder": EncoderConfig(objective="random"),
         "image_encoder": ImageEncoderConfig(objective="random"),
-        "map_encoder": MapEncoderConfig(epochs=2, batch_size=32, chip_size=16),
+        "map_encoder": MapEncoderConfig(epochs=2, batch_size=32),
+        "survey_image_sequences": SurveyChipsConfig(chip_size=16),
         "grid_embeddings": GridConfig(step_px=48),
         "map_grid_embeddings": GridConfig(step_px=16),
         "trial_outcomes": TrialOutcomesConfig(n_trials=40, units_per_trial=150, effects=[0.0, 1.0]),

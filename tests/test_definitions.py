@@ -68,7 +68,8 @@ def test_cli_materializes_the_whole_graph(tmp_path):
         "resources": {"cross_fitting": {"config": {"folds": 2}}},
         "ops": {
             "study_inputs": {"config": {"n_units": 60, "n_survey": 300, "n_dates": 3, "region_px": 192, "chip_size": 16}},
-            "map_encoder": {"config": {"epochs": 1, "chip_size": 16}},
+            "map_encoder": {"config": {"epochs": 1}},
+            "survey_image_sequences": {"config": {"chip_size": 16}},
             "unit_image_sequences": {"config": {"chip_size": 16}},
             "sequence_encoder": {"config": {"epochs": 1}},
             "image_encoder": {"config": {"epochs": 1}},

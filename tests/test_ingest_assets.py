@@ -11,8 +11,8 @@ import pytest
 import xarray as xr
 
 from assets import ingest
-from assets.ingest import ChipsConfig, DemoStudyConfig, UnitsConfig, imagery_covers_trial
-from pipelines.resources import StudySource
+from assets.ingest import ChipsConfig, DemoStudyConfig, SurveyChipsConfig, UnitsConfig, imagery_covers_trial
+from pipelines.resources import StorageResource, StudySource
 from tests.conftest import materialize_modules
 
 SMALL_DEMO = DemoStudyConfig(n_units=120, n_survey=50, n_dates=4, region_px=256, chip_size=16, seed=3)
@@ -132,3 +132,16 @@ def test_a_second_trial_is_its_own_partition_beside_the_first(demo_run, tmp_path
     result = materialize_modules([ingest], data, source, {}, raise_on_error=False, trial="north")
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "trial 'north' has no table" in str(failure.event_specific_data.error) and "east" in str(failure.event_specific_data.error)
+
+
+def test_survey_chips_need_a_survey_table(tmp_path):
+    with pytest.raises(ValueError, match=r"StudySource\.survey_table"):
+        list(
+            ingest.survey_image_sequences(
+                config=SurveyChipsConfig(),
+                study_inputs={"survey_table": None},
+                imagery_catalog=pd.DataFrame(),
+                storage=StorageResource(root=str(tmp_path)),
+            )
+        )
+    assert not any(tmp_path.iterdir())  # nothing staged or written

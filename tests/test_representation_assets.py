@@ -5,7 +5,7 @@ import pandas as pd
 import xarray as xr
 
 from assets import ingest, representation
-from assets.ingest import ChipsConfig, DemoStudyConfig
+from assets.ingest import ChipsConfig, DemoStudyConfig, SurveyChipsConfig
 from assets.representation import EncoderConfig, GridConfig, ImageEncoderConfig, MapEncoderConfig
 from models.training import load_encoders
 from tests.conftest import materialize_modules
@@ -19,7 +19,8 @@ def test_encoders_and_embeddings_materialize(tmp_path):
         "unit_image_sequences": ChipsConfig(chip_size=16),
         "sequence_encoder": EncoderConfig(objective="prognostic", epochs=1, batch_size=16, max_train_units=60),
         "image_encoder": ImageEncoderConfig(objective="random"),
-        "map_encoder": MapEncoderConfig(epochs=1, batch_size=16, chip_size=16),
+        "map_encoder": MapEncoderConfig(epochs=1, batch_size=16),
+        "survey_image_sequences": SurveyChipsConfig(chip_size=16),
         "map_grid_embeddings": GridConfig(step_px=48),
     }
     result = materialize_modules([ingest, representation], tmp_path, ops=ops, folds=2)
@@ -46,4 +47,6 @@ def test_encoders_and_embeddings_materialize(tmp_path):
     shared = load_encoders(tmp_path / "map_encoder.safetensors")
     assert shared.objective == "contrastive" and shared.folds == 1 and shared.chip_size == 16
     assert result.asset_materializations_for_node("map_encoder")[0].metadata["survey_places"].value == DEMO.n_survey
+    survey = xr.open_zarr(tmp_path / "survey_image_sequences.zarr", consolidated=False)  # extracted once, shared
+    assert survey.sizes["unit"] == DEMO.n_survey and survey.sizes["x"] == 16
     assert (tmp_path / "map_grid_embeddings.zarr").is_dir() and (tmp_path / "grid_embeddings" / "west.zarr").is_dir()
