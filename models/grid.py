@@ -76,14 +76,21 @@ def write_grid_geotiff(
     return Path(path)
 
 
-def place_sequences(places: pd.DataFrame, catalog: pd.DataFrame, fitted, workdir: Path, require_data: bool = True):
-    """Chip sequences at the encoders' chip size, as they read them, for places given as unit_id,
-    lon, lat (a cube under ``workdir``). Places whose sequence is all nodata are left out; without
+def place_cube(places: pd.DataFrame, catalog: pd.DataFrame, chip_size: int, workdir: Path, require_data: bool = True) -> xr.Dataset | None:
+    """Chip sequences of ``chip_size`` for places given as unit_id, lon, lat, as a cube under
+    ``workdir`` (opened lazily). Places whose sequence is all nodata are left out; without
     ``require_data``, None when that is every place."""
     cube_path = Path(workdir) / "places.zarr"
-    if write_sequence_cube(places, catalog, cube_path, size=fitted.chip_size, require_data=require_data).n_units == 0:
+    if write_sequence_cube(places, catalog, cube_path, size=chip_size, require_data=require_data).n_units == 0:
         return None
-    return fitted.sequences(open_cube(cube_path))
+    return open_cube(cube_path)
+
+
+def place_sequences(places: pd.DataFrame, catalog: pd.DataFrame, fitted, workdir: Path, require_data: bool = True):
+    """``place_cube``'s sequences at the encoders' chip size, in memory as they read them (None when
+    no place has data): for a bounded set of places, a grid square or a survey pool."""
+    cube = place_cube(places, catalog, fitted.chip_size, workdir, require_data)
+    return None if cube is None else fitted.sequences(cube)
 
 
 def embed_places(

@@ -18,7 +18,7 @@ from sklearn.metrics import r2_score
 
 from models.chips import CubeSummary, write_sequence_cube
 from models.folds import split_of
-from models.grid import GridEmbedding, GridMap, place_sequences
+from models.grid import GridEmbedding, GridMap, place_cube
 from models.rct import locate_units
 from models.training import SequenceData, embed
 
@@ -136,6 +136,11 @@ def predictor(model: WealthModel, fitted, device) -> Callable[[SequenceData], np
 
 def predict_places(model: WealthModel, fitted, places: pd.DataFrame, catalog: pd.DataFrame, workdir: Path, device) -> pd.DataFrame:
     """Predicted wealth (unit_id, prediction) at places given as unit_id, lon, lat, from their chip
-    sequences at the map encoder's chip size (a cube under ``workdir``); places without data are left out."""
-    data = place_sequences(places, catalog, fitted, workdir)
-    return pd.DataFrame({"unit_id": data.unit_ids.astype(str), "prediction": predictor(model, fitted, device)(data)})
+    sequences at the map encoder's chip size (a cube under ``workdir``, read block by block, so a
+    trial of any size fits in memory); places without data are left out."""
+    predict = predictor(model, fitted, device)
+    parts = [
+        pd.DataFrame({"unit_id": data.unit_ids.astype(str), "prediction": predict(data)})
+        for data in fitted.blocks(place_cube(places, catalog, fitted.chip_size, workdir))
+    ]
+    return pd.concat(parts, ignore_index=True)
