@@ -168,7 +168,7 @@ def main() -> None:
     parser.add_argument("--executors", nargs="+", choices=EXECUTORS, default=[], help="executors to compare at --executor-units")
     parser.add_argument("--shrink-above", type=int, default=10_000, help="units above which the region and the CATE learners stop growing")
     parser.add_argument(
-        "--executor-units", type=int, nargs="*", default=[1000], help="sizes run on every executor (others: multiprocess only)"
+        "--executor-units", type=int, nargs="*", default=[1000], help="sizes run on every executor in --executors (others: --executor only)"
     )
     parser.add_argument("--limit", type=float, default=3600, help="seconds before a run is stopped")
     parser.add_argument("--out", default="benchmarks/results/pipeline.json")

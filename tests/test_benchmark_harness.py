@@ -24,3 +24,17 @@ def test_environment_names_the_code_and_the_machine():
     env = environment()
     assert env["git_sha"] and env["cpu_count"] >= 1 and env["packages"]["numpy"]
     assert "torch" in env["threads"]
+
+
+def test_the_pipeline_benchmark_shrinks_only_above_its_threshold_and_its_config_is_valid():
+    import dagster as dg
+    from pipeline import run_config
+
+    from pipelines.definitions import defs
+
+    job = defs.get_job_def("eotrials_job")
+    small, large = run_config(10_000, "in_process", 2, 10_000), run_config(100_000, "in_process", 2, 10_000)
+    assert small["ops"]["study_inputs"]["config"]["region_px"] == large["ops"]["study_inputs"]["config"]["region_px"] == 3200
+    assert "cate_estimates" not in small["ops"] and large["ops"]["cate_estimates"]["config"]["learners"] == ["t_learner"]
+    for config in (small, large):
+        assert dg.validate_run_config(job, config)["ops"]["study_inputs"]["config"]["n_units"] in (10_000, 100_000)

@@ -85,7 +85,7 @@ def test_failed_rerun_keeps_previous_materialization(demo_run, tmp_path):
     study = tmp_path / "study"
     shutil.copytree(root / "demo_study", study)
     data = tmp_path / "data"
-    source = StudySource(trials=str(study / "trials"), imagery=str(study / "imagery"))
+    source = StudySource(trials=str(study / "trials"), imagery=str(study / "imagery"), survey_table=str(study / "survey.csv"))
     assert materialize(data, source).success
     before = pd.read_parquet(data / "rct_units" / "west.parquet")
     table = pd.read_csv(study / "trials" / "west.csv")
@@ -106,7 +106,7 @@ def test_too_many_units_outside_imagery_fails_the_run(demo_run, tmp_path):
     table = pd.read_csv(study / "trials" / "west.csv")
     table.loc[:19, "lon"] += 5.0
     table.to_csv(study / "trials" / "west.csv", index=False)
-    source = StudySource(trials=str(study / "trials"), imagery=str(study / "imagery"))
+    source = StudySource(trials=str(study / "trials"), imagery=str(study / "imagery"), survey_table=str(study / "survey.csv"))
     result = materialize(tmp_path / "data", source, ops={"rct_units": UnitsConfig(max_outside_share=0.1)}, raise_on_error=False)
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "20 of 120 units" in str(failure.event_specific_data.error)
@@ -118,7 +118,7 @@ def test_a_second_trial_is_its_own_partition_beside_the_first(demo_run, tmp_path
     root, _ = demo_run
     study, data = tmp_path / "study", tmp_path / "data"
     shutil.copytree(root / "demo_study", study)
-    source = StudySource(trials=str(study / "trials"), imagery=str(study / "imagery"))
+    source = StudySource(trials=str(study / "trials"), imagery=str(study / "imagery"), survey_table=str(study / "survey.csv"))
     assert materialize(data, source).success
     west_before = (data / "rct_units" / "west.parquet").stat().st_mtime_ns
     assert materialize_modules(

@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 import torch
 
+from assets.causal import cate_estimates
+from assets.config import values
 from models.design import randomization_test
 from models.encoders import EncoderSpec, SequenceEncoder, parameter_count
 from models.folds import CrossFitting, fold_of, split_of
@@ -139,7 +141,9 @@ def test_wealth_model_fits_on_train_only_and_round_trips():
 def test_a_misspelled_learner_is_refused_at_launch():
     job = defs.resolve_job_def("eotrials_job")
     good = {"ops": {"cate_estimates": {"config": {"learners": ["causal_forest"]}}}}
-    assert dg.validate_run_config(job, good)["ops"]["cate_estimates"]["config"]["learners"] == ["causal_forest"]
+    dg.validate_run_config(job, good)  # cate_estimates is graph-backed: its config mapping hands the config to every fit
+    mapped = cate_estimates.node_def.config_mapping.resolve_from_unvalidated_config(good["ops"]["cate_estimates"]["config"])
+    assert values(mapped["fit_cate"]["config"]["learners"]) == ("causal_forest",)
     with pytest.raises(dg.DagsterInvalidConfigError, match="causal_forrest"):
         dg.validate_run_config(job, {"ops": {"cate_estimates": {"config": {"learners": ["causal_forrest"]}}}})
     with pytest.raises(dg.DagsterInvalidConfigError, match="everything"):
