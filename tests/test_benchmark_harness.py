@@ -32,7 +32,7 @@ def test_the_pipeline_benchmark_shrinks_only_above_its_threshold_and_its_config_
 
     from pipelines.definitions import defs
 
-    job = defs.get_job_def("eotrials_job")
+    job = defs.resolve_job_def("eotrials_job")
     small, large = run_config(10_000, "in_process", 2, 10_000), run_config(100_000, "in_process", 2, 10_000)
     assert small["ops"]["study_inputs"]["config"]["region_px"] == large["ops"]["study_inputs"]["config"]["region_px"] == 3200
     assert "cate_estimates" not in small["ops"] and large["ops"]["cate_estimates"]["config"]["learners"] == ["t_learner"]
