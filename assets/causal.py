@@ -65,10 +65,11 @@ def plan_cate_fits(
         X = feature_matrix(tables[choice], ids)
         return pd.concat([base, pd.DataFrame(X, columns=[f"f{i:03d}" for i in range(X.shape[1])])], axis=1)
 
-    yield dg.Output(design(SCORE_CHOICE), output_name="scoring")
-    for choice in DATA_CHOICES:
+    designs = {choice: design(choice) for choice in DATA_CHOICES}
+    yield dg.Output(designs[SCORE_CHOICE], output_name="scoring")
+    for choice, table in designs.items():
         for learner in values(config.learners):
-            yield dg.DynamicOutput(design(choice), output_name="fits", mapping_key=f"{choice}__{learner}")
+            yield dg.DynamicOutput(table, output_name="fits", mapping_key=f"{choice}__{learner}")
 
 
 @dg.op

@@ -3,7 +3,7 @@ per group and its growth exponent, and the same graph on each executor: the mult
 one process (in-process), and Celery workers on Redis with PostgreSQL storage (deploy/).
 
     python benchmarks/pipeline.py                                   # 1,000 and 3,000 units, in-process
-    python benchmarks/pipeline.py --units 1000 10000 100000 --limit 3600
+    python benchmarks/pipeline.py --units 1000 10000 100000 --limit 3300
     python benchmarks/pipeline.py --units 1000 --executors multiprocess in_process celery --executor-units 1000
 
 Each size runs `dagster asset materialize -m pipelines.definitions --partition west` in a fresh
@@ -185,14 +185,12 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             write_results(args.out, runs, vars(args), groups=groups)  # so far: a long run stopped late keeps what finished
     runs_table, groups_table = pd.DataFrame(runs), pd.DataFrame(groups)
+    growth = exponents(groups_table[groups_table["units"] <= args.shrink_above]) if len(groups_table) else pd.DataFrame()
     print(runs_table.round(1).to_markdown(index=False))
     if len(groups_table):
         print(groups_table.pivot(index="group", columns="units", values="seconds").round(1).to_markdown())
-        print(exponents(groups_table[groups_table["units"] <= args.shrink_above]).to_markdown(index=False))
-    same_settings = groups_table[groups_table["units"] <= args.shrink_above] if len(groups_table) else groups_table
-    write_results(
-        args.out, runs, vars(args), groups=groups, exponents=exponents(same_settings).to_dict("records") if len(same_settings) else []
-    )
+        print(growth.to_markdown(index=False))
+    write_results(args.out, runs, vars(args), groups=groups, exponents=growth.to_dict("records"))
 
 
 if __name__ == "__main__":

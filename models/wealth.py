@@ -105,13 +105,13 @@ def fit_on_survey(places: pd.DataFrame, cube: xr.Dataset, fitted, device, seed: 
     Returns the model and the predictions at every place with its split (survey_id, lon, lat,
     wealth, prediction, split).
     """
-    ids, parts = [], []
+    model = WealthModel(seed=seed)
+    encoder = fitted.models[model.encoder_model]
+    ids, X = [], []
     for data in fitted.blocks(cube):
         ids.append(np.asarray(data.unit_ids, dtype=str))
-        parts.append(fitted.transform_each(data, device))
-    ids = np.concatenate(ids)
-    model = WealthModel(seed=seed)
-    X = np.concatenate([per_model[model.encoder_model] for per_model in parts])
+        X.append(embed(encoder, data, device))
+    ids, X = np.concatenate(ids), np.concatenate(X)
     kept = places.set_index("unit_id").loc[ids]
     y = kept["wealth"].to_numpy(dtype=float)
     model.fit(X, y, ids)
