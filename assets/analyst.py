@@ -1,18 +1,18 @@
 """Analyst: the materialized tables as one DuckDB database, for SQL without Dagster, and each trial's report."""
 
-from pathlib import Path
-
 import dagster as dg
 import geopandas as gpd
 import pandas as pd
 
 from assets.partitions import trials
-from models.analyst import build_database
-from models.grid import GridMap
-from models.plots import cate_map as cate_map_figure
-from models.plots import coefficient_plot, study_area_map, toc_bands
-from models.report import write_report
-from models.simulate import read_unit_truth
+from models.analyst.database import build_database
+from models.analyst.plots import cate_map as cate_map_figure
+from models.analyst.plots import coefficient_plot, study_area_map, toc_bands
+from models.analyst.report import write_report
+from models.io.manifest import StudyManifest
+from models.io.rasters import Raster
+from models.io.truth import read_unit_truth
+from models.representation.grid import GridMap
 from pipelines.resources import StorageResource
 
 GROUP = "analyst"
@@ -31,7 +31,7 @@ def _table_path(storage: StorageResource, name: str):
     return folder if folder.is_dir() and any(folder.glob("*.parquet")) else file if file.exists() else None
 
 
-@dg.asset(group_name=GROUP, kinds={"duckdb"}, deps=list(TABLES))
+@dg.asset(group_name=GROUP, kinds={"duckdb"}, deps=list(TABLES), io_manager_key="file_io")
 def analyst_database(storage: StorageResource):
     """A DuckDB file with a view over every table above (reading the Parquet in place; a trial-level
     table's view unites every trial's file, with the trial in column ``trial``) and every column's
@@ -43,13 +43,13 @@ def analyst_database(storage: StorageResource):
         yield dg.Output(staged, metadata={"views": ", ".join(views), "count": len(views)})
 
 
-@dg.asset(group_name=GROUP, kinds={"html"}, partitions_def=trials)
+@dg.asset(group_name=GROUP, kinds={"html"}, partitions_def=trials, io_manager_key="file_io")
 def trial_report(
     context: dg.AssetExecutionContext,
-    study_inputs: dict,
+    study_inputs: StudyManifest,
     imagery_catalog: pd.DataFrame,
     rct_units: gpd.GeoDataFrame,
-    cate_map: Path,
+    cate_map: Raster,
     toc_curves: pd.DataFrame,
     rate_differences: pd.DataFrame,
     heterogeneity_attribution: pd.DataFrame,
@@ -61,8 +61,8 @@ def trial_report(
     the CATE map with the units (and, on the demo, the truth), TOC curves with bands, the data-choice
     comparison, the land-cover attribution and the debiased outcomes' evaluation."""
     crs = imagery_catalog["crs"].iloc[0]
-    grid = GridMap.read(cate_map)
-    truth = read_unit_truth(study_inputs["truth"].get("units"))
+    grid = GridMap.read(cate_map.path)
+    truth = read_unit_truth(study_inputs.truth.units)
     arms = rct_units.groupby("treatment").size().rename("units").reset_index()
     attribution = heterogeneity_attribution[["feature", "per_10pp", "per_10pp_lower", "per_10pp_upper", "p_value", "p_bonferroni"]]
     sections = [

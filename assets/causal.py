@@ -8,12 +8,22 @@ import pandas as pd
 from assets.config import LearnerName, shared_config, values
 from assets.metadata import figure_md, lineage, source_version, table_md
 from assets.partitions import trials
-from models import cate
-from models.cate import DATA_CHOICES, ESTIMATE_COLUMNS, LEARNERS, SCORE_CHOICE, LearnerConfig, feature_matrix, fit_choice, shared_scores
-from models.design import standardized_differences, trial_frame
-from models.heterogeneity import ate_table, evaluate_choices, gates_by_choice, toc_by_choice
-from models.plots import gates_calibration, toc_bands
-from models.simulate import read_unit_truth
+from models.analyst.plots import gates_calibration, toc_bands
+from models.causal import cate
+from models.causal.cate import (
+    DATA_CHOICES,
+    ESTIMATE_COLUMNS,
+    LEARNERS,
+    SCORE_CHOICE,
+    LearnerConfig,
+    feature_matrix,
+    fit_choice,
+    shared_scores,
+)
+from models.causal.heterogeneity import ate_table, evaluate_choices, gates_by_choice, toc_by_choice
+from models.ingest.design import standardized_differences, trial_frame
+from models.io.manifest import StudyManifest
+from models.io.truth import read_unit_truth
 from pipelines.resources import CrossFittingResource, StudySource
 
 GROUP = "causal"
@@ -182,12 +192,12 @@ def covariates_balanced(tabular_features: pd.DataFrame, rct_units: gpd.GeoDataFr
         ),
     },
 )
-def heterogeneity_evaluation(cate_estimates: pd.DataFrame, rct_units: gpd.GeoDataFrame, study_inputs: dict):
+def heterogeneity_evaluation(cate_estimates: pd.DataFrame, rct_units: gpd.GeoDataFrame, study_inputs: StudyManifest):
     """Is there heterogeneity, and which data choice finds it? Everything out of fold, from the
     shared DR scores, with half-sample bootstrap (RATE, TOC) or HC3 (BLP, GATES) uncertainty,
     clustered when the trial has clusters. Per-unit CATE intervals carry variance only, so their
     coverage of the true CATE is reported beside that of the GATE intervals, which do cover."""
-    truth = read_unit_truth(study_inputs["truth"].get("units"))
+    truth = read_unit_truth(study_inputs.truth.units)
     clusters = rct_units.set_index("unit_id")["cluster"] if "cluster" in rct_units else None
     table, differences = evaluate_choices(cate_estimates, clusters, truth["tau"] if truth is not None else None)
     bands = toc_by_choice(cate_estimates, clusters)
@@ -260,12 +270,12 @@ def interval_coverage(heterogeneity_evaluation: pd.DataFrame) -> dg.AssetCheckRe
 
 
 @dg.asset(group_name=GROUP, kinds={"parquet"}, partitions_def=trials)
-def ate_summary(cate_estimates: pd.DataFrame, rct_units: gpd.GeoDataFrame, study_inputs: dict, source: StudySource) -> dg.Output:
+def ate_summary(cate_estimates: pd.DataFrame, rct_units: gpd.GeoDataFrame, study_inputs: StudyManifest, source: StudySource) -> dg.Output:
     """The ATE from the doubly robust scores with a 95% interval, beside the difference in means
     (and the true mean CATE where the simulator knows it)."""
     first = cate_estimates.drop_duplicates("unit_id")
     trial = trial_frame(rct_units, source.outcomes[0], first["unit_id"])
-    truth = read_unit_truth(study_inputs["truth"].get("units"))
+    truth = read_unit_truth(study_inputs.truth.units)
     table = ate_table(
         first["gamma"].to_numpy(),
         trial["outcome"].to_numpy(),

@@ -9,8 +9,8 @@ from enum import Enum
 
 import dagster as dg
 
-from models.cate import LEARNERS
-from models.simulate import HETEROGENEITY_DRIVERS
+from models.causal.cate import LEARNERS
+from models.simulation.simulator import HETEROGENEITY_DRIVERS
 
 
 def literal_enum(name: str, values: tuple[str, ...]) -> type[Enum]:

@@ -1,7 +1,5 @@
 """Debiasing: one wealth map, corrected once upstream (LCC, Tweedie), used by many trials."""
 
-from pathlib import Path
-
 import dagster as dg
 import geopandas as gpd
 import numpy as np
@@ -10,9 +8,11 @@ import xarray as xr
 
 from assets.metadata import figure_md, lineage, source_version, table_md
 from assets.partitions import trials
-from models import debias, imagery_trials, many_trials
-from models import grid as grid_source
-from models.debias import (
+from models.analyst.plots import estimate_distributions, metric_bars, raster_panels, wealth_calibration
+from models.debiasing import corrections as debias
+from models.debiasing import imagery_study as imagery_trials
+from models.debiasing import trial_effects as many_trials
+from models.debiasing.corrections import (
     DEBIASED_MAP_PURPOSE,
     BandwidthRule,
     TweedieCorrection,
@@ -21,14 +21,16 @@ from models.debias import (
     fit_corrections,
     per_place_rmse,
 )
-from models.grid import GridEmbedding, GridMap
-from models.imagery_trials import PostTreatmentImagery, survey_pool_trials
-from models.many_trials import METHODS, CalibrationDraws, TrialDesign, TweedieDensity, evaluate, observed_trial, simulate_trials
-from models.plots import estimate_distributions, metric_bars, raster_panels, wealth_calibration
-from models.simulate import read_unit_truth
-from models.tables import read_table
-from models.training import load_encoders
-from models.wealth import WealthModel, fit_on_survey, predict_map, predict_places, survey_places
+from models.debiasing.imagery_study import PostTreatmentImagery, survey_pool_trials
+from models.debiasing.trial_effects import METHODS, CalibrationDraws, TrialDesign, TweedieDensity, evaluate, observed_trial, simulate_trials
+from models.debiasing.wealth_map import WealthModel, fit_on_survey, predict_map, predict_places, survey_places
+from models.io.manifest import StudyManifest
+from models.io.rasters import Raster
+from models.io.tables import read_table
+from models.io.truth import read_unit_truth
+from models.representation import grid as grid_source
+from models.representation.grid import GridEmbedding, GridMap
+from models.representation.training import FittedEncoders
 from pipelines.resources import ComputeResource, StorageResource
 
 GROUP = "debiasing"
@@ -53,19 +55,19 @@ class WealthModelConfig(dg.Config):
 )
 def wealth_model(
     config: WealthModelConfig,
-    study_inputs: dict,
+    study_inputs: StudyManifest,
     imagery_catalog: pd.DataFrame,
     survey_image_sequences: xr.Dataset,
-    map_encoder: Path,
+    map_encoder: FittedEncoders,
     compute: ComputeResource,
 ):
     """Wealth from imagery, trained on survey locations with a clean three-way split (train,
     calibration for the corrections, test for honest R^2). The model is stored as JSON coefficients."""
-    if not study_inputs.get("survey_table"):
+    if not study_inputs.survey_table:
         raise ValueError("no survey table configured (StudySource.survey_table): the wealth map needs surveyed wealth")
-    survey = read_table(study_inputs["survey_table"], field="StudySource.survey_table")
+    survey = read_table(study_inputs.survey_table, field="StudySource.survey_table")
     places, outside = survey_places(survey, imagery_catalog)
-    model, predictions = fit_on_survey(places, survey_image_sequences, load_encoders(map_encoder), compute.torch_device(), config.seed)
+    model, predictions = fit_on_survey(places, survey_image_sequences, map_encoder, compute.torch_device(), config.seed)
     yield dg.Output(
         model.to_dict(),
         output_name="wealth_model",
@@ -84,7 +86,7 @@ def wealth_model(
     )
 
 
-@dg.asset(group_name=GROUP, kinds={"geotiff"})
+@dg.asset(group_name=GROUP, kinds={"geotiff"}, io_manager_key="geotiff_io")
 def wealth_map(wealth_model: dict, map_grid_embeddings: xr.Dataset, storage: StorageResource):
     """The one map that many trials can use as an outcome: predicted wealth on a grid over the whole
     region (GeoTIFF, float32, nodata NaN), from the map encoder's grid (``map_grid_embeddings``)."""
@@ -138,12 +140,18 @@ def correction_warranted(wealth_corrections: dict) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset(group_name=GROUP, kinds={"geotiff"}, code_version=source_version(debias, grid_source), automation_condition=FOLLOW_THE_MAP)
-def debiased_wealth_map(wealth_map: Path, wealth_corrections: dict, survey_predictions: pd.DataFrame, storage: StorageResource):
+@dg.asset(
+    group_name=GROUP,
+    kinds={"geotiff"},
+    io_manager_key="geotiff_io",
+    code_version=source_version(debias, grid_source),
+    automation_condition=FOLLOW_THE_MAP,
+)
+def debiased_wealth_map(wealth_map: Raster, wealth_corrections: dict, survey_predictions: pd.DataFrame, storage: StorageResource):
     """The wealth map with both corrections applied once (bands: naive, lcc, tweedie), for effect
     estimation, not for reading one place's wealth (``use`` in the metadata and the GeoTIFF's
     PURPOSE tag): the per-place RMSE on the survey's held-out places is in the metadata."""
-    naive = GridMap.read(wealth_map)
+    naive = GridMap.read(wealth_map.path)
     corrections = corrections_from_dict(wealth_corrections)
     result = GridMap(debias_map(naive.layers["wealth_prediction"], *corrections), naive.transform, naive.crs)
     test = survey_predictions[survey_predictions["split"] == "test"]
@@ -174,7 +182,7 @@ def unit_wealth_predictions(
     context: dg.AssetExecutionContext,
     wealth_model: dict,
     wealth_corrections: dict,
-    map_encoder: Path,
+    map_encoder: FittedEncoders,
     rct_units: gpd.GeoDataFrame,
     imagery_catalog: pd.DataFrame,
     survey_predictions: pd.DataFrame,
@@ -187,7 +195,7 @@ def unit_wealth_predictions(
     places = pd.DataFrame(rct_units[["unit_id", "lon", "lat"]])
     with storage.staging() as stage:
         table = predict_places(
-            WealthModel.from_dict(wealth_model), load_encoders(map_encoder), places, imagery_catalog, stage.folder, compute.torch_device()
+            WealthModel.from_dict(wealth_model), map_encoder, places, imagery_catalog, stage.folder, compute.torch_device()
         )
     layers = debias_map(table["prediction"].to_numpy(), *corrections_from_dict(wealth_corrections))
     table = table.assign(lcc=layers["lcc"], tweedie=layers["tweedie"])
@@ -230,7 +238,7 @@ def wealth_effects(
     wealth_corrections: dict,
     survey_predictions: pd.DataFrame,
     imagery_catalog: pd.DataFrame,
-    study_inputs: dict,
+    study_inputs: StudyManifest,
 ) -> dg.Output:
     """The trial's ATE on mapped wealth by naive use, LCC and Tweedie (intervals include the
     calibration step), and, where the simulator knows each unit's wealth, the oracle and PPI on a
@@ -239,7 +247,7 @@ def wealth_effects(
     design = TrialDesign(**config.model_dump())
     calibration, draws = _calibration_draws(survey_predictions, design, tweedie)
     units = unit_wealth_predictions.merge(rct_units.drop(columns="geometry"), on="unit_id")
-    truth = read_unit_truth(study_inputs["truth"].get("units"))
+    truth = read_unit_truth(study_inputs.truth.units)
     table = observed_trial(
         context.partition_key,
         None if truth is None else truth.loc[units["unit_id"], "wealth"].to_numpy(),
@@ -280,9 +288,9 @@ def trial_outcomes(
     survey_predictions: pd.DataFrame,
     wealth_corrections: dict,
     wealth_model: dict,
-    map_encoder: Path,
+    map_encoder: FittedEncoders,
     imagery_catalog: pd.DataFrame,
-    study_inputs: dict,
+    study_inputs: StudyManifest,
     storage: StorageResource,
     compute: ComputeResource,
 ) -> dg.Output:
@@ -298,7 +306,7 @@ def trial_outcomes(
     calibration, draws = _calibration_draws(survey_predictions, design, tweedie)
     test = survey_predictions[survey_predictions["split"] == "test"]
     rows = [simulate_trials(test.rename(columns={"wealth": "truth"}), lcc, tweedie, design, draws)]
-    post_treatment = study_inputs["truth"].get("post_treatment")
+    post_treatment = study_inputs.truth.post_treatment
     if post_treatment:
         imagery = PostTreatmentImagery.read(post_treatment)
         if left_out := [e for e in design.effects if e != 0 and e not in imagery.scenes]:
@@ -309,7 +317,7 @@ def trial_outcomes(
                     test,
                     imagery_catalog,
                     imagery,
-                    load_encoders(map_encoder),
+                    map_encoder,
                     WealthModel.from_dict(wealth_model),
                     lcc,
                     tweedie,

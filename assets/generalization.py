@@ -8,12 +8,13 @@ import xarray as xr
 
 from assets.metadata import figure_md
 from assets.partitions import trials
-from models.cate import Learner, LearnerConfig, feature_matrix, fit_full
-from models.design import trial_frame
-from models.generalization import cate_map as predict_cate_map
-from models.grid import GridEmbedding
-from models.plots import cate_map as cate_map_figure
-from models.simulate import read_unit_truth
+from models.analyst.plots import cate_map as cate_map_figure
+from models.causal.cate import Learner, LearnerConfig, feature_matrix, fit_full
+from models.generalization.prediction import cate_map as predict_cate_map
+from models.ingest.design import trial_frame
+from models.io.manifest import StudyManifest
+from models.io.truth import read_unit_truth
+from models.representation.grid import GridEmbedding
 from pipelines.resources import StorageResource, StudySource
 
 GROUP = "generalization"
@@ -27,13 +28,13 @@ class CateMapConfig(dg.Config):
     seed: int = LearnerConfig.seed
 
 
-@dg.asset(group_name=GROUP, kinds={"geotiff", "econml"}, partitions_def=trials)
+@dg.asset(group_name=GROUP, kinds={"geotiff", "econml"}, partitions_def=trials, io_manager_key="geotiff_io")
 def cate_map(
     config: CateMapConfig,
     grid_embeddings: xr.Dataset,
     rct_units: gpd.GeoDataFrame,
     embeddings_image_sequence: pd.DataFrame,
-    study_inputs: dict,
+    study_inputs: StudyManifest,
     source: StudySource,
     storage: StorageResource,
 ):
@@ -54,7 +55,7 @@ def cate_map(
         staged = stage.output("cate_map.tif")
         result.write(staged.path)
         tau, outside = result.layers["cate"], result.layers["outside_support"]
-        truth = read_unit_truth(study_inputs["truth"].get("units"))  # the demo's true CATEs, for the plot only
+        truth = read_unit_truth(study_inputs.truth.units)  # the demo's true CATEs, for the plot only
         figure = cate_map_figure(
             tau,
             outside,

@@ -14,8 +14,10 @@ from assets.config import shared_config
 from assets.metadata import figure_md, table_md
 from assets.partitions import trials
 from assets.retries import retry_transient_io
-from models.catalog import build_catalog
-from models.chips import (
+from models.analyst.plots import sequence_strip, study_area_map
+from models.debiasing.wealth_map import survey_cube
+from models.ingest.catalog import build_catalog
+from models.ingest.chips import (
     CHIP_SIZE,
     CHUNK_PX,
     TILE_PX,
@@ -27,23 +29,21 @@ from models.chips import (
     plan_chunks,
     write_sequence_cube,
 )
-from models.design import randomization_test
-from models.plots import sequence_strip, study_area_map
-from models.rct import (
+from models.ingest.design import randomization_test
+from models.ingest.trial_folder import trial_table
+from models.ingest.units import (
     RCTSpec,
     check_dropped_share,
     check_outcomes,
     covariate_choice,
     locate_units,
-    study_manifest,
     tabular_matrix,
     validate_rct,
 )
-from models.simulate import Heterogeneity, SimulationConfig, StudyPaths, simulate_study
-from models.storage import atomic_path
-from models.tables import read_table
-from models.trials import trial_table
-from models.wealth import survey_cube
+from models.io.manifest import StudyManifest
+from models.io.storage import atomic_path
+from models.io.tables import read_table
+from models.simulation.simulator import Heterogeneity, SimulationConfig, StudyPaths, simulate_study
 from pipelines.resources import StorageResource, StudySource
 
 GROUP = "ingest"
@@ -68,7 +68,9 @@ class DemoStudyConfig(dg.Config):
 
 
 @dg.asset(group_name=GROUP, kinds={"python", "geotiff"})
-def study_inputs(context: dg.AssetExecutionContext, config: DemoStudyConfig, source: StudySource, storage: StorageResource) -> dict:
+def study_inputs(
+    context: dg.AssetExecutionContext, config: DemoStudyConfig, source: StudySource, storage: StorageResource
+) -> StudyManifest:
     """Where the trials folder, imagery and survey live (absolute paths): the user's files, or a
     freshly simulated demo (its trial tables in ``demo_study/trials/``).
 
@@ -77,7 +79,7 @@ def study_inputs(context: dg.AssetExecutionContext, config: DemoStudyConfig, sou
     """
     with retry_transient_io(context):
         if not source.is_demo:
-            return study_manifest(source.trials, source.imagery, source.survey_table)
+            return StudyManifest.create("user", source.trials, source.imagery, source.survey_table)
         sim = SimulationConfig(**config.model_dump() | {"trials": tuple(config.trials)})
         root = storage.path("demo_study")
         started = time.perf_counter()
@@ -88,7 +90,9 @@ def study_inputs(context: dg.AssetExecutionContext, config: DemoStudyConfig, sou
 
 
 @dg.asset(group_name=GROUP, kinds={"parquet", "geotiff"})
-def imagery_catalog(context: dg.AssetExecutionContext, study_inputs: dict, source: StudySource, storage: StorageResource) -> pd.DataFrame:
+def imagery_catalog(
+    context: dg.AssetExecutionContext, study_inputs: StudyManifest, source: StudySource, storage: StorageResource
+) -> pd.DataFrame:
     """One row per scene: date, file paths, CRS, bounds, resolution, band names, nodata, scales.
 
     Every raster is opened and the first and last block of every band read here, so a corrupt or
@@ -96,7 +100,7 @@ def imagery_catalog(context: dg.AssetExecutionContext, study_inputs: dict, sourc
     mosaicked into a VRT under ``imagery_mosaics/``.
     """
     with retry_transient_io(context):
-        catalog = build_catalog(study_inputs["imagery"], source.band_names, source.band_files, mosaic_dir=storage.path("imagery_mosaics"))
+        catalog = build_catalog(study_inputs.imagery, source.band_names, source.band_files, mosaic_dir=storage.path("imagery_mosaics"))
     preview = catalog[["scene_id", "crs", "res_x", "width", "height", "band_count"]]
     context.add_output_metadata(
         {
@@ -124,7 +128,7 @@ class UnitsConfig(dg.Config):
     check_specs=[dg.AssetCheckSpec("units_inside_imagery", asset="rct_units", description="Share of trial units outside every scene.")],
 )
 def rct_units(
-    context: dg.AssetExecutionContext, config: UnitsConfig, study_inputs: dict, imagery_catalog: pd.DataFrame, source: StudySource
+    context: dg.AssetExecutionContext, config: UnitsConfig, study_inputs: StudyManifest, imagery_catalog: pd.DataFrame, source: StudySource
 ):
     """The trial's validated table (``<trials folder>/<trial>.csv|parquet``) as GeoParquet: EPSG:4326
     points plus x, y in the imagery CRS.
@@ -134,7 +138,7 @@ def rct_units(
     ``max_missing_outcome_share``) and units outside the imagery (failing above ``max_outside_share``).
     """
     spec = source.rct_spec(config.min_arm_size)
-    path = trial_table(study_inputs["trials"], context.partition_key)
+    path = trial_table(study_inputs.trials, context.partition_key)
     table, no_outcome = check_outcomes(
         validate_rct(read_table(path, field=f"trial table {path.name}"), spec), spec, config.max_missing_outcome_share
     )
@@ -172,7 +176,7 @@ def rct_units(
     description="Treated count is consistent with the design's assignment probabilities.",
 )
 def treatment_share_matches_design(rct_units: gpd.GeoDataFrame) -> dg.AssetCheckResult:
-    """A randomization check with the estimators' own design probabilities (``models.design``)."""
+    """A randomization check with the estimators' own design probabilities (``models.ingest.design``)."""
     test = randomization_test(rct_units)
     return dg.AssetCheckResult(passed=bool(test.p_value > 1e-3), metadata={**dataclasses.asdict(test), "p_value": float(test.p_value)})
 
@@ -208,7 +212,7 @@ def extract_chip_chunk(
     return {"path": str(path), **dataclasses.asdict(summary)}
 
 
-@dg.op
+@dg.op(out=dg.Out(io_manager_key="zarr_io"))
 def assemble_chip_cube(config: ChipsConfig, chunks: list[dict], storage: StorageResource):
     """The chunks' cubes concatenated into the asset's cube; fails on too many units or dates
     without data (``check_nodata``), then removes the chunks' cubes."""
@@ -294,14 +298,14 @@ class SurveyChipsConfig(dg.Config):
     chip_size: int = CHIP_SIZE
 
 
-@dg.asset(group_name=GROUP, kinds={"zarr", "xarray"})
-def survey_image_sequences(config: SurveyChipsConfig, study_inputs: dict, imagery_catalog: pd.DataFrame, storage: StorageResource):
+@dg.asset(group_name=GROUP, kinds={"zarr", "xarray"}, io_manager_key="zarr_io")
+def survey_image_sequences(config: SurveyChipsConfig, study_inputs: StudyManifest, imagery_catalog: pd.DataFrame, storage: StorageResource):
     """The surveyed places' chip sequences as a Zarr cube (dims unit, time, band, y, x; ``unit`` is
     the survey id), shared by every trial and extracted once: what the map encoder learns from and
     the wealth model is fitted on. No trial's units are in it, so every trial can use the map."""
-    if not study_inputs.get("survey_table"):
+    if not study_inputs.survey_table:
         raise ValueError("no survey table configured (StudySource.survey_table): the wealth map learns from surveyed places")
-    survey = read_table(study_inputs["survey_table"], field="StudySource.survey_table")
+    survey = read_table(study_inputs.survey_table, field="StudySource.survey_table")
     with storage.staging() as stage:
         staged = stage.output("survey.zarr")
         places, outside, summary = survey_cube(survey, imagery_catalog, staged.path, config.chip_size)

@@ -1,7 +1,6 @@
 """Interpretation: land-cover maps over the imagery, each unit's land cover, and which land cover
 drives the effect heterogeneity (the BLP of the DR scores), with example chips."""
 
-from pathlib import Path
 from typing import Literal
 
 import dagster as dg
@@ -13,13 +12,15 @@ import xarray as xr
 from assets.metadata import figure_md, table_md
 from assets.partitions import trials
 from assets.retries import retry_transient_io
-from models.attribution import attenuation_vs_truth, attribute, quantile_table
-from models.cate import SCORE_CHOICE, LearnerConfig, fit_full
-from models.chips import CHIP_SIZE
-from models.design import trial_frame
-from models.landcover import classify_scenes, labels_for_scenes, land_cover_chips, map_files, unit_fractions
-from models.plots import coefficient_plot, confusion_plot, example_chips, land_cover_panel
-from models.simulate import read_unit_truth
+from models.analyst.plots import coefficient_plot, confusion_plot, example_chips, land_cover_panel
+from models.causal.cate import SCORE_CHOICE, LearnerConfig, fit_full
+from models.ingest.chips import CHIP_SIZE
+from models.ingest.design import trial_frame
+from models.interpretation.attribution import attenuation_vs_truth, attribute, quantile_table
+from models.interpretation.landcover import classify_scenes, labels_for_scenes, land_cover_chips, map_files, unit_fractions
+from models.io.manifest import StudyManifest
+from models.io.rasters import Raster
+from models.io.truth import read_unit_truth
 from pipelines.resources import StorageResource, StudySource
 
 GROUP = "interpretation"
@@ -44,6 +45,7 @@ class LandCoverConfig(dg.Config):
 @dg.asset(
     group_name=GROUP,
     kinds={"geotiff", "sklearn"},
+    io_manager_key="geotiff_io",
     check_specs=[
         dg.AssetCheckSpec(
             "land_cover_accuracy",
@@ -53,7 +55,11 @@ class LandCoverConfig(dg.Config):
     ],
 )
 def land_cover_maps(
-    context: dg.AssetExecutionContext, config: LandCoverConfig, imagery_catalog: pd.DataFrame, study_inputs: dict, storage: StorageResource
+    context: dg.AssetExecutionContext,
+    config: LandCoverConfig,
+    imagery_catalog: pd.DataFrame,
+    study_inputs: StudyManifest,
+    storage: StorageResource,
 ):
     """One classified GeoTIFF per date (uint8 WorldCover codes, nodata 0, the WorldCover colour table,
     overviews) over the imagery's extent, in the folder ``land_cover_maps/``.
@@ -62,7 +68,7 @@ def land_cover_maps(
     its accuracy, per-class precision / recall / F1 and confusion matrix are measured on whole spatial
     blocks held out from training.
     """
-    truth_dir = study_inputs["truth"].get("landcover")
+    truth_dir = study_inputs.truth.landcover
     labels = labels_for_scenes(
         config.labels, imagery_catalog, truth_dir, config.label_path, config.class_column, config.crosswalk, config.label_scene
     )
@@ -98,7 +104,7 @@ class UnitLandCoverConfig(dg.Config):
 
 
 @dg.asset(group_name=GROUP, kinds={"parquet"}, partitions_def=trials)
-def unit_land_cover(config: UnitLandCoverConfig, land_cover_maps: Path, rct_units: gpd.GeoDataFrame) -> dg.Output:
+def unit_land_cover(config: UnitLandCoverConfig, land_cover_maps: Raster, rct_units: gpd.GeoDataFrame) -> dg.Output:
     """Per unit and date the share of each WorldCover class among the classified pixels of the unit's
     chip, and the change between the first and the last date.
 
@@ -106,7 +112,7 @@ def unit_land_cover(config: UnitLandCoverConfig, land_cover_maps: Path, rct_unit
     ``frac_<code>`` the share of class <code> (0-1, NaN where the chip has no classified pixel; on
     ``change`` rows the difference in share).
     """
-    paths, dates = map_files(land_cover_maps)
+    paths, dates = map_files(land_cover_maps.path)
     table = unit_fractions(paths, dates, pd.DataFrame(rct_units.drop(columns="geometry")), config.chip_size)
     shares = table[table["date"] == dates[-1]].filter(like="frac_").mean()
     last = pd.DataFrame({"class": shares.index, "mean share at the last date": shares.to_numpy()})
@@ -144,7 +150,7 @@ def heterogeneity_attribution(
     unit_land_cover: pd.DataFrame,
     cate_estimates: pd.DataFrame,
     rct_units: gpd.GeoDataFrame,
-    study_inputs: dict,
+    study_inputs: StudyManifest,
     source: StudySource,
 ) -> dg.Output:
     """Which land cover raises or lowers the effect: the best linear projection of the DR scores on
@@ -182,18 +188,18 @@ def heterogeneity_attribution(
         "effect_by_quintile": table_md(quintiles),
         "importance_in_land_cover_forest": table_md(importance),
     }
-    truth = read_unit_truth(study_inputs["truth"].get("units"))
+    truth = read_unit_truth(study_inputs.truth.units)
     if truth is not None:
         meta["attenuation_vs_true_land_cover"] = table_md(attenuation_vs_truth(blp, gamma, truth, design))
     context.log.info(f"land-cover attribution on {len(design)} units, reference class {design.attrs['reference']}")
     return dg.Output(blp, metadata=meta)
 
 
-@dg.asset(group_name=GROUP, kinds={"png"}, partitions_def=trials)
+@dg.asset(group_name=GROUP, kinds={"png"}, partitions_def=trials, io_manager_key="file_io")
 def land_cover_examples(
     cate_estimates: pd.DataFrame,
     unit_image_sequences: xr.Dataset,
-    land_cover_maps: Path,
+    land_cover_maps: Raster,
     rct_units: gpd.GeoDataFrame,
     storage: StorageResource,
 ):
@@ -204,7 +210,7 @@ def land_cover_examples(
     pick = cate_estimates[(cate_estimates["data_choice"] == SCORE_CHOICE) & (cate_estimates["learner"] == learner)]
     pick = pick[pick["unit_id"].isin(list(unit_image_sequences["unit"].values))].sort_values("tau")
     chosen = pd.concat([pick.tail(3).iloc[::-1], pick.head(3)])
-    paths, dates = map_files(land_cover_maps)
+    paths, dates = map_files(land_cover_maps.path)
     units = pd.DataFrame(rct_units.drop(columns="geometry")).set_index("unit_id").loc[chosen["unit_id"]].reset_index()
     size = unit_image_sequences.sizes["x"]
     classes = land_cover_chips(paths[-1], units, size)

@@ -1,6 +1,5 @@
 """Representation: trained image and image-sequence encoders, and one embedding table per data choice."""
 
-from pathlib import Path
 from typing import Literal
 
 import dagster as dg
@@ -12,13 +11,22 @@ from assets.config import shared_config
 from assets.metadata import figure_md
 from assets.partitions import trials
 from assets.retries import retry_transient_io
-from models.chips import CHUNK_PX
-from models.embeddings import combine, embedding_table, prognostic_target, tabular_embeddings
-from models.encoders import Aggregator, Capacity, EncoderSpec
-from models.grid import assemble_grid, embed_square, grid_squares
-from models.plots import embedding_pca, training_curves
-from models.simulate import dominant_landcover, read_unit_truth
-from models.training import Objective, TrainConfig, fit_encoders, load_encoders, load_sequences, save_encoders, training_sample
+from models.analyst.plots import embedding_pca, training_curves
+from models.ingest.chips import CHUNK_PX
+from models.io.manifest import StudyManifest
+from models.io.truth import dominant_landcover, read_unit_truth
+from models.representation.embeddings import combine, embedding_table, prognostic_target, tabular_embeddings
+from models.representation.encoders import Aggregator, Capacity, EncoderSpec
+from models.representation.grid import assemble_grid, embed_square, grid_squares
+from models.representation.training import (
+    FittedEncoders,
+    Objective,
+    TrainConfig,
+    fit_encoders,
+    load_sequences,
+    save_encoders,
+    training_sample,
+)
 from pipelines.resources import ComputeResource, CrossFittingResource, StorageResource, StudySource
 
 GROUP = "representation"
@@ -84,7 +92,7 @@ def _target(config: EncoderConfig, cube, units, source):
     return prognostic_target(cube, units, source.outcomes[0]) if config.objective == "prognostic" else None
 
 
-@dg.asset(group_name=GROUP, kinds={"torch", "safetensors"}, pool="gpu", partitions_def=trials)
+@dg.asset(group_name=GROUP, kinds={"torch", "safetensors"}, pool="gpu", partitions_def=trials, io_manager_key="encoder_io")
 def sequence_encoder(
     context: dg.AssetExecutionContext,
     config: EncoderConfig,
@@ -105,7 +113,7 @@ def sequence_encoder(
     yield from _train(context, config, unit_image_sequences, compute, cross_fitting, storage, frames=None, target=target)
 
 
-@dg.asset(group_name=GROUP, kinds={"torch", "safetensors"}, pool="gpu", partitions_def=trials)
+@dg.asset(group_name=GROUP, kinds={"torch", "safetensors"}, pool="gpu", partitions_def=trials, io_manager_key="encoder_io")
 def image_encoder(
     context: dg.AssetExecutionContext,
     config: ImageEncoderConfig,
@@ -129,7 +137,7 @@ class MapEncoderConfig(EncoderConfig):
     objective: Literal["contrastive", "random"] = "contrastive"
 
 
-@dg.asset(group_name=GROUP, kinds={"torch", "safetensors"}, pool="gpu")
+@dg.asset(group_name=GROUP, kinds={"torch", "safetensors"}, pool="gpu", io_manager_key="encoder_io")
 def map_encoder(
     context: dg.AssetExecutionContext,
     config: MapEncoderConfig,
@@ -144,10 +152,12 @@ def map_encoder(
     yield from _train(context, config, survey_image_sequences, compute, cross_fitting, storage, None, extra=extra)
 
 
-def _embedding_output(table: pd.DataFrame, units: gpd.GeoDataFrame, study_inputs: dict, title: str, extra: dict | None = None) -> dg.Output:
+def _embedding_output(
+    table: pd.DataFrame, units: gpd.GeoDataFrame, study_inputs: StudyManifest, title: str, extra: dict | None = None
+) -> dg.Output:
     values = table.drop(columns=[c for c in ("unit_id", "fold") if c in table]).to_numpy()
     colours = {"treatment": units.set_index("unit_id").loc[table["unit_id"], "treatment"].to_numpy()}
-    truth = read_unit_truth(study_inputs["truth"].get("units"))
+    truth = read_unit_truth(study_inputs.truth.units)
     if truth is not None:
         colours["land cover"] = dominant_landcover(truth, table["unit_id"])
     return dg.Output(
@@ -161,21 +171,24 @@ def _embedding_output(table: pd.DataFrame, units: gpd.GeoDataFrame, study_inputs
     )
 
 
-def _embed(encoder_path: Path, cube: xr.Dataset, units, study_inputs, compute: ComputeResource, title: str) -> dg.Output:
-    fitted = load_encoders(encoder_path)
+def _embed(fitted: FittedEncoders, cube: xr.Dataset, units, study_inputs, compute: ComputeResource, title: str) -> dg.Output:
     table = embedding_table(fitted, cube, compute.torch_device())
     return _embedding_output(table, units, study_inputs, title, {"objective": fitted.objective, "parameters": fitted.meta["parameters"]})
 
 
 @dg.asset(group_name=GROUP, kinds={"parquet"}, partitions_def=trials)
-def embeddings_tabular(tabular_features: pd.DataFrame, rct_units: gpd.GeoDataFrame, study_inputs: dict) -> dg.Output:
+def embeddings_tabular(tabular_features: pd.DataFrame, rct_units: gpd.GeoDataFrame, study_inputs: StudyManifest) -> dg.Output:
     """Tabular-only representation: the covariates, standardized."""
     return _embedding_output(tabular_embeddings(tabular_features), rct_units, study_inputs, "tabular")
 
 
 @dg.asset(group_name=GROUP, kinds={"parquet", "torch"}, partitions_def=trials)
 def embeddings_image(
-    image_encoder: Path, unit_image_sequences: xr.Dataset, rct_units: gpd.GeoDataFrame, study_inputs: dict, compute: ComputeResource
+    image_encoder: FittedEncoders,
+    unit_image_sequences: xr.Dataset,
+    rct_units: gpd.GeoDataFrame,
+    study_inputs: StudyManifest,
+    compute: ComputeResource,
 ) -> dg.Output:
     """Single-image embeddings (baseline frame), each unit embedded by its own fold's model."""
     return _embed(image_encoder, unit_image_sequences, rct_units, study_inputs, compute, "image")
@@ -183,7 +196,11 @@ def embeddings_image(
 
 @dg.asset(group_name=GROUP, kinds={"parquet", "torch"}, partitions_def=trials)
 def embeddings_image_sequence(
-    sequence_encoder: Path, unit_image_sequences: xr.Dataset, rct_units: gpd.GeoDataFrame, study_inputs: dict, compute: ComputeResource
+    sequence_encoder: FittedEncoders,
+    unit_image_sequences: xr.Dataset,
+    rct_units: gpd.GeoDataFrame,
+    study_inputs: StudyManifest,
+    compute: ComputeResource,
 ) -> dg.Output:
     """Image-sequence embeddings, each unit embedded by its own fold's model."""
     return _embed(sequence_encoder, unit_image_sequences, rct_units, study_inputs, compute, "image sequence")
@@ -191,7 +208,7 @@ def embeddings_image_sequence(
 
 @dg.asset(group_name=GROUP, kinds={"parquet"}, partitions_def=trials)
 def embeddings_image_sequence_tabular(
-    embeddings_image_sequence: pd.DataFrame, embeddings_tabular: pd.DataFrame, rct_units: gpd.GeoDataFrame, study_inputs: dict
+    embeddings_image_sequence: pd.DataFrame, embeddings_tabular: pd.DataFrame, rct_units: gpd.GeoDataFrame, study_inputs: StudyManifest
 ) -> dg.Output:
     """Image-sequence embeddings and standardized covariates side by side (units present in both)."""
     table = combine(embeddings_image_sequence, embeddings_tabular)
@@ -220,16 +237,16 @@ def embed_grid_square(
     context: dg.OpExecutionContext,
     cells: pd.DataFrame,
     imagery_catalog: pd.DataFrame,
-    encoder: Path,
+    encoder: FittedEncoders,
     storage: StorageResource,
     compute: ComputeResource,
 ) -> pd.DataFrame:
     """One square's cells read like trial units and embedded by every fold model."""
     with retry_transient_io(context), storage.staging() as stage:
-        return embed_square(cells, imagery_catalog, load_encoders(encoder), stage.folder, compute.torch_device())
+        return embed_square(cells, imagery_catalog, encoder, stage.folder, compute.torch_device())
 
 
-@dg.op
+@dg.op(out=dg.Out(io_manager_key="zarr_io"))
 def assemble_grid_embeddings(config: GridConfig, squares: list[pd.DataFrame], imagery_catalog: pd.DataFrame, storage: StorageResource):
     """The squares' embeddings as one cube."""
     grid = assemble_grid(squares, imagery_catalog.iloc[0], config.step_px)
@@ -254,7 +271,7 @@ def _grid_asset(name: str, encoder: str, partitions_def: dg.PartitionsDefinition
         description=description,
         config=shared_config(GridConfig, ("plan_grid_squares", "embed_grid_square", "assemble_grid_embeddings")),
     )
-    def grid(imagery_catalog: pd.DataFrame, encoder: Path):
+    def grid(imagery_catalog: pd.DataFrame, encoder: FittedEncoders):
         squares = plan_grid_squares(imagery_catalog)
         return assemble_grid_embeddings(
             squares.map(lambda cells: embed_grid_square(cells, imagery_catalog, encoder)).collect(), imagery_catalog

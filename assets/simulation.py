@@ -6,10 +6,10 @@ import dagster as dg
 
 from assets.config import HeterogeneityDriver, LearnerName, values
 from assets.metadata import figure_md, table_md
-from models.encoders import Capacity
-from models.plots import metric_bars
-from models.simulation_study import EncoderChoice, StudyGrid, compare_choices, run_study, summarize
-from models.training import Objective
+from models.analyst.plots import metric_bars
+from models.representation.encoders import Capacity
+from models.representation.training import Objective
+from models.simulation.study import EncoderChoice, StudyGrid, compare_choices, run_study, summarize
 from pipelines.resources import ComputeResource, StorageResource
 
 GROUP = "simulation"
@@ -35,7 +35,7 @@ class SimulationStudyConfig(dg.Config):
     region_px: int = StudyGrid.region_px
     n_dates: int = StudyGrid.n_dates
     chip_size: int = StudyGrid.chip_size
-    full: bool = False  # the long grid of models.simulation_study (hours); overrides the rest
+    full: bool = False  # the long grid of models.simulation.study (hours); overrides the rest
 
     def grid(self) -> StudyGrid:
         if self.full:

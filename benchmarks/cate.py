@@ -14,8 +14,8 @@ Simulator: the materialized demo's embeddings and trial, 5-fold out-of-fold CATE
 learner and data choice, PEHE against the simulator's true CATE.
 
 eotrials settings: the known propensity instead of an estimated one, the lasso as the forests' first
-stage (``models.cate.residual_model``), outcome models chosen by CV between the lasso and depth-3
-boosted trees for the T-learner (``models.cate.outcome_model``), 200 trees (forests).
+stage (``models.causal.cate.residual_model``), outcome models chosen by CV between the lasso and depth-3
+boosted trees for the T-learner (``models.causal.cate.outcome_model``), 200 trees (forests).
 econml defaults: the learner with no arguments ('auto' first stages, estimated propensity);
 TLearner has no default model, so scikit-learn's GradientBoostingRegressor, as in econml's docs.
 """
@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from harness import measure, write_results
-from models.cate import LearnerConfig, fit_learner, make_learner
+from models.causal.cate import LearnerConfig, fit_learner, make_learner
 
 SETTINGS = ("eotrials", "econml default")
 
@@ -78,11 +78,12 @@ def simulator_pehe(data: Path, learners: list[str], seeds: list[int], settings: 
     between seeds at N = 1,000)."""
     import geopandas as gpd
 
-    from models.cate import DATA_CHOICES, cross_fit_choices, feature_matrix
-    from models.design import trial_frame
-    from models.folds import CrossFitting
-    from models.heterogeneity import evaluate_choices
-    from models.simulate import StudyPaths, read_unit_truth
+    from models.causal.cate import DATA_CHOICES, cross_fit_choices, feature_matrix
+    from models.causal.heterogeneity import evaluate_choices
+    from models.ingest.design import trial_frame
+    from models.ingest.folds import CrossFitting
+    from models.io.truth import read_unit_truth
+    from models.simulation.simulator import StudyPaths
 
     tables = {choice: pd.read_parquet(data / f"embeddings_{choice}.parquet") for choice in DATA_CHOICES}
     ids = tables["image_sequence_tabular"]["unit_id"].to_numpy()

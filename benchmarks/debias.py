@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from harness import write_results
-from models.debias import LinearCalibrationCorrection, TweedieCorrection, kde_score
+from models.debiasing.corrections import LinearCalibrationCorrection, TweedieCorrection, kde_score
 
 
 def main() -> None:

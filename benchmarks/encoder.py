@@ -20,8 +20,8 @@ import torch
 
 from harness import measure as fresh
 from harness import write_results
-from models.encoders import EncoderSpec, SequenceEncoder, parameter_count
-from models.training import SequenceData, TrainConfig, resolve_device, train_encoder
+from models.representation.encoders import EncoderSpec, SequenceEncoder, parameter_count
+from models.representation.training import SequenceData, TrainConfig, resolve_device, train_encoder
 
 
 def synthetic(n: int, t: int = 8, c: int = 6, size: int = 32) -> SequenceData:

@@ -22,9 +22,9 @@ import rasterio
 from rasterio.windows import Window
 
 from harness import measure, write_results
-from models.catalog import build_catalog
-from models.chips import chip_origins, integer_coding, iter_chip_tiles, scenes_from_catalog, write_sequence_cube
-from models.simulate import SimulationConfig, simulate_study
+from models.ingest.catalog import build_catalog
+from models.ingest.chips import chip_origins, integer_coding, iter_chip_tiles, scenes_from_catalog, write_sequence_cube
+from models.simulation.simulator import SimulationConfig, simulate_study
 
 SIZE = 32
 

@@ -21,9 +21,9 @@ import rasterio
 from rasterio.transform import from_origin
 
 from harness import measure, write_results
-from models.catalog import build_catalog
-from models.landcover import classify_scenes, labels_for_scenes
-from models.simulate import BANDS, SPECTRA, SimulationConfig, gaussian_field, simulate_study
+from models.ingest.catalog import build_catalog
+from models.interpretation.landcover import classify_scenes, labels_for_scenes
+from models.simulation.simulator import BANDS, SPECTRA, SimulationConfig, gaussian_field, simulate_study
 
 
 def _read_all(catalog: pd.DataFrame) -> dict:

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from harness import write_results
-from models.debias import LinearCalibrationCorrection, OutOfSupportWarning, TweedieCorrection
+from models.debiasing.corrections import LinearCalibrationCorrection, OutOfSupportWarning, TweedieCorrection
 
 EFFECTS = np.linspace(-2, 2, 50)
 

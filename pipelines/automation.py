@@ -7,8 +7,8 @@ from pathlib import Path
 import dagster as dg
 
 from assets.partitions import trials
-from models.catalog import imagery_files
-from models.trials import trial_tables
+from models.ingest.catalog import imagery_files
+from models.ingest.trial_folder import trial_tables
 from pipelines.resources import StorageResource, StudySource
 
 TRIAL_ASSETS = dg.AssetSelection.assets("rct_units").downstream() - dg.AssetSelection.assets("analyst_database")

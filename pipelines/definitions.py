@@ -15,7 +15,7 @@ from pipelines.automation import (
     weekly_trials_refresh,
 )
 from pipelines.executors import executor
-from pipelines.io_managers import LocalStorageIOManager
+from pipelines.io_managers import io_managers
 from pipelines.resources import ComputeResource, CrossFittingResource, StorageResource, StudySource
 
 ASSET_MODULES = [ingest, representation, causal, interpretation, generalization, simulation, debiasing, analyst]
@@ -24,7 +24,7 @@ ASSET_MODULES = [ingest, representation, causal, interpretation, generalization,
 def resources(storage: StorageResource, source: StudySource | None = None, compute: ComputeResource | None = None) -> dict:
     """Every resource the assets ask for, around one storage root (tests swap the root and the source)."""
     return {
-        "io_manager": LocalStorageIOManager(storage=storage),
+        **io_managers(storage),
         "storage": storage,
         "source": source or StudySource(),
         "compute": compute or ComputeResource(device=dg.EnvVar("EOTRIALS_DEVICE").get_value("auto")),

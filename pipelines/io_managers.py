@@ -1,12 +1,23 @@
-"""Format-aware storage: Parquet/GeoParquet tables, JSON manifests, and staged Zarr/GeoTIFF/safetensors.
+"""Format-aware storage, one IO manager per format, chosen by each asset's ``io_manager_key``.
+
+- ``io_manager`` (:class:`TableIOManager`): DataFrames as Parquet / GeoParquet, records (dicts,
+  and typed records such as :class:`StudyManifest`) as JSON; op outputs inside graph-backed assets.
+- ``zarr_io``: cubes -> a lazy ``xarray.Dataset``.
+- ``geotiff_io``: GeoTIFFs (or a folder of them) -> :class:`Raster`.
+- ``encoder_io``: encoders (safetensors + JSON metadata) -> :class:`FittedEncoders`.
+- ``file_io``: documents (PNG, HTML, DuckDB) -> their ``Path``.
 
 Nothing is pickled. Every write goes to a temporary sibling and is renamed into place, so an
-interrupted run leaves the previous materialization readable.
+interrupted run leaves the previous materialization readable. Files an asset writes itself are
+written inside ``storage.staging()`` and returned as a :class:`StagedOutput`; the manager renames
+it into place and deletes only that staging folder.
 """
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
+from typing import Any, ClassVar
 
 import dagster as dg
 import geopandas as gpd
@@ -14,13 +25,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from models.chips import open_cube
-from models.data_dictionary import field_metadata, with_descriptions
-from models.storage import StagedOutput, atomic_path, replace_path, write_json
+from models.analyst.data_dictionary import field_metadata, with_descriptions
+from models.ingest.chips import open_cube
+from models.io.manifest import StudyManifest
+from models.io.rasters import Raster
+from models.io.storage import StagedOutput, atomic_path, replace_path, write_json
+from models.representation.training import load_encoders
 from pipelines.resources import StorageResource
 
-SUFFIXES = (".parquet", ".zarr", ".tif", ".safetensors", ".png", ".json", ".duckdb", ".html", "")
-STAGED = (".zarr", ".tif", ".safetensors", ".png", ".duckdb", ".html", "")  # "": a folder of files (e.g. one GeoTIFF per date)
+RECORDS = {StudyManifest: StudyManifest.from_dict}  # typed records stored as JSON, rebuilt by annotation
 
 
 def column_schema(frame: pd.DataFrame, table: str) -> dg.TableSchema:
@@ -34,29 +47,71 @@ def column_schema(frame: pd.DataFrame, table: str) -> dg.TableSchema:
     return dg.TableSchema(columns=columns)
 
 
-class LocalStorageIOManager(dg.ConfigurableIOManager):
+class StorageIOManager(dg.ConfigurableIOManager):
     """Stores each asset under ``storage.root/<asset key>`` (a trial's partition under
-    ``<asset key>/<trial>``) in the format its value calls for.
-
-    - GeoDataFrame -> GeoParquet, DataFrame -> Parquet with each column's description in its field
-      metadata (``models.data_dictionary``), dict -> JSON; tables also get a Dagster column schema;
-    - :class:`StagedOutput` (a ``.zarr``, ``.tif``, ``.safetensors``, ``.png``, ``.duckdb``, ``.html`` or a folder
-      written inside ``storage.staging()``) -> renamed into place, then its own staging folder is removed.
-    Anything else, a bare ``Path`` included, is refused: the manager never deletes what it did not stage.
-    Loading gives back a (Geo)DataFrame, a dict, a lazy ``xarray.Dataset`` for Zarr, or the
-    ``Path`` of a GeoTIFF, safetensors, PNG, DuckDB or HTML file or of a folder.
-    """
+    ``<asset key>/<trial>``) in the formats of ``suffixes``; subclasses say how to read one back."""
 
     storage: StorageResource
+    suffixes: ClassVar[tuple[str, ...]] = ()
 
-    def _base(self, context, partition: str | None) -> Path:
+    def base(self, context, partition: str | None) -> Path:
         """``<root>/<asset>`` or, for a trial's partition, ``<root>/<asset>/<trial>`` (plus the suffix)."""
         return self.storage.path(*context.asset_key.path, *([partition] if partition else []))
 
+    def _stored_base(self, context: dg.InputContext) -> Path:
+        return self.base(context.upstream_output, context.asset_partition_key if context.has_asset_partitions else None)
+
+    def handle_output(self, context: dg.OutputContext, obj) -> None:
+        name = context.asset_key.to_user_string()
+        partition = context.asset_partition_key if context.has_asset_partitions else None
+        if not isinstance(obj, StagedOutput):
+            hint = " Write it inside `with storage.staging() as stage:` and return `stage.output(name)`." if isinstance(obj, Path) else ""
+            raise TypeError(f"{name}: {type(self).__name__} stores staged {self.suffixes} outputs, got {type(obj).__name__}.{hint}")
+        target = self._move_staged(obj, self.base(context, partition), name)
+        context.add_output_metadata({"path": dg.MetadataValue.path(str(target.resolve()))})
+
+    def _move_staged(self, staged: StagedOutput, base: Path, name: str) -> Path:
+        """Rename the staged output into place and remove its staging folder, after checking both are ours."""
+        root = self.storage.staging_root.resolve()
+        folder, path = staged.staging.resolve(), staged.path.resolve()
+        if folder.parent != root or path.parent != folder:
+            raise ValueError(f"{name}: staged output {staged.path} is not inside a staging folder of {root}")
+        if staged.path.suffix not in self.suffixes:
+            raise ValueError(f"{name}: {type(self).__name__} stores {self.suffixes}, got {staged.path.name!r}")
+        if not path.exists():
+            raise FileNotFoundError(f"{name}: staged output {staged.path} does not exist (yield it inside the `storage.staging()` block)")
+        if staged.path.suffix == "" and not path.is_dir():
+            raise ValueError(f"{name}: a staged output without a suffix must be a folder, {staged.path} is a file")
+        target = base.with_suffix(staged.path.suffix)
+        replace_path(path, target)
+        shutil.rmtree(folder, ignore_errors=True)
+        return target
+
+    def stored_path(self, context: dg.InputContext) -> Path:
+        """The upstream asset's file in one of this manager's formats; a clear error when there is none."""
+        base = self._stored_base(context)
+        for suffix in self.suffixes:
+            path = base.with_suffix(suffix)
+            if path.exists() and (suffix or path.is_dir()):
+                return path
+        raise FileNotFoundError(f"{context.upstream_output.asset_key.to_user_string()} has not been materialized under {base.parent}")
+
+    def load_input(self, context: dg.InputContext):
+        return self.read(self.stored_path(context))
+
+    def read(self, path: Path) -> Any:
+        raise NotImplementedError
+
+
+class TableIOManager(StorageIOManager):
+    """DataFrames as Parquet (GeoParquet for GeoDataFrames; column descriptions in the field
+    metadata and a Dagster column schema), records as JSON; an op's output inside a graph-backed
+    asset under ``.runs/<run id>/<step>/<output>[/<mapping key>]``, so a re-execution from failure
+    reads what the steps that succeeded wrote."""
+
+    suffixes: ClassVar[tuple[str, ...]] = (".parquet", ".json")
+
     def _step_output(self, context: dg.OutputContext) -> Path:
-        """Where an op inside a graph-backed asset (one per chip chunk, say) keeps its output: under
-        ``.runs/<run id>/<step>/<output>[/<mapping key>]``, so a re-execution from failure reads
-        what the steps that succeeded wrote."""
         return self.storage.path(".runs", *context.get_identifier())
 
     def handle_output(self, context: dg.OutputContext, obj) -> None:
@@ -71,7 +126,7 @@ class LocalStorageIOManager(dg.ConfigurableIOManager):
                 raise TypeError(f"{context.step_key}: op outputs are DataFrames or dicts, got {type(obj).__name__}")
             return
         partition = context.asset_partition_key if context.has_asset_partitions else None
-        base, name = self._base(context, partition), context.asset_key.to_user_string()
+        base, name = self.base(context, partition), context.asset_key.to_user_string()
         metadata = {}
         if isinstance(obj, pd.DataFrame):
             target = base.with_suffix(".parquet")
@@ -81,49 +136,72 @@ class LocalStorageIOManager(dg.ConfigurableIOManager):
                 else:
                     pq.write_table(with_descriptions(pa.Table.from_pandas(obj, preserve_index=False), name), tmp)
             metadata["dagster/column_schema"] = dg.MetadataValue.table_schema(column_schema(obj, name))
-        elif isinstance(obj, dict):
-            target = write_json(obj, base.with_suffix(".json"))
-        elif isinstance(obj, StagedOutput):
-            target = self._move_staged(obj, base, name)
+        elif isinstance(obj, dict) or type(obj) in RECORDS:
+            target = write_json(obj if isinstance(obj, dict) else dataclasses.asdict(obj), base.with_suffix(".json"))
         else:
-            hint = " Write it inside `with storage.staging() as stage:` and return `stage.output(name)`." if isinstance(obj, Path) else ""
-            raise TypeError(f"{name}: no storage format for {type(obj).__name__}.{hint}")
+            hint = f" Set io_manager_key to the manager of its format ({', '.join(IO_MANAGER_KEYS)})."
+            raise TypeError(f"{name}: no table or record format for {type(obj).__name__}.{hint}")
         context.add_output_metadata({"path": dg.MetadataValue.path(str(target.resolve())), **metadata})
-
-    def _move_staged(self, staged: StagedOutput, base: Path, name: str) -> Path:
-        """Rename the staged output into place and remove its staging folder, after checking both are ours."""
-        root = self.storage.staging_root.resolve()
-        folder, path = staged.staging.resolve(), staged.path.resolve()
-        if folder.parent != root or path.parent != folder:
-            raise ValueError(f"{name}: staged output {staged.path} is not inside a staging folder of {root}")
-        if staged.path.suffix not in STAGED:
-            raise ValueError(f"{name}: staged outputs are {STAGED}, got {staged.path.name!r}")
-        if not path.exists():
-            raise FileNotFoundError(f"{name}: staged output {staged.path} does not exist (yield it inside the `storage.staging()` block)")
-        if staged.path.suffix == "" and not path.is_dir():
-            raise ValueError(f"{name}: a staged output without a suffix must be a folder, {staged.path} is a file")
-        target = base.with_suffix(staged.path.suffix)
-        replace_path(path, target)
-        shutil.rmtree(folder, ignore_errors=True)
-        return target
 
     def load_input(self, context: dg.InputContext):
         if not context.upstream_output.has_asset_key:
             path = self._step_output(context.upstream_output)
-            return (
-                pd.read_parquet(path.with_suffix(".parquet"))
-                if path.with_suffix(".parquet").exists()
-                else json.loads(path.with_suffix(".json").read_text())
-            )
-        base = self._base(context.upstream_output, context.asset_partition_key if context.has_asset_partitions else None)
-        found = [base.with_suffix(s) for s in SUFFIXES if base.with_suffix(s).exists() and (s or base.is_dir())]
-        if not found:
-            raise FileNotFoundError(f"{context.upstream_output.asset_key.to_user_string()} has not been materialized under {base.parent}")
-        path = found[0]
+            parquet = path.with_suffix(".parquet")
+            return pd.read_parquet(parquet) if parquet.exists() else json.loads(path.with_suffix(".json").read_text())
+        path = self.stored_path(context)
         if path.suffix == ".parquet":
             return gpd.read_parquet(path) if b"geo" in (pq.read_schema(path).metadata or {}) else pd.read_parquet(path)
-        if path.suffix == ".json":
-            return json.loads(path.read_text())
-        if path.suffix == ".zarr":
-            return open_cube(path)
+        record = json.loads(path.read_text())
+        build = RECORDS.get(context.dagster_type.typing_type) if context.dagster_type else None
+        return build(record) if build else record
+
+
+class ZarrIOManager(StorageIOManager):
+    """Chip and grid cubes (Zarr), read back lazily as an ``xarray.Dataset``."""
+
+    suffixes: ClassVar[tuple[str, ...]] = (".zarr",)
+
+    def read(self, path: Path):
+        return open_cube(path)
+
+
+class GeoTiffIOManager(StorageIOManager):
+    """Rasters: a GeoTIFF, or a folder of dated GeoTIFFs, read back as a :class:`Raster` handle."""
+
+    suffixes: ClassVar[tuple[str, ...]] = (".tif", "")
+
+    def read(self, path: Path) -> Raster:
+        return Raster(path)
+
+
+class EncoderIOManager(StorageIOManager):
+    """Trained encoders (safetensors with their JSON metadata), read back as ``FittedEncoders``."""
+
+    suffixes: ClassVar[tuple[str, ...]] = (".safetensors",)
+
+    def read(self, path: Path):
+        return load_encoders(path)
+
+
+class FileIOManager(StorageIOManager):
+    """Documents for people (a PNG figure, the HTML report, the DuckDB database): their ``Path``."""
+
+    suffixes: ClassVar[tuple[str, ...]] = (".png", ".html", ".duckdb")
+
+    def read(self, path: Path) -> Path:
         return path
+
+
+IO_MANAGERS = {
+    "io_manager": TableIOManager,
+    "zarr_io": ZarrIOManager,
+    "geotiff_io": GeoTiffIOManager,
+    "encoder_io": EncoderIOManager,
+    "file_io": FileIOManager,
+}
+IO_MANAGER_KEYS = tuple(IO_MANAGERS)
+
+
+def io_managers(storage: StorageResource) -> dict[str, StorageIOManager]:
+    """Every format's IO manager around one storage root."""
+    return {key: cls(storage=storage) for key, cls in IO_MANAGERS.items()}

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from models.folds import CrossFitting
-from models.rct import RCTSpec
-from models.storage import Staging, staging
+from models.ingest.folds import CrossFitting
+from models.ingest.units import RCTSpec
+from models.io.storage import Staging, staging
 
 
 class StorageResource(dg.ConfigurableResource):
@@ -87,7 +87,7 @@ class ComputeResource(dg.ConfigurableResource):
     def torch_device(self):
         import torch
 
-        from models.training import resolve_device
+        from models.representation.training import resolve_device
 
         if self.num_threads:
             torch.set_num_threads(self.num_threads)

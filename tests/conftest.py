@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import rasterio
 from pyproj import Transformer
 from rasterio.transform import from_origin
 
-from models.simulate import SimulationConfig, simulate_study
+from models.simulation.simulator import SimulationConfig, simulate_study
 
 NC_LANDSAT = Path(__file__).parent / "data" / "nc_landsat7_2000"
 SMALL = SimulationConfig(n_units=150, n_survey=200, n_dates=4, region_px=256, chip_size=16, seed=1)
@@ -96,3 +97,34 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(marker)
+
+
+def materialize_assets(assets: list, root: Path):
+    """Materialize ``assets`` with the project's IO managers under ``root``; failures are returned, not raised."""
+    import dagster as dg
+
+    from pipelines.io_managers import io_managers
+    from pipelines.resources import StorageResource
+
+    storage = StorageResource(root=str(root))
+    return dg.materialize(assets, resources={"storage": storage, **io_managers(storage)}, raise_on_error=False)
+
+
+def materialize_asset(asset_fn, root: Path):
+    """One asset, as :func:`materialize_assets`."""
+    return materialize_assets([asset_fn], root)
+
+
+def toy_trial(n: int = 40) -> pd.DataFrame:
+    """A valid trial table of ``n`` units near (33.1 E, 0.4 N), alternating treatment."""
+    rng = np.random.default_rng(0)
+    return pd.DataFrame(
+        {
+            "unit_id": [f"u{i}" for i in range(n)],
+            "lon": rng.uniform(33.0, 33.2, n),
+            "lat": rng.uniform(0.3, 0.5, n),
+            "treatment": np.tile([0, 1], n // 2),
+            "outcome": rng.standard_normal(n),
+            "age": rng.integers(20, 60, n).astype(float),
+        }
+    )

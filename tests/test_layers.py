@@ -1,5 +1,7 @@
-"""The layer rules, checked on the source: models/ is Dagster-free, assets/ are thin, pipelines/ plumbing
-imports no assets, and every third-party import is a declared dependency."""
+"""The layer rules, checked on the source: models/ is Dagster-free and its packages depend only
+downward, no leading-underscore name crosses a package, assets/ are thin, pipelines/ plumbing
+imports no assets, every third-party import is a declared dependency, and the README's layout
+lists the tree as it is."""
 
 import ast
 import sys
@@ -16,14 +18,25 @@ FIRST_PARTY = {"models", "assets", "pipelines", "tests", "benchmarks"} | {
 DISTRIBUTION = {"sklearn": "scikit-learn", "ppi_py": "ppi-python", "yaml": "pyyaml", "dagster_graphql": "dagster-graphql"}
 
 
+# models/ packages by rank: a package imports only packages of lower rank (simulation may use any)
+RANK = {"io": 0, "ingest": 1, "representation": 2, "causal": 3, "interpretation": 4, "debiasing": 4, "generalization": 4, "analyst": 5}
+PACKAGES = sorted(p.name for p in (ROOT / "models").iterdir() if (p / "__init__.py").exists())
+
+
 def imports(path: Path) -> set[str]:
     """Every module a file imports (absolute names, top level and inside functions)."""
+    return {module for module, _ in imported_names(path)}
+
+
+def imported_names(path: Path) -> set[tuple[str, str | None]]:
+    """(module, name) for every import of a file; name is None for ``import module``."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
+            found |= {(alias.name, None) for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.add(node.module)
+            found |= {(node.module, alias.name) for alias in node.names}
+            found.add((node.module, None))
     return found
 
 
@@ -32,7 +45,13 @@ def top(name: str) -> str:
 
 
 def files(folder: str) -> list[Path]:
-    return sorted((ROOT / folder).glob("*.py"))
+    return sorted((ROOT / folder).rglob("*.py"))
+
+
+def package_of(module: str) -> str | None:
+    """``models.causal.cate`` -> ``causal``; None outside models/."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "models" and len(parts) > 1 else None
 
 
 def offending(paths: list[Path], forbidden: set[str]) -> dict[str, list[str]]:
@@ -42,6 +61,67 @@ def offending(paths: list[Path], forbidden: set[str]) -> dict[str, list[str]]:
 
 def test_models_import_no_dagster():
     assert offending(files("models"), {"dagster", "assets", "pipelines"}) == {}
+
+
+def test_every_package_says_what_it_is_for_and_lists_its_api():
+    """One opening line in each ``__init__``, and an ``__all__`` that names only what it imports."""
+    for name in PACKAGES:
+        init = ROOT / "models" / name / "__init__.py"
+        tree = ast.parse(init.read_text())
+        doc = ast.get_docstring(tree)
+        assert doc and len(doc.splitlines()) == 1, f"models/{name}/__init__.py: one opening line"
+        exported = next(n.value for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "__all__")
+        listed = {e.value for e in exported.elts}
+        imported = {a.asname or a.name for n in tree.body if isinstance(n, ast.ImportFrom) for a in n.names}
+        assert listed == imported, f"models/{name}: __all__ and the imports differ by {listed ^ imported}"
+
+
+def layer_violations(paths: list[Path]) -> dict[str, list[str]]:
+    """Imports from a models/ package of equal or higher rank (a sibling package included)."""
+    bad = {}
+    for path in paths:
+        here = path.relative_to(ROOT / "models").parts[0] if (ROOT / "models") in path.parents else path.parent.name
+        if here not in RANK:
+            continue
+        up = sorted(m for m in imports(path) if (p := package_of(m)) and p != here and (p not in RANK or RANK[p] >= RANK[here]))
+        if up:
+            bad[path.name] = up
+    return bad
+
+
+def test_models_packages_depend_only_downward():
+    assert set(PACKAGES) == set(RANK) | {"simulation"}
+    assert layer_violations(files("models")) == {}
+
+
+def private_imports(paths: list[Path]) -> dict[str, list[str]]:
+    """Leading-underscore names imported from another package (or from outside models/)."""
+    bad = {}
+    for path in paths:
+        here = ".".join(path.relative_to(ROOT).parts[:2])
+        crossing = sorted(
+            f"{m}.{n}"
+            for m, n in imported_names(path)
+            if n and n.startswith("_") and m.split(".")[0] in FIRST_PARTY and not m.startswith(here)
+        )
+        if crossing:
+            bad[str(path.relative_to(ROOT))] = crossing
+    return bad
+
+
+def test_no_private_name_crosses_a_package():
+    assert private_imports([p for folder in ("models", "assets", "pipelines", "tests", "benchmarks") for p in files(folder)]) == {}
+
+
+def test_the_layer_rules_catch_a_violation(tmp_path):
+    """An ingest module importing causal, and a test importing a private helper, are both reported."""
+    bad = ROOT / "models" / "ingest" / "_layer_probe.py"
+    bad.write_text("from models.causal.cate import fit_choice\nfrom models.io.storage import _private\n")
+    try:
+        assert layer_violations([bad]) == {"_layer_probe.py": ["models.causal.cate"]}
+        assert private_imports([bad]) == {"models/ingest/_layer_probe.py": ["models.io.storage._private"]}
+    finally:
+        bad.unlink()
 
 
 def test_assets_are_thin_wrappers():
@@ -78,3 +158,39 @@ def test_every_third_party_import_is_declared(folder):
     used = {top(m) for p in files(folder) for m in imports(p)} - FIRST_PARTY - set(sys.stdlib_module_names)
     undeclared = sorted(m for m in used if DISTRIBUTION.get(m, m).lower().replace("_", "-") not in declared)
     assert undeclared == []
+
+
+def readme_layout() -> dict[str, set[str]]:
+    """The README's layout block as {top folder: entries}: ``models`` lists ``package/`` and
+    ``package/module.py``, the other folders the ``.py`` files and sub-folders they name."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## Layout\n\n```\n", 1)[1].split("```", 1)[0]
+    listed: dict[str, set[str]] = {}
+    top_folder = package = None
+    for line in block.splitlines():
+        indent = len(line) - len(line.lstrip())
+        words = line.split()
+        if not words:
+            continue
+        if indent == 0:
+            top_folder, package = words[0].rstrip("/"), None
+            listed[top_folder] = set()
+        elif top_folder == "models" and indent == 2:
+            package = words[0]
+            listed["models"].add(package)
+        elif top_folder == "models" and indent == 4 and words[0].endswith(".py"):
+            listed["models"].add(package + words[0])
+        elif top_folder != "models":
+            names = line.strip().split("  ")[0] if indent == 2 else ""
+            listed[top_folder] |= {w.strip(",") for w in names.split() if w.strip(",").endswith((".py", "/"))}
+    return listed
+
+
+def test_readme_layout_matches_the_tree():
+    listed = readme_layout()
+    models = {f"{p.name}/" for p in (ROOT / "models").iterdir() if (p / "__init__.py").exists()}
+    models |= {f"{p.parent.name}/{p.name}" for p in (ROOT / "models").glob("*/*.py") if p.name != "__init__.py"}
+    assert listed["models"] == models
+    for folder in ("assets", "pipelines"):
+        assert listed[folder] == {p.name for p in (ROOT / folder).glob("*.py") if p.name != "__init__.py"}, folder
+    assert listed["tests"] == {f"{p.name}/" for p in (ROOT / "tests").iterdir() if p.is_dir() and not p.name.startswith("__")}

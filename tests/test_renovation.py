@@ -14,10 +14,10 @@ import torch
 
 from assets.causal import cate_estimates
 from assets.config import values
-from models.design import randomization_test
-from models.encoders import EncoderSpec, SequenceEncoder, parameter_count
-from models.folds import CrossFitting, fold_of, split_of
-from models.wealth import WealthModel
+from models.debiasing.wealth_map import WealthModel
+from models.ingest.design import randomization_test
+from models.ingest.folds import CrossFitting, fold_of, split_of
+from models.representation.encoders import EncoderSpec, SequenceEncoder, parameter_count
 from pipelines.automation import imagery_state, new_imagery_sensor, state_digest
 from pipelines.definitions import defs
 from pipelines.resources import StudySource
@@ -82,7 +82,7 @@ def _units(treated: int, n: int = 200, **columns) -> pd.DataFrame:
 
 
 def test_randomization_test_uses_the_estimators_design_probability():
-    """One rule: the check tests against models.design.assignment_probability, never a fixed 0.5."""
+    """One rule: the check tests against models.ingest.design.assignment_probability, never a fixed 0.5."""
     strata = _units(150, stratum=[0] * 100 + [1] * 100)  # 100% and 50% treated strata: design = stratum share
     test = randomization_test(strata)
     assert not test.tested and test.p_value == 1.0 and test.expected == pytest.approx(150)
@@ -106,7 +106,7 @@ def test_treatment_share_check_passes_a_stratified_trial_and_fails_a_broken_one(
 
 
 def test_plots_leave_the_matplotlib_backend_alone():
-    code = "import matplotlib; matplotlib.use('svg'); import models.plots, assets.metadata; print(matplotlib.get_backend())"
+    code = "import matplotlib; matplotlib.use('svg'); import models.analyst.plots, assets.metadata; print(matplotlib.get_backend())"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "svg"
 

@@ -1,0 +1,47 @@
+"""What analysts read: the DuckDB database, the data dictionary, the HTML report and the figures."""
+
+from models.analyst.data_dictionary import describe, field_metadata, markdown, unit_of, with_descriptions
+from models.analyst.database import build_database
+from models.analyst.plots import (
+    cate_map,
+    coefficient_plot,
+    confusion_plot,
+    embedding_pca,
+    estimate_distributions,
+    example_chips,
+    gates_calibration,
+    land_cover_panel,
+    metric_bars,
+    raster_panels,
+    sequence_strip,
+    study_area_map,
+    toc_bands,
+    training_curves,
+    wealth_calibration,
+)
+from models.analyst.report import write_report
+
+__all__ = [
+    "build_database",
+    "cate_map",
+    "coefficient_plot",
+    "confusion_plot",
+    "describe",
+    "embedding_pca",
+    "estimate_distributions",
+    "example_chips",
+    "field_metadata",
+    "gates_calibration",
+    "land_cover_panel",
+    "markdown",
+    "metric_bars",
+    "raster_panels",
+    "sequence_strip",
+    "study_area_map",
+    "toc_bands",
+    "training_curves",
+    "unit_of",
+    "wealth_calibration",
+    "with_descriptions",
+    "write_report",
+]

@@ -1,0 +1,290 @@
+"""CATE learners (econml) with the trial's known propensity, cross-fitted out of fold.
+
+The trial is randomized, so the propensity is the design's assignment probability, never
+estimated from features: it reaches econml's first stage as the last column of ``W`` and
+``KnownPropensity`` reads it back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from econml.dml import CausalForestDML
+from econml.dr import ForestDRLearner
+from econml.metalearners import TLearner
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.linear_model import LassoCV
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from models.causal.heterogeneity import Z95, dr_scores
+
+Learner = Literal["causal_forest", "dr_learner", "t_learner"]
+LEARNERS: tuple[Learner, ...] = ("causal_forest", "dr_learner", "t_learner")
+DataChoice = Literal["tabular", "image", "image_sequence", "image_sequence_tabular"]
+DATA_CHOICES: tuple[DataChoice, ...] = ("tabular", "image", "image_sequence", "image_sequence_tabular")
+SCORE_CHOICE: DataChoice = "image_sequence_tabular"  # the richest features: the DR scores' outcome models
+
+
+class KnownPropensity(ClassifierMixin, BaseEstimator):
+    """A 'classifier' whose P(T=1) is the last input column: the design's assignment probability."""
+
+    def fit(self, X, y, sample_weight=None):
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def predict_proba(self, X):
+        p = np.asarray(X)[:, -1]
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X):
+        return (np.asarray(X)[:, -1] > 0.5).astype(int)
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    """Settings shared by the learners (their speed vs. econml defaults: benchmarks/cate.py)."""
+
+    n_estimators: int = 200
+    min_samples_leaf: int = 5
+    inner_folds: int = 2
+    n_jobs: int = 1
+    seed: int = 0
+
+
+def residual_model(cfg: LearnerConfig, cv: int | None = None) -> Pipeline:
+    """The forests' outcome first stage: the lasso on standardized features.
+
+    The causal forest fits a local intercept, which absorbs first-stage error that varies with the
+    effect modifiers but not error along the prognostic directions. The lasso recovers a linear
+    prognostic signal exactly where boosted trees leave step error, even when the trees predict Y
+    better: at N = 50,000 CV-chosen trees cost the causal forest 0.03 PEHE, and the DR learner
+    lost 0.002 (benchmarks/cate.py). ``max_iter`` is raised from scikit-learn's 1,000 so that the
+    weakest penalties of the path converge too (on the demo the chosen penalty and the final fit
+    are the same either way; only the convergence warnings of the discarded penalties go).
+
+    Inside econml's forests the penalty is chosen on econml's own cross-fitting folds (it replaces
+    ``cv``, and warns when ``cv`` was set), so ``cv`` is left unset there; ``outcome_model`` sets it.
+    """
+    return Pipeline([("scale", StandardScaler()), ("model", LassoCV(alphas=30, cv=cv, max_iter=10_000, random_state=cfg.seed))])
+
+
+def outcome_model(cfg: LearnerConfig) -> GridSearchCV:
+    """E[Y | X] chosen by 5-fold CV between the lasso and depth-3 boosted trees, where the
+    prediction itself is what counts (the T-learner's arms, the DR scores' mu0 and mu1).
+
+    econml's ``'auto'`` makes the same linear-vs-trees choice (lasso vs. forest) at several times
+    the cost: embeddings often carry a sparse, near-linear prognostic signal that deep trees
+    overfit, and sometimes a non-linear one that the lasso misses.
+    """
+    lasso = residual_model(cfg, cv=3)
+    trees = HistGradientBoostingRegressor(max_depth=3, max_iter=500, early_stopping=True, random_state=cfg.seed)
+    return GridSearchCV(lasso, {"model": [lasso.named_steps["model"], trees]}, n_jobs=cfg.n_jobs)
+
+
+def make_learner(name: Learner, cfg: LearnerConfig = LearnerConfig()):
+    """An unfitted econml learner (forests get ``n_estimators`` rounded up to econml's multiple of 4)."""
+    n_trees = 4 * -(-cfg.n_estimators // 4)
+    if name == "causal_forest":
+        return CausalForestDML(
+            model_y=residual_model(cfg),
+            model_t=KnownPropensity(),
+            discrete_treatment=True,
+            cv=cfg.inner_folds,
+            n_estimators=n_trees,
+            min_samples_leaf=cfg.min_samples_leaf,
+            random_state=cfg.seed,
+            n_jobs=cfg.n_jobs,
+        )
+    if name == "dr_learner":
+        return ForestDRLearner(
+            model_regression=residual_model(cfg),
+            model_propensity=KnownPropensity(),
+            cv=cfg.inner_folds,
+            n_estimators=n_trees,
+            min_samples_leaf=cfg.min_samples_leaf,
+            random_state=cfg.seed,
+            n_jobs=cfg.n_jobs,
+        )
+    if name == "t_learner":
+        return TLearner(models=outcome_model(cfg))
+    raise ValueError(f"unknown learner {name!r}; choose from {LEARNERS}")
+
+
+MakeLearner = Callable[[Learner, LearnerConfig], object]
+
+
+def check_trial_arrays(X: np.ndarray, T: np.ndarray, Y: np.ndarray, propensity: np.ndarray) -> None:
+    """Fail clearly on inputs no learner can use."""
+    if not set(np.unique(T)) <= {0, 1} or len(np.unique(T)) < 2:
+        raise ValueError(f"treatment must be binary 0/1 with both arms present, got values {np.unique(T)[:5]}")
+    for name, arr in (("features", X), ("outcome", Y), ("propensity", propensity)):
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} contain {int((~np.isfinite(arr)).sum())} NaN or infinite values")
+    if ((propensity <= 0) | (propensity >= 1)).any():
+        raise ValueError("propensity must lie strictly between 0 and 1")
+
+
+def uses_design_propensity(model) -> bool:
+    """Does this econml learner read the design propensity (``KnownPropensity``) from ``W``?"""
+    first_stage = getattr(model, "model_t", None) or getattr(model, "model_propensity", None)
+    return isinstance(first_stage, KnownPropensity)
+
+
+def fit_learner(model, X: np.ndarray, T: np.ndarray, Y: np.ndarray, propensity: np.ndarray):
+    """Fit any econml learner; the design propensity reaches those that read it as ``W``'s last column."""
+    return model.fit(Y, T, X=X, W=propensity[:, None]) if uses_design_propensity(model) else model.fit(Y, T, X=X)
+
+
+def effect_with_interval(model, X: np.ndarray, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CATE and (lower, upper); NaN bounds for learners without inference (the T-learner)."""
+    tau = model.effect(X)
+    if isinstance(model, TLearner):
+        return tau, np.full_like(tau, np.nan), np.full_like(tau, np.nan)
+    lower, upper = model.effect_interval(X, alpha=alpha)
+    return tau, lower, upper
+
+
+def cross_fit_cate(
+    name: Learner,
+    X: np.ndarray,
+    T: np.ndarray,
+    Y: np.ndarray,
+    propensity: np.ndarray,
+    folds: np.ndarray,
+    cfg: LearnerConfig = LearnerConfig(),
+    make: MakeLearner = make_learner,
+) -> pd.DataFrame:
+    """Out-of-fold CATE per unit: the model that predicts unit i never saw it.
+
+    Returns columns tau, se, lower, upper, fold. The standard error is the interval half-width
+    over 1.96 (NaN for the T-learner, which has no inference). ``make(name, cfg)`` builds each
+    fold's learner (another factory compares against other settings, e.g. econml's defaults).
+    """
+    check_trial_arrays(X, T, Y, propensity)
+    out = pd.DataFrame({"tau": np.nan, "lower": np.nan, "upper": np.nan, "fold": folds}, index=range(len(T)))
+    for k in np.unique(folds):
+        test, train = folds == k, folds != k
+        model = fit_learner(make(name, cfg), X[train], T[train], Y[train], propensity[train])
+        out.loc[test, ["tau", "lower", "upper"]] = np.column_stack(effect_with_interval(model, X[test]))
+    out["se"] = (out["upper"] - out["lower"]) / (2 * Z95)
+    return out[["tau", "se", "lower", "upper", "fold"]]
+
+
+def sequential_cate(
+    name: Learner,
+    X: np.ndarray,
+    T: np.ndarray,
+    Y: np.ndarray,
+    propensity: np.ndarray,
+    folds: np.ndarray,
+    cfg: LearnerConfig = LearnerConfig(),
+    make: MakeLearner = make_learner,
+) -> np.ndarray:
+    """grf's ``rate_cv`` scheme for small trials: fold k's units are predicted by a model fitted on
+    folds 0..k-1 only (NaN for fold 0). Each fold's RATE then tests a model that is independent of
+    every later fold, so the fold t-statistics can be pooled (``models.causal.heterogeneity.sequential_rate``)."""
+    tau = np.full(len(T), np.nan)
+    for k in np.unique(folds)[1:]:
+        train, test = folds < k, folds == k
+        if len(np.unique(T[train])) < 2:
+            continue
+        tau[test] = fit_learner(make(name, cfg), X[train], T[train], Y[train], propensity[train]).effect(X[test])
+    return tau
+
+
+def fit_full(name: Learner, X: np.ndarray, T: np.ndarray, Y: np.ndarray, propensity: np.ndarray, cfg: LearnerConfig = LearnerConfig()):
+    """One model on every unit, for predicting new places (the CATE map)."""
+    check_trial_arrays(X, T, Y, propensity)
+    return fit_learner(make_learner(name, cfg), X, T, Y, propensity)
+
+
+def outcome_predictions(
+    X: np.ndarray, T: np.ndarray, Y: np.ndarray, folds: np.ndarray, cfg: LearnerConfig = LearnerConfig()
+) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold mu0(x), mu1(x): per fold, one outcome model per arm fitted on the other folds."""
+    mu0, mu1 = np.empty(len(T)), np.empty(len(T))
+    for k in np.unique(folds):
+        test, train = folds == k, folds != k
+        for arm, target in ((0, mu0), (1, mu1)):
+            fit_on = train & (arm == T)
+            target[test] = clone(outcome_model(cfg)).fit(X[fit_on], Y[fit_on]).predict(X[test])
+    return mu0, mu1
+
+
+ESTIMATE_COLUMNS = ["unit_id", "data_choice", "learner", "tau", "se", "lower", "upper", "fold", "gamma"]
+
+
+def shared_scores(X: np.ndarray, T: np.ndarray, Y: np.ndarray, propensity: np.ndarray, folds: np.ndarray, cfg: LearnerConfig) -> np.ndarray:
+    """Each unit's doubly robust score from out-of-fold outcome models on ``X`` (the richest
+    features, ``SCORE_CHOICE``): one set shared by every data choice, so their RATEs are comparable."""
+    mu0, mu1 = outcome_predictions(X, T, Y, folds, cfg)
+    return dr_scores(Y, T, mu0, mu1, propensity)
+
+
+def fit_choice(
+    learner: Learner,
+    X: np.ndarray,
+    T: np.ndarray,
+    Y: np.ndarray,
+    propensity: np.ndarray,
+    folds: np.ndarray,
+    cfg: LearnerConfig = LearnerConfig(),
+    make: MakeLearner = make_learner,
+    sequential: bool = False,
+) -> tuple[pd.DataFrame, dict]:
+    """One learner on one data choice, out of fold: its estimates (tau, se, lower, upper, fold, and
+    with ``sequential`` the ``sequential_cate`` priorities ``tau_sequential``) and its fit record
+    (learner, seconds, mean_tau, sd_tau). Fits are independent: a step each in the asset graph."""
+    started = time.perf_counter()
+    est = cross_fit_cate(learner, X, T, Y, propensity, folds, cfg, make)
+    if sequential:
+        est["tau_sequential"] = sequential_cate(learner, X, T, Y, propensity, folds, cfg, make)
+    record = {"learner": learner, "seconds": time.perf_counter() - started, "mean_tau": est["tau"].mean(), "sd_tau": est["tau"].std()}
+    return est, record
+
+
+def cross_fit_choices(
+    unit_ids: np.ndarray,
+    features: Mapping[str, np.ndarray],
+    T: np.ndarray,
+    Y: np.ndarray,
+    propensity: np.ndarray,
+    folds: np.ndarray,
+    learners: Sequence[Learner] = LEARNERS,
+    cfg: LearnerConfig = LearnerConfig(),
+    make: MakeLearner = make_learner,
+    log: Callable[[str], None] = lambda message: None,
+    sequential: bool = False,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every data choice x learner fitted out of fold on the same units and folds, each unit with its
+    doubly robust score ``gamma`` (``shared_scores``).
+
+    Returns the estimates (``ESTIMATE_COLUMNS``, and with ``sequential`` ``tau_sequential``) and the
+    fit records (data_choice, learner, seconds, mean_tau, sd_tau).
+    """
+    unknown = set(features) - set(DATA_CHOICES)
+    if unknown or SCORE_CHOICE not in features:
+        raise ValueError(f"data choices must come from {DATA_CHOICES} and include {SCORE_CHOICE!r}, got {list(features)}")
+    gamma = shared_scores(features[SCORE_CHOICE], T, Y, propensity, folds, cfg)
+    parts, records = [], []
+    for choice, X in features.items():
+        for learner in learners:
+            est, record = fit_choice(learner, X, T, Y, propensity, folds, cfg, make, sequential)
+            records.append({"data_choice": choice, **record})
+            log(f"{choice} x {learner}: {record['seconds']:.1f}s")
+            parts.append(est.assign(unit_id=np.asarray(unit_ids), data_choice=choice, learner=learner, gamma=gamma))
+    columns = ESTIMATE_COLUMNS + (["tau_sequential"] if sequential else [])
+    return pd.concat(parts, ignore_index=True)[columns], pd.DataFrame(records)
+
+
+def feature_matrix(table: pd.DataFrame, unit_ids) -> np.ndarray:
+    """An embedding table's features for ``unit_ids``, in that order (``unit_id`` and ``fold`` dropped)."""
+    return table.set_index("unit_id").loc[list(unit_ids)].drop(columns=["fold"], errors="ignore").to_numpy(dtype=float)

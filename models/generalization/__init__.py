@@ -1,0 +1,5 @@
+"""Generalization: a fitted CATE model carried beyond the trial, as a map."""
+
+from models.generalization.prediction import cate_map
+
+__all__ = ["cate_map"]

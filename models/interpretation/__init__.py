@@ -1,0 +1,51 @@
+"""Interpretation: land-cover classification and the attribution of the heterogeneity to land cover."""
+
+from models.interpretation.attribution import (
+    attenuation_vs_truth,
+    attribute,
+    best_linear_projection,
+    cate_by_quantile,
+    land_cover_design,
+    quantile_table,
+)
+from models.interpretation.landcover import (
+    NODATA_CLASS,
+    PALETTE,
+    WORLDCOVER,
+    LabelError,
+    LandCoverClassifier,
+    accuracy_report,
+    block_test_mask,
+    classify_scenes,
+    colormap,
+    labels_for_scenes,
+    land_cover_chips,
+    map_files,
+    pixel_features,
+    scene_features,
+    unit_fractions,
+)
+
+__all__ = [
+    "LabelError",
+    "LandCoverClassifier",
+    "NODATA_CLASS",
+    "PALETTE",
+    "WORLDCOVER",
+    "accuracy_report",
+    "attenuation_vs_truth",
+    "attribute",
+    "best_linear_projection",
+    "block_test_mask",
+    "cate_by_quantile",
+    "classify_scenes",
+    "colormap",
+    "labels_for_scenes",
+    "land_cover_chips",
+    "land_cover_design",
+    "map_files",
+    "pixel_features",
+    "quantile_table",
+    "scene_features",
+    "unit_fractions",
+]

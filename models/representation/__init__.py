@@ -1,0 +1,62 @@
+"""Representation: image-sequence encoders, their training, embedding tables and the region's grid."""
+
+from models.representation.embeddings import combine, embedding_table, prognostic_target, tabular_embeddings
+from models.representation.encoders import Aggregator, Capacity, EncoderSpec, SequenceEncoder, parameter_count
+from models.representation.grid import (
+    GridEmbedding,
+    GridMap,
+    assemble_grid,
+    embed_square,
+    grid_cells,
+    grid_squares,
+    place_cube,
+    place_sequences,
+)
+from models.representation.training import (
+    FittedEncoders,
+    Objective,
+    SequenceData,
+    TrainConfig,
+    band_statistics,
+    embed,
+    fit_encoders,
+    load_encoders,
+    load_sequences,
+    resolve_device,
+    save_encoders,
+    train_encoder,
+    training_sample,
+)
+
+__all__ = [
+    "Aggregator",
+    "Capacity",
+    "EncoderSpec",
+    "FittedEncoders",
+    "GridEmbedding",
+    "GridMap",
+    "Objective",
+    "SequenceData",
+    "SequenceEncoder",
+    "TrainConfig",
+    "assemble_grid",
+    "band_statistics",
+    "combine",
+    "embed",
+    "embed_square",
+    "embedding_table",
+    "fit_encoders",
+    "grid_cells",
+    "grid_squares",
+    "load_encoders",
+    "load_sequences",
+    "parameter_count",
+    "place_cube",
+    "place_sequences",
+    "prognostic_target",
+    "resolve_device",
+    "save_encoders",
+    "tabular_embeddings",
+    "train_encoder",
+    "training_sample",
+]

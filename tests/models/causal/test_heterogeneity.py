@@ -1,0 +1,123 @@
+"""RATE, TOC, DR scores and the calibration test against hand-computed cases and known DGPs."""
+
+import numpy as np
+import pytest
+
+from models.causal.cate import LearnerConfig, cross_fit_cate, outcome_model, outcome_predictions, sequential_cate
+from models.causal.heterogeneity import (
+    ate,
+    calibration_test,
+    difference_in_means,
+    dr_scores,
+    rate,
+    rate_point,
+    sequential_rate,
+    toc,
+    truth_metrics,
+)
+
+
+def test_dr_scores_by_hand():
+    g = dr_scores(np.array([1.0, 2.0]), np.array([1, 0]), np.array([0.0, 1.0]), np.array([1.0, 1.0]), np.array([0.5, 0.5]))
+    np.testing.assert_allclose(g, [1.0, -2.0])
+
+
+def test_toc_autoc_qini_by_hand():
+    # sorted Gamma = [3, 0, 0], mean 1: running means 3, 1.5, 1 -> TOC = 2, 0.5, 0
+    q, curve = toc(np.array([3.0, 2.0, 1.0]), np.array([3.0, 0.0, 0.0]))
+    np.testing.assert_allclose(curve, [2.0, 0.5, 0.0])
+    assert rate_point(np.array([3.0, 2.0, 1.0]), np.array([3.0, 0.0, 0.0]), "AUTOC") == pytest.approx(2.5 / 3)
+    assert rate_point(np.array([3.0, 2.0, 1.0]), np.array([3.0, 0.0, 0.0]), "QINI") == pytest.approx((2 / 3 + 1 / 3) / 3)
+    # order of the inputs does not matter, only the priorities
+    assert rate_point(np.array([1.0, 3.0, 2.0]), np.array([0.0, 3.0, 0.0])) == pytest.approx(2.5 / 3)
+
+
+def test_ties_are_averaged():
+    _, curve = toc(np.array([1.0, 1.0, 0.0]), np.array([2.0, 0.0, 1.0]))
+    np.testing.assert_allclose(curve, [0.0, 0.0, 0.0])
+    a = rate_point(np.array([1.0, 1.0, 0.0]), np.array([2.0, 0.0, 1.0]))
+    b = rate_point(np.array([1.0, 1.0, 0.0]), np.array([0.0, 2.0, 1.0]))
+    assert a == b == 0.0
+
+
+def test_clustered_bootstrap_widens_with_duplicated_units():
+    rng = np.random.default_rng(0)
+    p, g = rng.standard_normal(300), rng.standard_normal(300)
+    plain = rate(np.repeat(p, 2), np.repeat(g, 2), n_boot=300)
+    clustered = rate(np.repeat(p, 2), np.repeat(g, 2), clusters=np.repeat(np.arange(300), 2), n_boot=300)
+    assert clustered.se > 1.2 * plain.se
+
+
+def test_calibration_recovers_a_calibrated_predictor():
+    rng = np.random.default_rng(1)
+    tau = rng.normal(1.0, 1.0, 4000)
+    table = calibration_test(tau, tau + rng.normal(0, 2, 4000)).set_index("term")
+    assert table.loc["differential_forest_prediction", "estimate"] == pytest.approx(1.0, abs=0.15)
+    assert table.loc["mean_forest_prediction", "estimate"] == pytest.approx(1.0, abs=0.15)
+    assert table.loc["differential_forest_prediction", "p_value_one_sided"] < 1e-6
+
+
+def test_truth_metrics():
+    m = truth_metrics(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 5.0]), np.array([0.0, 0.0, 0.0]), np.array([2.0, 3.0, 4.0]))
+    assert (
+        m["pehe"] == pytest.approx(np.sqrt(4 / 3))
+        and m["rank_correlation"] == pytest.approx(1.0)
+        and m["unit_interval_coverage"] == pytest.approx(2 / 3)
+    )
+
+
+def _trial(strength: float, n: int = 1500, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 5))
+    tau = 1.0 + strength * X[:, 0]
+    T = rng.binomial(1, 0.5, n)
+    Y = X[:, 1] + T * tau + rng.standard_normal(n)
+    return X, T, Y, np.full(n, 0.5), rng.integers(0, 5, n), tau
+
+
+@pytest.mark.parametrize("strength, expect_heterogeneity", [(0.0, False), (1.0, True)])
+def test_rate_out_of_fold_detects_planted_heterogeneity(strength, expect_heterogeneity):
+    X, T, Y, e, folds, tau = _trial(strength)
+    cfg = LearnerConfig(n_estimators=100)
+    cate = cross_fit_cate("causal_forest", X, T, Y, e, folds, cfg)
+    mu0, mu1 = outcome_predictions(X, T, Y, folds, cfg)
+    gamma = dr_scores(Y, T, mu0, mu1, e)
+    autoc = rate(cate["tau"].to_numpy(), gamma, "AUTOC", n_boot=100)
+    if expect_heterogeneity:
+        assert autoc.ratio > 3 and truth_metrics(cate["tau"].to_numpy(), tau)["rank_correlation"] > 0.7
+    else:
+        assert abs(autoc.ratio) < 2.5
+    assert abs(ate(gamma).estimate - tau.mean()) < 4 * ate(gamma).se
+    assert abs(ate(gamma).estimate - difference_in_means(Y, T).estimate) < 0.15
+
+
+def test_learners_refuse_bad_input():
+    X, T, Y, e, folds, _ = _trial(0.0, n=100)
+    with pytest.raises(ValueError, match="binary"):
+        cross_fit_cate("t_learner", X, np.where(T == 1, 2, 0), Y, e, folds)
+    Y[3] = np.nan
+    with pytest.raises(ValueError, match="outcome contain 1 NaN"):
+        cross_fit_cate("t_learner", X, T, Y, e, folds)
+
+
+@pytest.mark.parametrize("shape, chosen", [("linear", "LassoCV"), ("steps", "HistGradientBoostingRegressor")])
+def test_outcome_model_chooses_by_cross_validation(shape, chosen):
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((600, 8))
+    signal = X @ np.linspace(1, 0.2, 8) if shape == "linear" else 2.0 * np.sign(X[:, 0]) * (X[:, 1] > 0.5)
+    fitted = outcome_model(LearnerConfig()).fit(X, signal + 0.3 * rng.standard_normal(600))
+    assert type(fitted.best_estimator_[-1]).__name__ == chosen
+
+
+@pytest.mark.parametrize("strength, expect_heterogeneity", [(0.0, False), (1.0, True)])
+def test_sequential_rate_pools_folds_fitted_on_earlier_folds(strength, expect_heterogeneity):
+    X, T, Y, e, folds, tau = _trial(strength, n=1000, seed=3)
+    cfg = LearnerConfig(n_estimators=100)
+    priority = sequential_cate("causal_forest", X, T, Y, e, folds, cfg)
+    assert np.isnan(priority[folds == 0]).all() and np.isfinite(priority[folds > 0]).all()
+    mu0, mu1 = outcome_predictions(X, T, Y, folds, cfg)
+    result = sequential_rate(priority, dr_scores(Y, T, mu0, mu1, e), folds, n_boot=100)
+    if expect_heterogeneity:
+        assert result["t"] > 3 and result["p_one_sided"] < 0.01 and result["estimate"] > 0
+    else:
+        assert abs(result["t"]) < 2.5

@@ -1,0 +1,81 @@
+import numpy as np
+import pandas as pd
+import rasterio
+
+from models.interpretation.landcover import WORLDCOVER
+from models.simulation.simulator import BANDS, SimulationConfig, simulate_study
+from tests.conftest import SMALL
+
+
+def test_files_shapes_and_crs(small_study):
+    rct = pd.read_csv(small_study.trial_table("west"))
+    assert len(rct) == SMALL.n_units
+    assert {"unit_id", "lon", "lat", "treatment", "outcome", "stratum"} <= set(rct.columns)
+    assert set(rct["treatment"]) == {0, 1}
+    assert "tau" not in rct.columns  # the truth lives in a separate file
+    scenes = sorted(small_study.imagery_dir.glob("*.tif"))
+    assert len(scenes) == SMALL.n_dates
+    with rasterio.open(scenes[0]) as src:
+        assert src.count == len(BANDS) and src.crs.to_string() == SMALL.crs
+        assert src.res == (SMALL.pixel_size, SMALL.pixel_size)
+        assert src.block_shapes[0] == (256, 256) and src.compression is not None
+        assert src.descriptions == BANDS and src.nodata == -9999
+        assert (src.read(1) == src.nodata).any()  # nodata edges and clouds are present
+    with rasterio.open(sorted(small_study.landcover_dir.glob("*.tif"))[0]) as src:
+        assert set(np.unique(src.read(1))) <= set(WORLDCOVER)
+        assert src.colormap(1)[40][:3] == (240, 150, 255)
+    assert len(pd.read_csv(small_study.survey_table)) == SMALL.n_survey
+
+
+def test_seed_reproduces_and_changes(tmp_path):
+    cfg = SimulationConfig(n_units=30, n_survey=30, n_dates=2, region_px=128, chip_size=8, seed=5)
+    a, b = simulate_study(cfg, tmp_path / "a"), simulate_study(cfg, tmp_path / "b")
+    c = simulate_study(SimulationConfig(**{**cfg.__dict__, "seed": 6}), tmp_path / "c")
+    pd.testing.assert_frame_equal(pd.read_csv(a.trial_table("west")), pd.read_csv(b.trial_table("west")))
+    with rasterio.open(a.imagery_dir / "scene_2016-07-15.tif") as ra, rasterio.open(b.imagery_dir / "scene_2016-07-15.tif") as rb:
+        np.testing.assert_array_equal(ra.read(), rb.read())
+    assert not pd.read_csv(a.trial_table("west"))["lon"].equals(pd.read_csv(c.trial_table("west"))["lon"])
+
+
+def test_each_trial_is_a_strip_of_the_region_with_its_own_randomization(small_study):
+    """The demo's trials: one table per trial, side by side west to east, ids unique across trials,
+    every trial with both arms; the truth says which trial each unit is in."""
+    west, east = (pd.read_csv(small_study.trial_table(t)) for t in SMALL.trials)
+    assert sorted(p.stem for p in small_study.trials_dir.iterdir()) == sorted(SMALL.trials)
+    assert len(west) == len(east) == SMALL.n_units and west["lon"].max() < east["lon"].min() + 1e-3  # to a pixel
+    assert not set(west["unit_id"]) & set(east["unit_id"])
+    assert all(set(t["treatment"]) == {0, 1} for t in (west, east))
+    truth = pd.read_parquet(small_study.unit_truth).set_index("unit_id")
+    assert (truth.loc[west["unit_id"], "trial"] == "west").all() and (truth.loc[east["unit_id"], "trial"] == "east").all()
+
+
+def test_land_cover_changes_over_time(small_study):
+    first, last = (rasterio.open(p).read(1) for p in (sorted(small_study.landcover_dir.glob("*.tif"))[i] for i in (0, -1)))
+    assert (last == 50).mean() > (first == 50).mean()  # urban expansion
+    assert (last == 10).mean() < (first == 10).mean()  # forest loss
+
+
+def test_planted_effect_is_present_and_heterogeneous(tmp_path):
+    cfg = SimulationConfig(n_units=3000, n_survey=10, n_dates=3, region_px=256, chip_size=16, seed=2, trials=("trial",))
+    paths = simulate_study(cfg, tmp_path)
+    df = pd.read_csv(paths.trial_table("trial")).merge(pd.read_parquet(paths.unit_truth), on="unit_id")
+    dim = df.loc[df.treatment == 1, "outcome"].mean() - df.loc[df.treatment == 0, "outcome"].mean()
+    assert abs(dim - df["tau"].mean()) < 0.2
+    assert 0.7 < df["tau"].std() < 1.3  # effect_strength sets the heterogeneity scale
+    high = df["tau"] > df["tau"].median()
+    gaps = [df[m & (df.treatment == 1)]["outcome"].mean() - df[m & (df.treatment == 0)]["outcome"].mean() for m in (high, ~high)]
+    assert gaps[0] - gaps[1] > 1.0
+    assert np.corrcoef(df["tau"], df["urban_growth"] - df["forest_loss"])[0, 1] > 0.3  # change drives the CATE
+
+
+def test_no_heterogeneity_gives_constant_effect(tmp_path):
+    cfg = SimulationConfig(n_units=50, n_survey=10, n_dates=2, region_px=128, chip_size=8, heterogeneity="none", ate=0.7)
+    truth = pd.read_parquet(simulate_study(cfg, tmp_path).unit_truth)
+    np.testing.assert_allclose(truth["tau"], 0.7)
+
+
+def test_stratified_assignment_balances_strata(tmp_path):
+    cfg = SimulationConfig(n_units=200, n_survey=10, n_dates=2, region_px=128, chip_size=8, stratified=True, trials=("trial",))
+    rct = pd.read_csv(simulate_study(cfg, tmp_path).trial_table("trial"))
+    for _, group in rct.groupby("stratum"):
+        assert abs(group["treatment"].sum() - 0.5 * len(group)) <= 0.5
