@@ -17,6 +17,7 @@ from pipelines.automation import (
 from pipelines.executors import executor
 from pipelines.io_managers import io_managers
 from pipelines.resources import ComputeResource, CrossFittingResource, StorageResource, StudySource
+from pipelines.run_outputs import prune_runs_on_failure, prune_runs_on_success
 
 ASSET_MODULES = [ingest, representation, causal, interpretation, generalization, simulation, debiasing, analyst]
 
@@ -37,7 +38,7 @@ defs = dg.Definitions(
     asset_checks=dg.load_asset_checks_from_modules(ASSET_MODULES),
     jobs=[all_assets_job, map_job, trial_job, evidence_job, analyst_job],
     schedules=[weekly_map_refresh, weekly_trials_refresh],
-    sensors=[new_imagery_sensor, trial_tables_sensor],
+    sensors=[new_imagery_sensor, trial_tables_sensor, prune_runs_on_success, prune_runs_on_failure],
     executor=executor(),
     resources=resources(StorageResource(root=dg.EnvVar("EOTRIALS_DATA").get_value("data"))),
 )

@@ -14,6 +14,7 @@ import dagster as dg
 from assets.partitions import trials
 from pipelines.automation import trial_requests, trial_state, trials_folder
 from pipelines.definitions import defs
+from pipelines.run_outputs import prune_run_outputs
 
 
 def job_config(job: dg.JobDefinition, config: dict) -> dict:
@@ -25,6 +26,7 @@ def job_config(job: dg.JobDefinition, config: dict) -> dict:
 def execute(name: str, instance: dg.DagsterInstance, config: dict, partition_key: str | None = None) -> None:
     job = defs.resolve_job_def(name)
     job.execute_in_process(run_config=job_config(job, config), instance=instance, partition_key=partition_key)
+    prune_run_outputs(instance, defs.resources["storage"])  # as the daemon's run-status sensors do
 
 
 def run_demo(instance: dg.DagsterInstance, config: dict | None = None, only: list[str] | None = None) -> list[str]:

@@ -12,9 +12,14 @@ from models.io.storage import Staging, staging
 
 
 class StorageResource(dg.ConfigurableResource):
-    """Root folder of every materialized output (tables, cubes, rasters) that analysts read."""
+    """Root folder of every materialized output (tables, cubes, rasters) that analysts read.
+
+    ``keep_failed_runs``: how many failed runs keep their step outputs under ``.runs/`` for a
+    re-execution from failure (succeeded runs' are pruned; ``pipelines.run_outputs``).
+    """
 
     root: str = "data"
+    keep_failed_runs: int = 5
 
     def path(self, *parts: str) -> Path:
         return Path(self.root).joinpath(*parts)

@@ -13,6 +13,7 @@ from assets.ingest import ChipsConfig, DemoStudyConfig
 from assets.partitions import trials
 from pipelines.definitions import resources
 from pipelines.resources import ComputeResource, StorageResource
+from pipelines.run_outputs import prune_run_outputs
 
 SMALL_DEMO = DemoStudyConfig(n_units=120, n_survey=50, n_dates=3, region_px=256, chip_size=16, seed=5)
 OPS = {"study_inputs": SMALL_DEMO, "unit_image_sequences": ChipsConfig(chip_size=16)}
@@ -102,6 +103,8 @@ def test_reexecution_from_failure_reuses_what_succeeded(tmp_path, instance, monk
         if p.suffix in (".parquet", ".zarr", ".json")
     }
     assert "rct_units/west.parquet" in outputs
+    storage = StorageResource(root=str(tmp_path / "data"))
+    assert prune_run_outputs(instance, storage) == [] and (tmp_path / "data" / ".runs" / first.run_id).is_dir()  # kept to re-execute
 
     options = dg.ReexecutionOptions.from_failure(first.run_id, instance)
     again = dg.execute_job(job, instance, tags={"dagster/partition": "west"}, reexecution_options=options)
@@ -112,3 +115,26 @@ def test_reexecution_from_failure_reuses_what_succeeded(tmp_path, instance, monk
     # what succeeded the first time was read from storage, not written again
     for name, mtime in outputs.items():
         assert (tmp_path / "data" / name).stat().st_mtime_ns == mtime, name
+    # the re-execution succeeded: nothing can re-execute from either run, so both folders go
+    pruned = prune_run_outputs(instance, storage)
+    assert first.run_id in pruned and list((tmp_path / "data" / ".runs").iterdir()) == []
+
+
+@dg.op
+def boom():
+    raise RuntimeError("boom")
+
+
+@dg.job
+def failing_job():
+    boom()
+
+
+def test_only_the_newest_failed_runs_keep_their_step_outputs(tmp_path):
+    storage = StorageResource(root=str(tmp_path / "data"), keep_failed_runs=2)
+    with dg.instance_for_test() as instance:
+        runs = [failing_job.execute_in_process(instance=instance, raise_on_error=False).run_id for _ in range(4)]
+        for run_id in [*runs, "not-a-run-of-this-instance"]:
+            (storage.path(".runs", run_id)).mkdir(parents=True)
+        assert sorted(prune_run_outputs(instance, storage)) == sorted(runs[:2])
+        assert sorted(p.name for p in storage.path(".runs").iterdir()) == sorted([*runs[2:], "not-a-run-of-this-instance"])
