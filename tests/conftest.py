@@ -22,6 +22,15 @@ def small_study(tmp_path_factory):
     return simulate_study(SMALL, tmp_path_factory.mktemp("study"))
 
 
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory):
+    """The tiny demo (``tests/tiny_demo.py``) materialized once per session by the README's main
+    command: the CLI test reads its outputs, the UI test serves its instance."""
+    from tests import tiny_demo as demo
+
+    return demo.build(tmp_path_factory.mktemp("tiny_demo"))
+
+
 def write_raster(path: Path, data: np.ndarray, crs: str, transform, nodata=None) -> Path:
     """Write a (C, H, W) array as a GeoTIFF."""
     with rasterio.open(
@@ -60,9 +69,12 @@ GRID = from_origin(500_000, 60_000, 10, 10)
 DEMO_TRIAL = SMALL.trials[0]
 
 
-def materialize_modules(modules, root, source=None, ops=None, raise_on_error=True, folds=None, trial=DEMO_TRIAL, instance=None):
+def materialize_modules(
+    modules, root, source=None, ops=None, raise_on_error=True, folds=None, trial=DEMO_TRIAL, instance=None, materialized=()
+):
     """Materialize every asset and check of ``modules`` with storage under ``root``, on the CPU: the
-    shared assets and, for the trial-level ones, the partition ``trial`` (registered first)."""
+    shared assets and, for the trial-level ones, the partition ``trial`` (registered first). The
+    assets of the ``materialized`` modules are already under ``root``: read, not run again."""
     import dagster as dg
 
     from assets.partitions import trials
@@ -73,14 +85,17 @@ def materialize_modules(modules, root, source=None, ops=None, raise_on_error=Tru
     if folds is not None:
         res["cross_fitting"] = CrossFittingResource(folds=folds)
     assets = dg.load_assets_from_modules(modules)
+    upstream = dg.load_assets_from_modules(materialized) if materialized else []
+    nodes = {a.node_def.name for a in assets}
     partitioned = any(a.partitions_def is not None for a in assets)
     instance = instance or dg.DagsterInstance.ephemeral()
     if partitioned:
         instance.add_dynamic_partitions(trials.name, [trial])
     return dg.materialize(
-        [*assets, *dg.load_asset_checks_from_modules(modules)],
+        [*assets, *upstream, *dg.load_asset_checks_from_modules(modules)],
+        selection=[key for a in assets for key in a.keys] if upstream else None,
         resources=res,
-        run_config=dg.RunConfig(ops=ops or {}),
+        run_config=dg.RunConfig(ops={name: value for name, value in (ops or {}).items() if name in nodes}),
         raise_on_error=raise_on_error,
         partition_key=trial if partitioned else None,
         instance=instance,

@@ -8,11 +8,10 @@ import rasterio
 from assets import causal, generalization, ingest, interpretation, representation, simulation
 from assets.causal import CateConfig
 from assets.generalization import CateMapConfig
-from assets.ingest import ChipsConfig, DemoStudyConfig, SurveyChipsConfig
-from assets.representation import EncoderConfig, GridConfig, ImageEncoderConfig, MapEncoderConfig
 from assets.simulation import EncoderChoiceConfig, SimulationStudyConfig
 from models.representation.training import resolve_device
 from models.simulation.study import EncoderChoice, StudyGrid, run_setting
+from tests.assets.conftest import FOLDS
 from tests.conftest import materialize_modules
 
 # End-to-end: ingest -> representation -> causal -> generalization and the simulation study. On this
@@ -21,25 +20,20 @@ from tests.conftest import materialize_modules
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")]
 
 OPS = {
-    "study_inputs": DemoStudyConfig(n_units=240, n_survey=20, n_dates=3, region_px=192, chip_size=16, seed=5),
-    "unit_image_sequences": ChipsConfig(chip_size=16),
-    "sequence_encoder": EncoderConfig(epochs=1, batch_size=32),
-    "image_encoder": ImageEncoderConfig(epochs=1, batch_size=32),
     "cate_estimates": CateConfig(learners=["causal_forest", "t_learner"], n_estimators=50),
     "cate_map": CateMapConfig(n_estimators=50),
-    "grid_embeddings": GridConfig(step_px=16),
-    "map_encoder": MapEncoderConfig(epochs=1, batch_size=32),
-    "survey_image_sequences": SurveyChipsConfig(chip_size=16),
-    "map_grid_embeddings": GridConfig(step_px=48),
     "unit_land_cover": interpretation.UnitLandCoverConfig(chip_size=16),
     "heterogeneity_attribution": interpretation.AttributionConfig(n_estimators=50),
 }
 
 
 @pytest.fixture(scope="module")
-def causal_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    return root, materialize_modules([ingest, representation, causal, generalization, interpretation], root, ops=OPS, folds=3)
+def causal_run(evidence):
+    """Causal, generalization and interpretation on top of the shared ingest + representation."""
+    root, _ = evidence
+    return root, materialize_modules(
+        [causal, generalization, interpretation], root, ops=OPS, folds=FOLDS, materialized=[ingest, representation]
+    )
 
 
 def test_cate_estimates_cover_every_choice_and_learner(causal_run):
@@ -49,7 +43,7 @@ def test_cate_estimates_cover_every_choice_and_learner(causal_run):
     assert set(cate["data_choice"]) == {"tabular", "image", "image_sequence", "image_sequence_tabular"}
     assert set(cate["learner"]) == {"causal_forest", "t_learner"}
     per = cate.groupby(["data_choice", "learner"]).size()
-    assert per.nunique() == 1 and sorted(cate["fold"].unique()) == [0, 1, 2]
+    assert per.nunique() == 1 and sorted(cate["fold"].unique()) == list(range(FOLDS))
     forest = cate[cate["learner"] == "causal_forest"]
     assert forest["se"].gt(0).all() and (forest["lower"] <= forest["tau"]).all()
     assert cate[cate["learner"] == "t_learner"]["se"].isna().all()

@@ -10,25 +10,16 @@ import xarray as xr
 
 from assets import debiasing, ingest, representation
 from assets.debiasing import TrialOutcomesConfig
-from assets.ingest import ChipsConfig, DemoStudyConfig, SurveyChipsConfig
-from assets.representation import EncoderConfig, GridConfig, ImageEncoderConfig, MapEncoderConfig
+from tests.assets.conftest import FOLDS
 from tests.conftest import materialize_modules
 
 
 @pytest.mark.slow
-def test_wealth_map_corrections_and_evaluation(tmp_path):
-    ops = {
-        "study_inputs": DemoStudyConfig(n_units=120, n_survey=900, n_dates=3, region_px=192, chip_size=16, seed=6),
-        "unit_image_sequences": ChipsConfig(chip_size=16),
-        "sequence_encoder": EncoderConfig(objective="random"),
-        "image_encoder": ImageEncoderConfig(objective="random"),
-        "map_encoder": MapEncoderConfig(epochs=2, batch_size=32),
-        "survey_image_sequences": SurveyChipsConfig(chip_size=16),
-        "grid_embeddings": GridConfig(step_px=48),
-        "map_grid_embeddings": GridConfig(step_px=16),
-        "trial_outcomes": TrialOutcomesConfig(n_trials=40, units_per_trial=150, effects=[0.0, 1.0]),
-    }
-    result = materialize_modules([ingest, representation, debiasing], tmp_path, ops=ops)
+def test_wealth_map_corrections_and_evaluation(evidence):
+    """On top of the shared ingest + representation (900 surveyed places, the map's encoder trained 2 epochs)."""
+    tmp_path, _ = evidence
+    ops = {"trial_outcomes": TrialOutcomesConfig(n_trials=40, units_per_trial=150, effects=[0.0, 1.0])}
+    result = materialize_modules([debiasing], tmp_path, ops=ops, folds=FOLDS, materialized=[ingest, representation])
     assert result.success
     model = json.loads((tmp_path / "wealth_model.json").read_text())
     assert model["r2"]["test"] > 0.2 and len(model["coef"]) == 32

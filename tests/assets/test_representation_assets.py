@@ -1,29 +1,17 @@
-"""Ingest + representation materialized on CPU: encoders, then every embedding table."""
+"""Ingest + representation materialized on CPU (the shared ``evidence`` fixture): encoders, then every embedding table."""
 
 import numpy as np
 import pandas as pd
+import pytest
 import xarray as xr
 
-from assets import ingest, representation
-from assets.ingest import ChipsConfig, DemoStudyConfig, SurveyChipsConfig
-from assets.representation import EncoderConfig, GridConfig, ImageEncoderConfig, MapEncoderConfig
 from models.representation.training import load_encoders
-from tests.conftest import materialize_modules
-
-DEMO = DemoStudyConfig(n_units=100, n_survey=20, n_dates=3, region_px=192, chip_size=16, seed=4)
+from tests.assets.conftest import DEMO, FOLDS, MAX_TRAIN_UNITS
 
 
-def test_encoders_and_embeddings_materialize(tmp_path):
-    ops = {
-        "study_inputs": DEMO,
-        "unit_image_sequences": ChipsConfig(chip_size=16),
-        "sequence_encoder": EncoderConfig(objective="prognostic", epochs=1, batch_size=16, max_train_units=60),
-        "image_encoder": ImageEncoderConfig(objective="random"),
-        "map_encoder": MapEncoderConfig(epochs=1, batch_size=16),
-        "survey_image_sequences": SurveyChipsConfig(chip_size=16),
-        "map_grid_embeddings": GridConfig(step_px=48),
-    }
-    result = materialize_modules([ingest, representation], tmp_path, ops=ops, folds=2)
+@pytest.mark.slow
+def test_encoders_and_embeddings_materialize(evidence):
+    tmp_path, result = evidence
     assert result.success
     cube_units = set(xr.open_zarr(tmp_path / "unit_image_sequences" / "west.zarr", consolidated=False)["unit"].values.tolist())
     seq = pd.read_parquet(tmp_path / "embeddings_image_sequence" / "west.parquet")
@@ -31,17 +19,17 @@ def test_encoders_and_embeddings_materialize(tmp_path):
     tab = pd.read_parquet(tmp_path / "embeddings_tabular" / "west.parquet")
     both = pd.read_parquet(tmp_path / "embeddings_image_sequence_tabular" / "west.parquet")
     assert set(seq["unit_id"]) == cube_units == set(img["unit_id"])
-    assert sorted(seq["fold"].unique()) == [0, 1] and set(img["fold"]) == {0}
+    assert sorted(seq["fold"].unique()) == list(range(FOLDS)) and set(img["fold"]) == {0}
     assert seq.filter(regex=r"^e\d+$").shape[1] == 32 and np.isfinite(seq.filter(regex=r"^e\d+$").to_numpy()).all()
     assert len(both) == len(seq) and both.shape[1] == seq.shape[1] + tab.shape[1] - 1
     np.testing.assert_allclose(tab.drop(columns="unit_id").mean().to_numpy(), 0, atol=1e-9)
     fitted = load_encoders(tmp_path / "sequence_encoder" / "west.safetensors")
-    assert fitted.folds == 2 and fitted.objective == "prognostic" and fitted.frames is None and fitted.chip_size == 16
+    assert fitted.folds == FOLDS and fitted.objective == "prognostic" and fitted.frames is None and fitted.chip_size == 16
     assert load_encoders(tmp_path / "image_encoder" / "west.safetensors").frames == [-1]
     meta = result.asset_materializations_for_node("sequence_encoder")[0].metadata
     assert meta["parameters"].value > 10_000 and "data:image/png;base64" in meta["training_curve"].value
     # trained on a sample of the trial (the cap), yet every unit is embedded (above)
-    assert meta["units_trained_on"].value == 60 < meta["units"].value == len(cube_units)
+    assert meta["units_trained_on"].value == MAX_TRAIN_UNITS < meta["units"].value == len(cube_units)
     assert "data:image/png;base64" in result.asset_materializations_for_node("embeddings_image_sequence")[0].metadata["pca"].value
     # the map's encoder is shared: trained once on the surveyed places, outcome-free, stored without a trial
     shared = load_encoders(tmp_path / "map_encoder.safetensors")

@@ -1,9 +1,6 @@
 """The code location loads, and its schedule and sensor behave."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
@@ -17,6 +14,7 @@ from pipelines.automation import new_imagery_sensor
 from pipelines.definitions import defs
 from pipelines.resources import StudySource
 from tests.conftest import GRID, UTM36, ramp, write_raster
+from tests.tiny_demo import UNITS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,46 +58,16 @@ def test_sensor_requests_a_run_only_when_scenes_change(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_materializes_the_whole_graph(tmp_path):
-    """The README's main command (`python -m pipelines.demo`), on a small demo of two trials, in a fresh Dagster home."""
-    home, data = tmp_path / "home", tmp_path / "data"
-    home.mkdir()
-    config = {
-        "resources": {"cross_fitting": {"config": {"folds": 2}}},
-        "ops": {
-            "study_inputs": {"config": {"n_units": 60, "n_survey": 300, "n_dates": 3, "region_px": 192, "chip_size": 16}},
-            "map_encoder": {"config": {"epochs": 1}},
-            "survey_image_sequences": {"config": {"chip_size": 16}},
-            "unit_image_sequences": {"config": {"chip_size": 16}},
-            "sequence_encoder": {"config": {"epochs": 1}},
-            "image_encoder": {"config": {"epochs": 1}},
-            "cate_estimates": {"config": {"learners": ["t_learner"]}},
-            "cate_map": {"config": {"n_estimators": 20}},
-            "grid_embeddings": {"config": {"step_px": 32}},
-            "trial_outcomes": {"config": {"n_trials": 10, "units_per_trial": 40, "effects": [0.0, 1.0], "calibration_boot": 20}},
-            "simulation_study": {
-                "config": {
-                    "seeds": [0],
-                    "n_units": [100],
-                    "heterogeneity": ["change"],
-                    "encoders": [{"capacity": "small", "objective": "random"}],
-                    "region_px": 96,
-                    "n_dates": 2,
-                }
-            },
-        },
-    }
-    env = {**os.environ, "DAGSTER_HOME": str(home), "EOTRIALS_DATA": str(data)}
-    cmd = [sys.executable, "-m", "pipelines.demo", "--config-json", json.dumps(config)]
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+def test_cli_materializes_the_whole_graph(tiny_demo):
+    """The README's main command (`python -m pipelines.demo`), on the tiny demo of two trials, in a fresh Dagster home."""
+    home, data, done = tiny_demo.home, tiny_demo.data, tiny_demo
     assert "trials run: east, west" in done.stdout
     with dg.DagsterInstance.from_config(str(home)) as instance:  # the partitions the sensor would have added
         assert sorted(instance.get_dynamic_partitions("trials")) == ["east", "west"]
     west, east = (gpd.read_parquet(data / "rct_units" / f"{t}.parquet") for t in ("west", "east"))
-    assert len(west) == len(east) == 60 and west["x"].max() < east["x"].min() + 30  # side by side (to a pixel)
+    assert len(west) == len(east) == UNITS and west["x"].max() < east["x"].min() + 30  # side by side (to a pixel)
     assert (data / "unit_image_sequences" / "west.zarr").is_dir() and (data / "cate_map" / "east.tif").exists()
-    assert len(pd.read_parquet(data / "embeddings_image_sequence_tabular" / "west.parquet")) == 60
+    assert len(pd.read_parquet(data / "embeddings_image_sequence_tabular" / "west.parquet")) == UNITS
     assert len(pd.read_parquet(data / "simulation_study.parquet")) == 4
     assert (data / "wealth_map.tif").exists() and not (data / "wealth_map").exists()  # one map for every trial
     evaluation = pd.read_parquet(data / "debiasing_evaluation.parquet")  # response x method x true effect
@@ -109,10 +77,14 @@ def test_cli_materializes_the_whole_graph(tmp_path):
         and set(evaluation["response"]) == {"imagery", "linear shortcut"}
     )
     assert list((data / ".staging").iterdir()) == []  # scratch cubes and staged outputs are all gone
+    assert list((data / ".runs").iterdir()) == []  # every run succeeded: no step outputs kept for a re-execution
     import duckdb  # the analyst's database: a view per table, reading the Parquet in place
 
     with duckdb.connect(str(data / "analyst_database.duckdb"), read_only=True) as con:
-        assert con.execute("SELECT trial, count(*) FROM rct_units GROUP BY trial ORDER BY trial").fetchall() == [("east", 60), ("west", 60)]
+        assert con.execute("SELECT trial, count(*) FROM rct_units GROUP BY trial ORDER BY trial").fetchall() == [
+            ("east", UNITS),
+            ("west", UNITS),
+        ]
         assert con.execute("SELECT count(DISTINCT learner) FROM heterogeneity_evaluation").fetchone()[0] == 1
     report = (data / "trial_report" / "west.html").read_text()  # one self-contained page: figures inlined, no scripts
     assert report.count('src="data:image/png;base64,') >= 4 and "<script" not in report

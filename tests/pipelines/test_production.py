@@ -1,10 +1,11 @@
 """The production deployment on real servers: PostgreSQL run/event/schedule storage, the queued run
 coordinator drained by dagster-daemon, and the Celery executor with a Redis broker and two workers,
 all on loopback (deploy/dagster.yaml, deploy/celery.yaml). The demo's ingest, representation and
-causal groups (``evidence_job``) are launched through the webserver's GraphQL API."""
+causal groups (``evidence_job``, on the tiny demo's config) are launched through the webserver's GraphQL API."""
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 
@@ -12,7 +13,10 @@ import pytest
 from dagster import AssetKey, DagsterInstance
 from dagster_graphql import DagsterGraphQLClient
 
+from pipelines.definitions import defs
+from pipelines.demo import job_config
 from tests.services import production_stack, wait_for_run
+from tests.tiny_demo import CONFIG, REGION_PX
 
 pytestmark = pytest.mark.slow
 
@@ -29,8 +33,11 @@ def test_evidence_job_runs_on_postgres_and_two_celery_workers(stack):
     os.environ.update({k: v for k, v in env.items() if k.startswith("DAGSTER_PG_")})
     instance = DagsterInstance.from_config(env["DAGSTER_HOME"])
     instance.add_dynamic_partitions("trials", ["west"])  # as the trials sensor would, in PostgreSQL
-    chunked = {"ops": {"unit_image_sequences": {"config": {"chunk_px": 512}}}}  # the demo's 1024 px region in 512 px squares
-    run_id = client.submit_job_execution("evidence_job", run_config=chunked, tags={"dagster/partition": "west"})
+    config = job_config(
+        defs.resolve_job_def("evidence_job"), copy.deepcopy(CONFIG)
+    )  # the tiny demo, its region in squares of half its side
+    config["ops"]["unit_image_sequences"]["config"]["chunk_px"] = REGION_PX // 2
+    run_id = client.submit_job_execution("evidence_job", run_config=config, tags={"dagster/partition": "west"})
     status = wait_for_run(client, run_id, timeout=1500)
     assert status == "SUCCESS", f"run {run_id}: {status}\n" + servers.log("daemon")
 

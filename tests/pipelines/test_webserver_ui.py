@@ -1,6 +1,6 @@
-"""The real UI: dagster-webserver and dagster-daemon on 127.0.0.1 over a fresh instance, the demo job
-launched through the GraphQL API for one trial, then the asset graph, an asset page and the trials'
-partitions in headless Chromium
+"""The real UI: dagster-webserver and dagster-daemon on 127.0.0.1 over the tiny demo's instance (built
+once per session by the README's main command), a job launched through the GraphQL API and run by
+the daemon, then the asset graph, an asset page and the trials' partitions in headless Chromium
 (Debian's package, driven by Playwright). Screenshots go to ``test-artifacts/ui/``."""
 
 from __future__ import annotations
@@ -32,16 +32,14 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(scope="module")
-def webserver(tmp_path_factory) -> str:
-    """Base URL of a webserver with a daemon beside it, both on a fresh DAGSTER_HOME and data root,
-    the demo's trials registered as partitions (as the trials sensor would)."""
-    root = tmp_path_factory.mktemp("ui")
-    (root / "home").mkdir()
-    with DagsterInstance.from_config(str(root / "home")) as instance:
-        instance.add_dynamic_partitions("trials", ["west", "east"])
-    env = os.environ | {"DAGSTER_HOME": str(root / "home"), "EOTRIALS_DATA": str(root / "data"), "EOTRIALS_DEVICE": "cpu"}
+def webserver(tiny_demo) -> str:
+    """Base URL of a webserver with a daemon beside it over the tiny demo's home and data root (its
+    two trials materialized), with a third trial registered and not yet run."""
+    with DagsterInstance.from_config(str(tiny_demo.home)) as instance:
+        instance.add_dynamic_partitions("trials", ["south"])
+    env = os.environ | {"DAGSTER_HOME": str(tiny_demo.home), "EOTRIALS_DATA": str(tiny_demo.data), "EOTRIALS_DEVICE": "cpu"}
     port = free_port()
-    servers = Processes(root / "logs", env)
+    servers = Processes(tiny_demo.home.parent / "logs", env)
     try:
         web = servers.start("webserver", [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)])
         servers.start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"])
@@ -52,13 +50,13 @@ def webserver(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def demo_run(webserver: str) -> str:
-    """The demo job (the whole graph, for the west trial) launched through GraphQL; the daemon
-    dequeues and runs it."""
+def launched_run(webserver: str) -> str:
+    """The analyst's database rebuilt by a run launched through GraphQL: queued, dequeued and run by
+    the daemon over the tiny demo's outputs."""
     port = int(webserver.rsplit(":", 1)[1])
     client = DagsterGraphQLClient("127.0.0.1", port_number=port)
-    run_id = client.submit_job_execution("eotrials_job", tags={"dagster/partition": "west"})
-    assert wait_for_run(client, run_id, timeout=1500) == "SUCCESS", f"demo run {run_id} did not succeed"
+    run_id = client.submit_job_execution("analyst_job")
+    assert wait_for_run(client, run_id, timeout=600) == "SUCCESS", f"run {run_id} did not succeed"
     return run_id
 
 
@@ -77,7 +75,7 @@ def dismiss_welcome(page: Page) -> None:
         page.get_by_role("button", name="Skip").click(timeout=5000)
 
 
-def test_asset_graph_renders_every_group(webserver, demo_run, page):
+def test_asset_graph_renders_every_group(webserver, launched_run, page):
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.goto(f"{webserver}/asset-groups")
     dismiss_welcome(page)
@@ -87,7 +85,7 @@ def test_asset_graph_renders_every_group(webserver, demo_run, page):
     page.screenshot(path=SHOTS / "asset_graph.png", animations="disabled")
 
 
-def test_asset_page_renders_metadata_table_and_plot(webserver, demo_run, page):
+def test_asset_page_renders_metadata_table_and_plot(webserver, launched_run, page):
     """The shared map's survey page: the split table and the calibration plot from Markdown metadata."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.goto(f"{webserver}/assets/survey_predictions")
@@ -106,15 +104,15 @@ def test_asset_page_renders_metadata_table_and_plot(webserver, demo_run, page):
     page.screenshot(path=SHOTS / "asset_plot.png", animations="disabled")
 
 
-def test_trial_partitions_show_which_trial_ran(webserver, demo_run, page):
-    """A trial-level asset lists both trials as partitions, west materialized and east missing, and
-    west's page shows what its estimate rests on (the imagery dates)."""
+def test_trial_partitions_show_which_trial_ran(webserver, launched_run, page):
+    """A trial-level asset lists the three trials as partitions, west and east materialized and south
+    missing, and west's page shows what its estimate rests on (the imagery dates)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.goto(f"{webserver}/assets/cate_estimates?view=partitions")
     dismiss_welcome(page)
-    page.get_by_text("east", exact=True).first.wait_for(timeout=30_000)
+    page.get_by_text("south", exact=True).first.wait_for(timeout=30_000)
     body = page.locator("body").inner_text()
-    assert "Materialized (1)" in body and "Missing (1)" in body, body[:2000]
+    assert "Materialized (2)" in body and "Missing (1)" in body, body[:2000]
     page.get_by_text("west", exact=True).first.click()
     page.get_by_text("imagery_dates", exact=True).first.wait_for(timeout=30_000)
     page.screenshot(path=SHOTS / "trial_partitions.png", animations="disabled")
