@@ -69,6 +69,15 @@ GRID = from_origin(500_000, 60_000, 10, 10)
 DEMO_TRIAL = SMALL.trials[0]
 
 
+def selection_of(assets, checks):
+    """The assets and every check of the given definitions (a check may target an upstream asset)."""
+    import dagster as dg
+
+    keys = [key for a in assets for key in a.keys]
+    check_keys = [key for c in checks for key in c.check_keys] + [key for a in assets for key in a.check_keys]
+    return dg.AssetSelection.assets(*keys) | dg.AssetSelection.checks(*check_keys)
+
+
 def materialize_modules(
     modules, root, source=None, ops=None, raise_on_error=True, folds=None, trial=DEMO_TRIAL, instance=None, materialized=()
 ):
@@ -91,9 +100,10 @@ def materialize_modules(
     instance = instance or dg.DagsterInstance.ephemeral()
     if partitioned:
         instance.add_dynamic_partitions(trials.name, [trial])
+    checks = dg.load_asset_checks_from_modules(modules)
     return dg.materialize(
-        [*assets, *upstream, *dg.load_asset_checks_from_modules(modules)],
-        selection=[key for a in assets for key in a.keys] if upstream else None,
+        [*assets, *upstream, *checks],
+        selection=selection_of(assets, checks) if upstream else None,
         resources=res,
         run_config=dg.RunConfig(ops={name: value for name, value in (ops or {}).items() if name in nodes}),
         raise_on_error=raise_on_error,

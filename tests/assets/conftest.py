@@ -8,7 +8,7 @@ from assets.ingest import ChipsConfig, DemoStudyConfig, SurveyChipsConfig
 from assets.representation import EncoderConfig, GridConfig, ImageEncoderConfig, MapEncoderConfig
 from tests.conftest import materialize_modules
 
-DEMO = DemoStudyConfig(n_units=240, n_survey=900, n_dates=3, region_px=192, chip_size=16, seed=5)
+DEMO = DemoStudyConfig(n_units=240, n_survey=900, n_dates=3, region_px=192, chip_size=16, seed=6)
 FOLDS = 3
 MAX_TRAIN_UNITS = 120  # the sequence encoder trains on a sample of the trial; every unit is embedded
 EVIDENCE_OPS = {
