@@ -89,6 +89,7 @@ def instance(tmp_path, monkeypatch):
         yield instance
 
 
+@pytest.mark.slow  # two runs of the ingest graph
 def test_reexecution_from_failure_reuses_what_succeeded(tmp_path, instance, monkeypatch):
     calls = fail_first_call(monkeypatch, ingest, "tabular_matrix", RuntimeError("covariates unavailable"))
     job = dg.reconstructable(in_process_ingest_job)

@@ -43,6 +43,7 @@ def test_cluster_robust_difference_in_means_widens_on_a_cluster_randomized_trial
     assert clustered.estimate == pytest.approx(plain.estimate) and clustered.se > 2 * plain.se
 
 
+@pytest.mark.slow  # a coverage study: hundreds of simulated trials
 def test_only_calibration_aware_intervals_cover_with_a_small_calibration_split():
     world = CoverageWorld()
     rows = coverage_study(world, calibration_sizes=(100,), calibration_draws=40, trials_per_draw=3, n_boot=100, label_budgets=(100,))
@@ -72,6 +73,7 @@ def test_ppi_labels_at_least_two_units_per_arm():
     assert labeled[t == 0].sum() == 3 and labeled[t == 1].sum() == 2
 
 
+@pytest.mark.slow  # a coverage study: hundreds of simulated trials
 def test_cluster_robust_ppi_covers_on_cluster_randomized_trials():
     from models.debiasing.trial_effects import ppi_ate
 
