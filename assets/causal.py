@@ -24,12 +24,12 @@ from models.causal.heterogeneity import ate_table, evaluate_choices, gates_by_ch
 from models.ingest.design import standardized_differences, trial_frame
 from models.io.manifest import StudyManifest
 from models.io.truth import read_unit_truth
-from pipelines.resources import CrossFittingResource, StudySource
+from pipelines.resources import Config, CrossFittingResource, StudySource
 
 GROUP = "causal"
 
 
-class CateConfig(dg.Config):
+class CateConfig(Config):
     """Learners to fit on every data choice (the folds come from the ``cross_fitting`` resource)."""
 
     learners: list[LearnerName] = list(LEARNERS)

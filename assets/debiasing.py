@@ -31,12 +31,12 @@ from models.io.truth import read_unit_truth
 from models.representation import grid as grid_source
 from models.representation.grid import GridEmbedding, GridMap
 from models.representation.training import FittedEncoders
-from pipelines.resources import ComputeResource, StorageResource
+from pipelines.resources import ComputeResource, Config, StorageResource
 
 GROUP = "debiasing"
 
 
-class WealthModelConfig(dg.Config):
+class WealthModelConfig(Config):
     """Ridge on the map encoder's embeddings; 60/20/20 split by id."""
 
     seed: int = WealthModel.seed
@@ -99,7 +99,7 @@ def wealth_map(wealth_model: dict, map_grid_embeddings: xr.Dataset, storage: Sto
         yield dg.Output(staged, metadata={"cells": grid.size, "cells_with_imagery": int(np.isfinite(grid).sum()), "map": figure})
 
 
-class WealthCorrectionsConfig(dg.Config):
+class WealthCorrectionsConfig(Config):
     """Tweedie's KDE bandwidth: ``scott`` (scipy's default, the source study's) or ``silverman_derivative``."""
 
     bandwidth: BandwidthRule = TweedieCorrection().bandwidth
@@ -213,7 +213,7 @@ def _calibration_draws(survey_predictions: pd.DataFrame, design: TrialDesign, tw
     return calibration, draws
 
 
-class WealthEffectsConfig(dg.Config):
+class WealthEffectsConfig(Config):
     """PPI's labelled share (where the truth is known), the calibration resamples in the corrected
     intervals, and the density Tweedie's correction uses."""
 
@@ -264,7 +264,7 @@ def wealth_effects(
     return dg.Output(table, metadata=meta)
 
 
-class TrialOutcomesConfig(dg.Config):
+class TrialOutcomesConfig(Config):
     """Simulated trials drawn from the survey's held-out (test) locations."""
 
     n_trials: int = TrialDesign.n_trials

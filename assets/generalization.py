@@ -15,12 +15,12 @@ from models.ingest.design import trial_frame
 from models.io.manifest import StudyManifest
 from models.io.truth import read_unit_truth
 from models.representation.grid import GridEmbedding
-from pipelines.resources import StorageResource, StudySource
+from pipelines.resources import Config, StorageResource, StudySource
 
 GROUP = "generalization"
 
 
-class CateMapConfig(dg.Config):
+class CateMapConfig(Config):
     """The learner (the grid is ``grid_embeddings``'s)."""
 
     learner: Learner = "causal_forest"

@@ -44,12 +44,12 @@ from models.io.manifest import StudyManifest
 from models.io.storage import atomic_path
 from models.io.tables import read_table
 from models.simulation.simulator import Heterogeneity, SimulationConfig, StudyPaths, simulate_study
-from pipelines.resources import StorageResource, StudySource
+from pipelines.resources import Config, StorageResource, StudySource
 
 GROUP = "ingest"
 
 
-class DemoStudyConfig(dg.Config):
+class DemoStudyConfig(Config):
     """Size and strength of the simulated demo study (used only when no trials folder is configured):
     ``n_units`` per trial, one trial per strip of the region (``trials``, west to east)."""
 
@@ -113,7 +113,7 @@ def imagery_catalog(
     return catalog
 
 
-class UnitsConfig(dg.Config):
+class UnitsConfig(Config):
     """Validation thresholds for the trial table."""
 
     min_arm_size: int = RCTSpec.min_arm_size
@@ -181,7 +181,7 @@ def treatment_share_matches_design(rct_units: gpd.GeoDataFrame) -> dg.AssetCheck
     return dg.AssetCheckResult(passed=bool(test.p_value > 1e-3), metadata={**dataclasses.asdict(test), "p_value": float(test.p_value)})
 
 
-class ChipsConfig(dg.Config):
+class ChipsConfig(Config):
     """Chip extraction settings."""
 
     chip_size: int = CHIP_SIZE
@@ -292,7 +292,7 @@ def imagery_covers_trial(unit_image_sequences: xr.Dataset) -> dg.AssetCheckResul
     )
 
 
-class SurveyChipsConfig(dg.Config):
+class SurveyChipsConfig(Config):
     """Side in pixels of the surveyed places' chips: the input size of the wealth map's encoder."""
 
     chip_size: int = CHIP_SIZE

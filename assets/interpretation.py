@@ -21,12 +21,12 @@ from models.interpretation.landcover import classify_scenes, labels_for_scenes, 
 from models.io.manifest import StudyManifest
 from models.io.rasters import Raster
 from models.io.truth import read_unit_truth
-from pipelines.resources import StorageResource, StudySource
+from pipelines.resources import Config, StorageResource, StudySource
 
 GROUP = "interpretation"
 
 
-class LandCoverConfig(dg.Config):
+class LandCoverConfig(Config):
     """Where the training labels come from: the simulator's truth (demo), a categorical raster (any
     CRS, e.g. WorldCover) or a labelled vector file (points or polygons, any CRS) with a class column;
     ``crosswalk`` maps the user's class values to WorldCover codes."""
@@ -97,7 +97,7 @@ def land_cover_maps(
     )
 
 
-class UnitLandCoverConfig(dg.Config):
+class UnitLandCoverConfig(Config):
     """The chip around each unit over which class shares are counted (pixels per side)."""
 
     chip_size: int = CHIP_SIZE
@@ -134,7 +134,7 @@ def land_cover_shares_sum_to_one(unit_land_cover: pd.DataFrame) -> dg.AssetCheck
     )
 
 
-class AttributionConfig(dg.Config):
+class AttributionConfig(Config):
     """Reference class of the land-cover design: the other classes' coefficients read against it.
     Grassland (30) by default, a background class; the most common class where it is absent."""
 

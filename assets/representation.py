@@ -27,12 +27,12 @@ from models.representation.training import (
     save_encoders,
     training_sample,
 )
-from pipelines.resources import ComputeResource, CrossFittingResource, StorageResource, StudySource
+from pipelines.resources import ComputeResource, Config, CrossFittingResource, StorageResource, StudySource
 
 GROUP = "representation"
 
 
-class EncoderConfig(dg.Config):
+class EncoderConfig(Config):
     """Capacity, aggregator and objective of an encoder (``random`` = untrained baseline); the
     cross-fitting folds of the ``prognostic`` objective come from the ``cross_fitting`` resource."""
 
@@ -217,7 +217,7 @@ def embeddings_image_sequence_tabular(
     )
 
 
-class GridConfig(dg.Config):
+class GridConfig(Config):
     """The grid the maps are drawn on: a cell every ``step_px`` pixels of the first scene (default
     one demo chip), embedded in ``chunk_px`` squares, one step each."""
 

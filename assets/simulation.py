@@ -10,19 +10,19 @@ from models.analyst.plots import metric_bars
 from models.representation.encoders import Capacity
 from models.representation.training import Objective
 from models.simulation.study import EncoderChoice, StudyGrid, compare_choices, run_study, summarize
-from pipelines.resources import ComputeResource, StorageResource
+from pipelines.resources import ComputeResource, Config, StorageResource
 
 GROUP = "simulation"
 
 
-class EncoderChoiceConfig(dg.Config):
+class EncoderChoiceConfig(Config):
     """One encoder of the study."""
 
     capacity: Capacity = EncoderChoice.capacity
     objective: Objective = EncoderChoice.objective
 
 
-class SimulationStudyConfig(dg.Config):
+class SimulationStudyConfig(Config):
     """The grid of settings (the default runs in about 3 minutes on 2 cores: 5 seeds x 2 heterogeneity drivers)."""
 
     seeds: list[int] = list(StudyGrid.seeds)

@@ -97,7 +97,7 @@ def main() -> None:
         cfg = SimulationConfig(n_units=max(args.units), n_survey=10, n_dates=8, region_px=args.region_px, chip_size=SIZE)
         study = simulate_study(cfg, Path(tmp) / "study")
         catalog = build_catalog(study.imagery_dir)
-        all_units = pd.read_csv(study.rct_table)
+        all_units = pd.read_csv(study.trial_table(cfg.trials[0]))
         for n in args.units:
             units = all_units.iloc[:n]
             for name in METHODS:

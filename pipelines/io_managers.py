@@ -24,6 +24,7 @@ import geopandas as gpd
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pydantic
 
 from models.analyst.data_dictionary import field_metadata, with_descriptions
 from models.ingest.chips import open_cube
@@ -31,7 +32,7 @@ from models.io.manifest import StudyManifest
 from models.io.rasters import Raster
 from models.io.storage import StagedOutput, atomic_path, replace_path, write_json
 from models.representation.training import load_encoders
-from pipelines.resources import StorageResource
+from pipelines.resources import StorageResource, refuse_unknown_fields
 
 RECORDS = {StudyManifest: StudyManifest.from_dict}  # typed records stored as JSON, rebuilt by annotation
 
@@ -53,6 +54,7 @@ class StorageIOManager(dg.ConfigurableIOManager):
 
     storage: StorageResource
     suffixes: ClassVar[tuple[str, ...]] = ()
+    _known_fields = pydantic.model_validator(mode="before")(classmethod(refuse_unknown_fields))
 
     def base(self, context, partition: str | None) -> Path:
         """``<root>/<asset>`` or, for a trial's partition, ``<root>/<asset>/<trial>`` (plus the suffix)."""

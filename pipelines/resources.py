@@ -5,13 +5,37 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
+import pydantic
 
 from models.ingest.folds import CrossFitting
 from models.ingest.units import RCTSpec
 from models.io.storage import Staging, staging
 
 
-class StorageResource(dg.ConfigurableResource):
+def refuse_unknown_fields(cls, data):
+    """A field the class does not have is an error naming the valid ones (pydantic would drop it)."""
+    if isinstance(data, dict):
+        unknown = sorted(set(data) - set(cls.model_fields))
+        if unknown:
+            raise ValueError(
+                f"{cls.__name__} has no field {', '.join(map(repr, unknown))}; its fields are {', '.join(sorted(cls.model_fields))}"
+            )
+    return data
+
+
+class Config(dg.Config):
+    """Run config of an asset: an unknown field is refused with the list of valid ones."""
+
+    _known_fields = pydantic.model_validator(mode="before")(classmethod(refuse_unknown_fields))
+
+
+class Resource(dg.ConfigurableResource):
+    """A resource: an unknown field is refused with the list of valid ones."""
+
+    _known_fields = pydantic.model_validator(mode="before")(classmethod(refuse_unknown_fields))
+
+
+class StorageResource(Resource):
     """Root folder of every materialized output (tables, cubes, rasters) that analysts read.
 
     ``keep_failed_runs``: how many failed runs keep their step outputs under ``.runs/`` for a
@@ -40,7 +64,7 @@ class StorageResource(dg.ConfigurableResource):
             yield stage
 
 
-class StudySource(dg.ConfigurableResource):
+class StudySource(Resource):
     """The trials and their imagery. Leave ``trials`` empty to simulate the embedded demo study.
 
     ``trials`` is a folder of trial tables, one CSV or Parquet file per trial: the file's stem is
@@ -69,7 +93,7 @@ class StudySource(dg.ConfigurableResource):
         return self.trials is None
 
 
-class CrossFittingResource(dg.ConfigurableResource):
+class CrossFittingResource(Resource):
     """The cross-fitting folds shared by the supervised encoders and the CATE learners.
 
     One setting, so that a unit's encoder never saw its outcome and its CATE model never saw it
@@ -83,7 +107,7 @@ class CrossFittingResource(dg.ConfigurableResource):
         return CrossFitting(self.folds, self.seed)
 
 
-class ComputeResource(dg.ConfigurableResource):
+class ComputeResource(Resource):
     """Where torch runs: ``auto`` picks CUDA when present, else CPU (``num_threads`` caps CPU threads)."""
 
     device: str = "auto"

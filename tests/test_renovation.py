@@ -67,7 +67,7 @@ def test_sensor_watches_the_files_a_catalog_csv_lists(tmp_path):
     write_raster(scenes / "a.tif", ramp(), UTM36, GRID)
     catalog = tmp_path / "catalog.csv"
     catalog.write_text("date,path\n2020-01-01,scenes/a.tif\n")
-    source = StudySource(rct_table="x.csv", imagery=str(catalog))
+    source = StudySource(trials=str(tmp_path), imagery=str(catalog))
     first = new_imagery_sensor(dg.build_sensor_context(resources={"source": source}))
     assert isinstance(first, dg.RunRequest) and set(imagery_state(str(catalog))) == {str(catalog), str(scenes / "a.tif")}
     cursor = json.dumps(imagery_state(str(catalog)))
