@@ -8,7 +8,7 @@ import dagster as dg
 
 from assets.partitions import trials
 from models.ingest.catalog import imagery_files
-from models.ingest.trial_folder import trial_tables
+from models.ingest.trial_folder import LOOKED_FOR, TrialFolder, scan_trials
 from pipelines.resources import StorageResource, StudySource
 
 TRIAL_ASSETS = dg.AssetSelection.assets("rct_units").downstream() - dg.AssetSelection.assets("analyst_database")
@@ -49,13 +49,21 @@ weekly_map_refresh = dg.ScheduleDefinition(
 
 
 @dg.schedule(job=trial_job, cron_schedule="0 5 * * 1", default_status=dg.DefaultScheduleStatus.STOPPED)
-def weekly_trials_refresh(context: dg.ScheduleEvaluationContext):
-    """Re-run every trial on Monday mornings, after the map (off until switched on in the UI)."""
+def weekly_trials_refresh(context: dg.ScheduleEvaluationContext, source: StudySource, storage: StorageResource):
+    """Re-run every trial that still has a table on Monday mornings, after the map (off until
+    switched on in the UI). A trial whose table was removed is retired: not scheduled, its outputs
+    kept readable, and said so in the log."""
     keys = context.instance.get_dynamic_partitions(trials.name)
     if not keys:
         return dg.SkipReason("no trials yet: drop a trial table into the trials folder")
+    folder = trials_folder(source, storage)
+    present = set(scan_trials(folder).tables) if folder.is_dir() else set()
+    retired = [key for key in keys if key not in present]
+    if retired:
+        context.log.warning(f"retired trials, not re-run (their tables are gone from {folder}; outputs kept): {', '.join(retired)}")
     stamp = context.scheduled_execution_time.strftime("%Y%m%d")
-    return [dg.RunRequest(run_key=f"{key}-{stamp}", partition_key=key) for key in keys]
+    requests = [dg.RunRequest(run_key=f"{key}-{stamp}", partition_key=key) for key in keys if key in present]
+    return requests or dg.SkipReason(f"every trial's table is gone from {folder}: nothing to re-run ({', '.join(retired)} retired)")
 
 
 def trials_folder(source: StudySource, storage: StorageResource) -> Path:
@@ -63,9 +71,10 @@ def trials_folder(source: StudySource, storage: StorageResource) -> Path:
     return Path(source.trials) if source.trials else storage.path("demo_study", "trials")
 
 
-def trial_state(folder: Path) -> dict[str, float]:
+def trial_state(folder: Path | TrialFolder) -> dict[str, float]:
     """Each trial table's modification time by key: the trials sensor's view of the folder."""
-    return {key: path.stat().st_mtime for key, path in trial_tables(folder).items()}
+    scan = folder if isinstance(folder, TrialFolder) else scan_trials(folder)
+    return {key: path.stat().st_mtime for key, path in scan.tables.items()}
 
 
 def trial_requests(state: dict[str, float], previous: dict[str, float], known: set[str]) -> tuple[list[str], list[str]]:
@@ -79,21 +88,45 @@ def trial_requests(state: dict[str, float], previous: dict[str, float], known: s
 @dg.sensor(job=trial_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED)
 def trial_tables_sensor(context: dg.SensorEvaluationContext, source: StudySource, storage: StorageResource):
     """A trial table dropped into the trials folder adds its trial as a partition and runs it; a
-    table that changes re-runs its trial. Removing a table leaves the trial's partition and outputs."""
+    table that changes re-runs its trial. A file that is not a trial table (Excel, text, a name with
+    spaces) is named in the log with its fix and blocks no other trial; a removed table retires its
+    trial (not re-run, outputs kept)."""
     folder = trials_folder(source, storage)
     if not folder.is_dir():
-        return dg.SkipReason(f"no trials folder at {folder} (set StudySource.trials, or materialize study_inputs for the demo)")
-    state = trial_state(folder)
+        return dg.SkipReason(
+            f"no trials folder at {folder} (looked for {LOOKED_FOR} files): set StudySource.trials, or materialize study_inputs for the demo"
+        )
+    scan = scan_trials(folder)
+    for name, problem in scan.problems.items():
+        context.log.warning(f"{folder / name}: {problem}")
+    known = set(context.instance.get_dynamic_partitions(trials.name))
+    retired = sorted(known - set(scan.tables))
+    if retired:
+        context.log.warning(f"tables gone from {folder}: {', '.join(retired)} retired (not re-run; their outputs stay readable)")
+    state = trial_state(scan)
     previous = json.loads(context.cursor) if context.cursor else {}
-    new, run = trial_requests(state, previous, set(context.instance.get_dynamic_partitions(trials.name)))
+    new, run = trial_requests(state, previous, known)
     if not run:
         context.update_cursor(json.dumps(state))
-        return dg.SkipReason("no new or changed trial tables")
+        return dg.SkipReason(_nothing_to_run(scan, retired))
     return dg.SensorResult(
         run_requests=[dg.RunRequest(run_key=f"{key}-{state[key]}", partition_key=key) for key in run],
         dynamic_partitions_requests=[trials.build_add_request(new)] if new else [],
         cursor=json.dumps(state),
     )
+
+
+def _nothing_to_run(scan: TrialFolder, retired: list[str]) -> str:
+    """The skip reason: why nothing runs, with every file that is not a trial and what to do."""
+    if not scan.tables and not scan.problems:
+        reason = f"the trials folder {scan.folder} is empty: drop one {LOOKED_FOR} file per trial, named by its key"
+    else:
+        reason = f"no new or changed trial tables in {scan.folder}"
+    if scan.problems:
+        reason += f". Not trial tables: {scan.describe()}"
+    if retired:
+        reason += f". Retired (table gone): {', '.join(retired)}"
+    return reason
 
 
 def imagery_state(source: str) -> dict[str, float | None]:

@@ -21,7 +21,7 @@ from models.ingest.chips import (
 )
 from models.ingest.design import randomization_test, standardized_differences, trial_frame
 from models.ingest.folds import CrossFitting, fold_of, split_of
-from models.ingest.trial_folder import TrialFolderError, trial_table, trial_tables
+from models.ingest.trial_folder import LOOKED_FOR, TrialFolder, TrialFolderError, scan_trials, trial_table, trial_tables
 from models.ingest.units import (
     RCTSpec,
     RCTValidationError,
@@ -40,10 +40,12 @@ __all__ = [
     "CatalogError",
     "CrossFitting",
     "CubeSummary",
+    "LOOKED_FOR",
     "RCTSpec",
     "RCTValidationError",
     "Scene",
     "TILE_PX",
+    "TrialFolder",
     "TrialFolderError",
     "WORKERS",
     "assemble_cubes",
@@ -63,6 +65,7 @@ __all__ = [
     "open_cube",
     "plan_chunks",
     "randomization_test",
+    "scan_trials",
     "scenes_from_catalog",
     "split_of",
     "standardize",
