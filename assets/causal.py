@@ -16,6 +16,7 @@ from models.causal.cate import (
     LEARNERS,
     SCORE_CHOICE,
     LearnerConfig,
+    check_arm_sizes,
     feature_matrix,
     fit_choice,
     shared_scores,
@@ -69,6 +70,7 @@ def plan_cate_fits(
     trial = trial[trial["unit_id"].isin(common)].reset_index(drop=True)
     ids = trial["unit_id"].to_numpy()
     trial["fold"] = cross_fitting.scheme().check(ids, tables)
+    check_arm_sizes(trial["treatment"].to_numpy(), trial["fold"].to_numpy())  # before 12 fits fail one by one
     base = trial[["unit_id", "treatment", "outcome", "propensity", "fold"]]
 
     def design(choice: str) -> pd.DataFrame:

@@ -86,7 +86,7 @@ def outcome_model(cfg: LearnerConfig) -> GridSearchCV:
     """
     lasso = residual_model(cfg, cv=3)
     trees = HistGradientBoostingRegressor(max_depth=3, max_iter=500, early_stopping=True, random_state=cfg.seed)
-    return GridSearchCV(lasso, {"model": [lasso.named_steps["model"], trees]}, n_jobs=cfg.n_jobs)
+    return GridSearchCV(lasso, {"model": [lasso.named_steps["model"], trees]}, cv=OUTCOME_CV, n_jobs=cfg.n_jobs)
 
 
 def make_learner(name: Learner, cfg: LearnerConfig = LearnerConfig()):
@@ -119,6 +119,31 @@ def make_learner(name: Learner, cfg: LearnerConfig = LearnerConfig()):
 
 
 MakeLearner = Callable[[Learner, LearnerConfig], object]
+
+
+OUTCOME_CV = 5  # the outcome model's CV folds: each arm of every training split needs at least this many units
+
+
+def check_arm_sizes(T: np.ndarray, folds: np.ndarray) -> None:
+    """Fail before any fit when an arm of some fold's training data is too small for the learners'
+    outcome model, naming the smallest arm and the fold counts that would work."""
+    k = len(np.unique(folds))
+    sizes = {(int(f), arm): int(((folds != f) & (arm == T)).sum()) for f in np.unique(folds) for arm in (0, 1)}
+    (fold, arm), smallest = min(sizes.items(), key=lambda item: item[1])
+    if smallest >= OUTCOME_CV:
+        return
+    arm_total = int((arm == T).sum())
+    workable = [j for j in range(2, k) if arm_total * (j - 1) // j >= OUTCOME_CV]
+    fix = (
+        f"use {max(workable)} cross-fitting folds (cross_fitting.folds)"
+        if workable
+        else f"the trial needs at least {2 * OUTCOME_CV} units per arm"
+    )
+    raise ValueError(
+        f"too few units for the CATE fits: the training data of fold {fold} ({k} folds) holds {smallest} "
+        f"{'treated' if arm else 'control'} units of {arm_total}, and the learners' outcome model needs at least "
+        f"{OUTCOME_CV} per arm ({OUTCOME_CV}-fold CV): {fix}"
+    )
 
 
 def check_trial_arrays(X: np.ndarray, T: np.ndarray, Y: np.ndarray, propensity: np.ndarray) -> None:
