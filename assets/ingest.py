@@ -100,7 +100,9 @@ def imagery_catalog(
     mosaicked into a VRT under ``imagery_mosaics/``.
     """
     with retry_transient_io(context):
-        catalog = build_catalog(study_inputs.imagery, source.band_names, source.band_files, mosaic_dir=storage.path("imagery_mosaics"))
+        catalog = build_catalog(
+            study_inputs.imagery, source.band_names, source.band_files, mosaic_dir=storage.path("imagery_mosaics"), nodata=source.nodata
+        )
     preview = catalog[["scene_id", "crs", "res_x", "width", "height", "band_count"]]
     context.add_output_metadata(
         {

@@ -73,7 +73,9 @@ class StudySource(Resource):
     ``band_names`` names the bands in order; with several single-band files per date,
     ``band_files`` maps each band to a token of its file names (``{"blue": "B2", ...}``), or the
     band names themselves must appear in the file names. List ``covariates`` explicitly when you
-    can: without a list they are auto-detected (see ``tabular_features``).
+    can: without a list they are auto-detected (see ``tabular_features``). ``nodata`` declares the
+    fill value of bands without a nodata tag; without it such a band holding a fill-like value
+    (-32768 in int16, -9999, ...) is refused by the catalog, never read as reflectance.
     """
 
     trials: str | None = None
@@ -83,6 +85,7 @@ class StudySource(Resource):
     band_files: dict[str, str] | None = None
     outcomes: list[str] = list(RCTSpec.outcomes)
     covariates: list[str] | None = None  # None: every numeric column without another role
+    nodata: float | None = None  # the fill value of imagery bands that carry no nodata tag (e.g. -32768)
 
     def rct_spec(self, min_arm_size: int = RCTSpec.min_arm_size) -> RCTSpec:
         covariates = tuple(self.covariates) if self.covariates is not None else None

@@ -87,7 +87,37 @@ def _check_readable(ds, path: str) -> None:
                 ) from err
 
 
-def _header(path: str) -> dict:
+FILL_VALUES = (-9999.0, -99999.0, -3.4028234663852886e38)  # common fill values besides an integer dtype's minimum
+FILL_SAMPLE_PX = 1024  # a band is checked for fill values on a decimated read of at most this many pixels a side
+
+
+def _fill_like(ds, band: int) -> tuple[float, int] | None:
+    """A fill-like value (the integer dtype's minimum, -9999, -99999, float32's lowest) present in a
+    decimated read of ``band``, with how many sampled pixels hold it; None when there is none."""
+    dtype = np.dtype(ds.dtypes[band - 1])
+    candidates = [*FILL_VALUES, *([float(np.iinfo(dtype).min)] if dtype.kind == "i" else [])]
+    shape = (min(ds.height, FILL_SAMPLE_PX), min(ds.width, FILL_SAMPLE_PX))
+    sample = ds.read(band, out_shape=shape)
+    found = [(value, int((sample == value).sum())) for value in candidates if (sample == value).any()]
+    return max(found, key=lambda vc: vc[1]) if found else None
+
+
+def _nodata(ds, path: str, declared: float | None) -> list[float]:
+    """Each band's nodata: its tag, else the declared ``StudySource.nodata``; a band without either
+    that holds a fill-like value is refused (it would pass as reflectance)."""
+    values = []
+    for band, tag in enumerate(ds.nodatavals, start=1):
+        if tag is None and declared is None and (fill := _fill_like(ds, band)) is not None:
+            value, count = fill
+            raise CatalogError(
+                f"raster {path} band {band} has no nodata tag but {count} sampled pixels hold {value:g}, a fill value: declare it "
+                f"with StudySource.nodata = {value:g} (or tag the file: gdal_edit.py -a_nodata {value:g} {Path(path).name})"
+            )
+        values.append(float(tag) if tag is not None else np.nan if declared is None else float(declared))
+    return values
+
+
+def _header(path: str, nodata: float | None = None) -> dict:
     try:
         with rasterio.open(path) as ds:
             if ds.crs is None:
@@ -102,7 +132,7 @@ def _header(path: str) -> dict:
                 "height": ds.height,
                 "count": ds.count,
                 "dtypes": list(ds.dtypes),
-                "nodata": [np.nan if v is None else float(v) for v in ds.nodatavals],
+                "nodata": _nodata(ds, path, nodata),
                 "scales": [float(s) for s in scales],
                 "offsets": [float(o) for o in offsets],
                 "descriptions": [d or "" for d in ds.descriptions],
@@ -204,10 +234,10 @@ def _mosaic(date: pd.Timestamp, sources: list[list[tuple[str, int]]], mosaic_dir
         raise CatalogError(f"date {date.date()}: {err}") from err
 
 
-def _scene_row(date: pd.Timestamp, paths: list[str], band_names, band_files, mosaic_dir) -> dict:
-    headers = {p: _header(p) for p in paths}
+def _scene_row(date: pd.Timestamp, paths: list[str], band_names, band_files, mosaic_dir, nodata: float | None = None) -> dict:
+    headers = {p: _header(p, nodata) for p in paths}
     files, file_bands = _scene_sources(date, paths, headers, band_names, band_files, mosaic_dir)
-    headers = [headers[f] if f in headers else _header(f) for f in files]
+    headers = [headers[f] if f in headers else _header(f, nodata) for f in files]
     first = headers[0]
     names = [d for h in headers for d in h["descriptions"]]
     count = len(names)
@@ -245,9 +275,16 @@ def _scene_row(date: pd.Timestamp, paths: list[str], band_names, band_files, mos
 
 
 def build_catalog(
-    source: str | Path, band_names: list[str] | None = None, band_files: dict[str, str] | None = None, mosaic_dir: str | Path | None = None
+    source: str | Path,
+    band_names: list[str] | None = None,
+    band_files: dict[str, str] | None = None,
+    mosaic_dir: str | Path | None = None,
+    nodata: float | None = None,
 ) -> pd.DataFrame:
     """Catalog every scene under ``source``; fail on inconsistent band counts or resolutions.
+
+    A band without a nodata tag takes ``nodata`` when given; without either, a fill-like value in
+    it (an integer dtype's minimum, -9999, ...) is an error naming the band and the setting.
 
     Scenes may differ in CRS (unit points are reprojected per scene) but not in band count or pixel
     size, which would make chips from different dates cover different ground. Several files of one
@@ -255,7 +292,10 @@ def build_catalog(
     tiles, mosaicked into a VRT under ``mosaic_dir``.
     """
     files = list_scene_files(source)
-    rows = [_scene_row(date, list(group["path"]), band_names, band_files, mosaic_dir) for date, group in files.groupby("date", sort=True)]
+    rows = [
+        _scene_row(date, list(group["path"]), band_names, band_files, mosaic_dir, nodata)
+        for date, group in files.groupby("date", sort=True)
+    ]
     catalog = pd.DataFrame(rows)
     ref = catalog.iloc[0]
     for _, scene in catalog.iterrows():

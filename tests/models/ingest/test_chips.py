@@ -217,3 +217,45 @@ def test_chunked_extraction_assembles_the_same_cube(tmp_path):
     assert empty.n_units == 0 and empty.dropped_all_nodata == ["u0"] and not (tmp_path / "empty.zarr").exists()
     with pytest.raises(CatalogError, match="no unit has a valid pixel"):
         assemble_cubes([(tmp_path / "empty.zarr", empty)], tmp_path / "none.zarr")
+
+
+def untagged_landsat(tmp_path, bands: tuple[str, ...] = ("10", "20", "30", "40", "50", "70")):
+    """The real NC scene's ``bands`` (ETM+ numbers) with their nodata tags removed, as some exports arrive."""
+    import shutil
+
+    folder = tmp_path / "untagged"
+    folder.mkdir(parents=True)
+    for band in bands:
+        path = shutil.copy(NC_LANDSAT / f"lsat7_2000_{band}.tif", folder)
+        with rasterio.open(path, "r+") as dst:
+            dst.nodata = None
+    return folder
+
+
+def test_untagged_fill_values_are_refused_naming_the_setting(tmp_path):
+    """-99999 (float bands) and -32768 (the int16 band) without a tag would pass as reflectance."""
+    bands = {"blue": "10", "green": "20", "red": "30", "nir": "40", "swir1": "50", "swir2": "70"}
+    folder = untagged_landsat(tmp_path)
+    with pytest.raises(
+        CatalogError, match=r"lsat7_2000_10.tif band 1 has no nodata tag but \d+ sampled pixels hold -99999.*StudySource.nodata = -99999"
+    ):
+        build_catalog(folder, band_names=list(bands), band_files=bands)
+    swir2 = untagged_landsat(tmp_path / "swir2", ("70",))  # the int16 band's -32768 is caught too
+    with pytest.raises(CatalogError, match=r"lsat7_2000_70.tif band 1 has no nodata tag.*hold -32768.*gdal_edit.py -a_nodata -32768"):
+        build_catalog(swir2, band_names=["swir2"], band_files={"swir2": "70"})
+
+
+def test_declared_nodata_masks_untagged_fill_values(tmp_path):
+    bands = {"swir2": "70"}
+    folder = untagged_landsat(tmp_path, ("70",))
+    catalog = build_catalog(folder, band_names=list(bands), band_files=bands, nodata=-32768)
+    assert catalog.loc[0, "nodata"] == [-32768.0]
+    with rasterio.open(catalog.loc[0, "paths"][0]) as src:
+        swir2 = src.read(1)
+    fill_rc = tuple(np.argwhere(swir2 == -32768)[0])
+    with scenes_from_catalog(catalog)[0] as scene:
+        chip = scene.read(fill_rc[0] - 4, fill_rc[1] - 4, 8, 8)
+    assert (
+        np.isnan(chip[0, 4, 4])
+        and np.isnan(chip[0][swir2[fill_rc[0] - 4 : fill_rc[0] + 4, fill_rc[1] - 4 : fill_rc[1] + 4] == -32768]).all()
+    )
