@@ -48,7 +48,7 @@ def test_wealth_map_corrections_and_evaluation(evidence):
     assert all(slopes[m] > slopes["naive"] + 0.2 for m in ("lcc", "tweedie"))
     evaluation = table[table["true_effect"] == 1.0].set_index("method")
     # the naive estimate is attenuated (true effect 1.0); both corrections undo attenuation. Their
-    # bias is checked in closed form in test_debias.py: on this tiny, weakly trained map the small
+    # bias is checked in closed form in tests/models/debiasing/test_corrections.py: on this tiny, weakly trained map the small
     # calibration split makes both overshoot (see the issue note), so only direction is asserted here.
     assert abs(evaluation.loc["oracle", "bias"]) < 0.1
     assert evaluation.loc["naive", "mean_estimate"] < 0.9
