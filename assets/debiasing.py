@@ -9,9 +9,7 @@ import xarray as xr
 from assets.metadata import figure_md, lineage, source_version, table_md
 from assets.partitions import trials
 from models.analyst.plots import estimate_distributions, metric_bars, raster_panels, wealth_calibration
-from models.debiasing import corrections as debias
-from models.debiasing import imagery_study as imagery_trials
-from models.debiasing import trial_effects as many_trials
+from models.debiasing import corrections, imagery_study, trial_effects
 from models.debiasing.corrections import (
     DEBIASED_MAP_PURPOSE,
     BandwidthRule,
@@ -111,7 +109,7 @@ class WealthCorrectionsConfig(Config):
 FOLLOW_THE_MAP = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
 
 
-@dg.asset(group_name=GROUP, kinds={"json"}, code_version=source_version(debias))
+@dg.asset(group_name=GROUP, kinds={"json"}, code_version=source_version(corrections))
 def wealth_corrections(config: WealthCorrectionsConfig, survey_predictions: pd.DataFrame) -> dg.Output:
     """LCC and Tweedie's correction, fitted once on the calibration split, with the diagnostics that
     say whether a correction is warranted. Every trial reuses these: no new ground truth."""
@@ -144,7 +142,7 @@ def correction_warranted(wealth_corrections: dict) -> dg.AssetCheckResult:
     group_name=GROUP,
     kinds={"geotiff"},
     io_manager_key="geotiff_io",
-    code_version=source_version(debias, grid_source),
+    code_version=source_version(corrections, grid_source),
     automation_condition=FOLLOW_THE_MAP,
 )
 def debiased_wealth_map(wealth_map: Raster, wealth_corrections: dict, survey_predictions: pd.DataFrame, storage: StorageResource):
@@ -175,7 +173,7 @@ def debiased_wealth_map(wealth_map: Raster, wealth_corrections: dict, survey_pre
     group_name=GROUP,
     kinds={"parquet"},
     partitions_def=trials,
-    code_version=source_version(debias, grid_source),
+    code_version=source_version(corrections, grid_source),
     automation_condition=FOLLOW_THE_MAP,
 )
 def unit_wealth_predictions(
@@ -227,7 +225,7 @@ class WealthEffectsConfig(Config):
     group_name=GROUP,
     kinds={"parquet"},
     partitions_def=trials,
-    code_version=source_version(debias, many_trials),
+    code_version=source_version(corrections, trial_effects),
     automation_condition=FOLLOW_THE_MAP,
 )
 def wealth_effects(
@@ -279,7 +277,7 @@ class TrialOutcomesConfig(Config):
 @dg.asset(
     group_name=GROUP,
     kinds={"parquet"},
-    code_version=source_version(debias, many_trials, imagery_trials),
+    code_version=source_version(corrections, trial_effects, imagery_study),
     automation_condition=FOLLOW_THE_MAP,
 )
 def trial_outcomes(
@@ -340,7 +338,7 @@ def trial_outcomes(
     )
 
 
-@dg.asset(group_name=GROUP, kinds={"parquet"}, code_version=source_version(many_trials), automation_condition=FOLLOW_THE_MAP)
+@dg.asset(group_name=GROUP, kinds={"parquet"}, code_version=source_version(trial_effects), automation_condition=FOLLOW_THE_MAP)
 def debiasing_evaluation(trial_outcomes: pd.DataFrame, wealth_corrections: dict) -> dg.Output:
     """Bias, RMSE and CI coverage of each method per true effect over the simulated trials, and each
     method's slope of estimated on true effect. Naive estimates should be attenuated by about the

@@ -16,19 +16,23 @@ from pipelines.resources import StorageResource
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
 
-def _reexecuted(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
-    """Whether a later run of this run's re-execution chain (same root run) succeeded."""
-    root = run.root_run_id or run.run_id
-    later = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS], job_name=run.job_name))
-    return any(r.root_run_id == root for r in later)
+def _succeeded_chains(instance: dg.DagsterInstance, records: list[dg.RunRecord]) -> set[str]:
+    """Root run ids of the re-execution chains that have a successful run, among the runs created
+    since the oldest of ``records`` (one query, however many failed runs there are)."""
+    since = min(r.create_timestamp for r in records)
+    succeeded = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS], created_after=since))
+    return {r.root_run_id or r.run_id for r in succeeded}
 
 
 def prunable_runs(instance: dg.DagsterInstance, run_ids: list[str], keep_failed: int) -> list[str]:
     """Which of ``run_ids`` (folders under ``.runs``) can be deleted."""
     records = instance.get_run_records(dg.RunsFilter(run_ids=run_ids)) if run_ids else []
+    if not records:
+        return []
     runs = {r.dagster_run.run_id: r.dagster_run for r in records}
     ended = {r.dagster_run.run_id: r.end_time or 0.0 for r in records}
-    failed = [rid for rid, r in runs.items() if r.status in FINISHED - {dg.DagsterRunStatus.SUCCESS} and not _reexecuted(instance, r)]
+    done = _succeeded_chains(instance, records)
+    failed = [rid for rid, r in runs.items() if r.status in FINISHED - {dg.DagsterRunStatus.SUCCESS} and (r.root_run_id or rid) not in done]
     kept = set(sorted(failed, key=ended.get, reverse=True)[:keep_failed])
     return sorted(rid for rid, r in runs.items() if r.status in FINISHED and rid not in kept)
 

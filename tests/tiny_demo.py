@@ -54,12 +54,12 @@ class TinyDemo:
     stdout: str
 
 
-def build(root: Path, python: str = sys.executable) -> TinyDemo:
+def build(root: Path) -> TinyDemo:
     """Run ``python -m pipelines.demo`` with :data:`CONFIG` into a fresh home and data root under ``root``."""
     home, data = root / "home", root / "data"
     home.mkdir(parents=True)
     env = {**os.environ, "DAGSTER_HOME": str(home), "EOTRIALS_DATA": str(data), "EOTRIALS_DEVICE": "cpu"}
-    cmd = [python, "-m", "pipelines.demo", "--config-json", json.dumps(CONFIG)]
+    cmd = [sys.executable, "-m", "pipelines.demo", "--config-json", json.dumps(CONFIG)]
     done = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
         raise RuntimeError(f"the tiny demo failed:\n{done.stderr[-4000:]}")

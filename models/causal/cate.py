@@ -31,6 +31,7 @@ LEARNERS: tuple[Learner, ...] = ("causal_forest", "dr_learner", "t_learner")
 DataChoice = Literal["tabular", "image", "image_sequence", "image_sequence_tabular"]
 DATA_CHOICES: tuple[DataChoice, ...] = ("tabular", "image", "image_sequence", "image_sequence_tabular")
 SCORE_CHOICE: DataChoice = "image_sequence_tabular"  # the richest features: the DR scores' outcome models
+OUTCOME_CV = 5  # the outcome model's CV folds: each arm of every training split needs at least this many units
 
 
 class KnownPropensity(ClassifierMixin, BaseEstimator):
@@ -119,9 +120,6 @@ def make_learner(name: Learner, cfg: LearnerConfig = LearnerConfig()):
 
 
 MakeLearner = Callable[[Learner, LearnerConfig], object]
-
-
-OUTCOME_CV = 5  # the outcome model's CV folds: each arm of every training split needs at least this many units
 
 
 def check_arm_sizes(T: np.ndarray, folds: np.ndarray) -> None:

@@ -113,7 +113,8 @@ def _nodata(ds, path: str, declared: float | None) -> list[float]:
                 f"raster {path} band {band} has no nodata tag but {count} sampled pixels hold {value:g}, a fill value: declare it "
                 f"with StudySource.nodata = {value:g} (or tag the file: gdal_edit.py -a_nodata {value:g} {Path(path).name})"
             )
-        values.append(float(tag) if tag is not None else np.nan if declared is None else float(declared))
+        fallback = np.nan if declared is None else float(declared)
+        values.append(float(tag) if tag is not None else fallback)
     return values
 
 

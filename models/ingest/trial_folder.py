@@ -43,19 +43,23 @@ def scan_trials(folder: str | Path) -> TrialFolder:
         raise TrialFolderError(f"StudySource.trials = {str(folder)!r} is not a folder: point it at a folder of trial tables ({LOOKED_FOR})")
     tables: dict[str, Path] = {}
     problems: dict[str, str] = {}
+    twice: set[str] = set()  # keys with two tables: neither is taken
     for path in sorted(folder.iterdir()):
         if path.name.startswith((".", "~")) or not path.is_file():
             continue
-        if (problem := _problem(path, tables)) is None:
+        if path.stem in tables and path.suffix.lower() in TABLE_SUFFIXES:
+            problems[path.name] = (
+                f"a second table for trial {path.stem!r} beside {tables[path.stem].name}: keep one (neither is run until then)"
+            )
+            twice.add(path.stem)
+        elif (problem := _problem(path)) is None:
             tables[path.stem] = path
         else:
             problems[path.name] = problem
-    for name in [n for n, problem in problems.items() if problem.startswith("a second table")]:
-        tables.pop(Path(name).stem, None)  # two tables for one trial: neither is taken
-    return TrialFolder(folder, tables, problems)
+    return TrialFolder(folder, {k: p for k, p in tables.items() if k not in twice}, problems)
 
 
-def _problem(path: Path, tables: dict[str, Path]) -> str | None:
+def _problem(path: Path) -> str | None:
     """Why ``path`` is not a trial table (and what to do), or None when it is one."""
     suffix = path.suffix.lower()
     if suffix in EXCEL_SUFFIXES:
@@ -64,8 +68,6 @@ def _problem(path: Path, tables: dict[str, Path]) -> str | None:
         return f"not a trial table: a trial is a {LOOKED_FOR} file named by its key; move this file out of the folder"
     if not KEY.match(path.stem):
         return f"a trial's file name is its key (letters, digits, '_' and '-'): rename it, e.g. to {_key_for(path.stem)}{suffix}"
-    if path.stem in tables:
-        return f"a second table for trial {path.stem!r} beside {tables[path.stem].name}: keep one (neither is run until then)"
     return None
 
 
