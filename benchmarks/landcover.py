@@ -22,7 +22,8 @@ from rasterio.transform import from_origin
 
 from harness import measure, write_results
 from models.ingest.catalog import build_catalog
-from models.interpretation.landcover import classify_scenes, labels_for_scenes
+from models.interpretation.classifier import classify_scenes
+from models.interpretation.landcover import labels_for_scenes
 from models.simulation.simulator import BANDS, SPECTRA, SimulationConfig, gaussian_field, simulate_study
 
 
@@ -41,6 +42,7 @@ def _classify(catalog: pd.DataFrame, label_paths: list[str], out: str) -> dict:
     result = classify_scenes(catalog, labels, Path(out), per_class=2000)
     pixels = int((catalog["width"] * catalog["height"]).sum())
     return {
+        "classifier": result.classifier,
         "accuracy": round(result.accuracy, 3),
         "training_pixels": result.training_pixels,
         "train_seconds": round(result.train_seconds, 1),

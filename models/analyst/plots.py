@@ -328,8 +328,11 @@ def _class_rgb(classes: np.ndarray) -> np.ndarray:
     return lut[classes]
 
 
-def land_cover_panel(paths: list[str], dates: list[str], max_px: int = 300) -> Figure:
-    """The classified maps side by side in WorldCover colours (decimated reads)."""
+def land_cover_panel(
+    paths: list[str], dates: list[str], classes: list[int] | None = None, left_out: dict[int, int] | None = None, max_px: int = 300
+) -> Figure:
+    """The classified maps side by side in WorldCover colours (decimated reads). The legend shows the
+    mapped ``classes`` and names the classes ``left_out`` for too few labels (with their pixel counts)."""
     from models.interpretation.landcover import PALETTE, WORLDCOVER
 
     fig = Figure(figsize=(2.4 * len(paths), 2.9))
@@ -337,13 +340,16 @@ def land_cover_panel(paths: list[str], dates: list[str], max_px: int = 300) -> F
     for ax, path, date in zip(axes[0], paths, dates, strict=True):
         with rasterio.open(path) as src:
             factor = max(1, int(np.ceil(max(src.width, src.height) / max_px)))
-            classes = src.read(1, out_shape=(src.height // factor, src.width // factor), resampling=Resampling.nearest)
-        ax.imshow(_class_rgb(classes))
+            codes = src.read(1, out_shape=(src.height // factor, src.width // factor), resampling=Resampling.nearest)
+        ax.imshow(_class_rgb(codes))
         ax.set_title(date, fontsize=8)
         ax.axis("off")
-    handles = [Patch(color=np.asarray(PALETTE[c]) / 255, label=f"{c} {WORLDCOVER[c]}") for c in PALETTE]
-    fig.legend(handles=handles[:9], loc="lower center", ncol=5, fontsize=6)
-    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    handles = [Patch(color=np.asarray(PALETTE[c]) / 255, label=f"{c} {WORLDCOVER[c]}") for c in (classes or list(PALETTE)[:9])]
+    handles += [
+        Patch(fill=False, hatch="//", label=f"not mapped, {n} labelled px: {c} {WORLDCOVER[c]}") for c, n in (left_out or {}).items()
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), fontsize=6)
+    fig.tight_layout(rect=(0, 0.06 + 0.04 * np.ceil(len(handles) / 4), 1, 1))
     return fig
 
 

@@ -91,15 +91,34 @@ FILL_VALUES = (-9999.0, -99999.0, -3.4028234663852886e38)  # common fill values 
 FILL_SAMPLE_PX = 1024  # a band is checked for fill values on a decimated read of at most this many pixels a side
 
 
-def _fill_like(ds, band: int) -> tuple[float, int] | None:
-    """A fill-like value (the integer dtype's minimum, -9999, -99999, float32's lowest) present in a
-    decimated read of ``band``, with how many sampled pixels hold it; None when there is none."""
+def _fill_like(ds, band: int) -> tuple[float, int, str] | None:
+    """A fill-like value in a decimated read of ``band``, with how many sampled pixels hold it and
+    why it looks like fill; None when there is none. Fill-like: a common fill value (the integer
+    dtype's minimum, -9999, -99999, float32's lowest), a value below any plausible reflectance
+    (scaled value under -1), or one value covering at least half of the scene's edge (the frame a
+    sensor or an export pads a scene with)."""
     dtype = np.dtype(ds.dtypes[band - 1])
     candidates = [*FILL_VALUES, *([float(np.iinfo(dtype).min)] if dtype.kind == "i" else [])]
     shape = (min(ds.height, FILL_SAMPLE_PX), min(ds.width, FILL_SAMPLE_PX))
     sample = ds.read(band, out_shape=shape)
-    found = [(value, int((sample == value).sum())) for value in candidates if (sample == value).any()]
-    return max(found, key=lambda vc: vc[1]) if found else None
+    found = [(value, int((sample == value).sum()), "a common fill value") for value in candidates if (sample == value).any()]
+    if found:
+        return max(found, key=lambda f: f[1])
+    scale, offset = (ds.scales or (1.0,) * ds.count)[band - 1], (ds.offsets or (0.0,) * ds.count)[band - 1]
+    lowest = sample.min()
+    if lowest * scale + offset < -1:
+        return (
+            float(lowest),
+            int((sample == lowest).sum()),
+            f"below any plausible reflectance ({lowest * scale + offset:g} after scale and offset)",
+        )
+    if min(shape) >= 8:
+        edge = np.concatenate([sample[0], sample[-1], sample[1:-1, 0], sample[1:-1, -1]])
+        values, counts = np.unique(edge, return_counts=True)
+        if counts.max() >= 0.5 * len(edge):
+            value = values[counts.argmax()]
+            return float(value), int((sample == value).sum()), f"covering {counts.max() / len(edge):.0%} of the scene's edge"
+    return None
 
 
 def _nodata(ds, path: str, declared: float | None) -> list[float]:
@@ -108,10 +127,11 @@ def _nodata(ds, path: str, declared: float | None) -> list[float]:
     values = []
     for band, tag in enumerate(ds.nodatavals, start=1):
         if tag is None and declared is None and (fill := _fill_like(ds, band)) is not None:
-            value, count = fill
+            value, count, why = fill
             raise CatalogError(
-                f"raster {path} band {band} has no nodata tag but {count} sampled pixels hold {value:g}, a fill value: declare it "
-                f"with StudySource.nodata = {value:g} (or tag the file: gdal_edit.py -a_nodata {value:g} {Path(path).name})"
+                f"raster {path} band {band} has no nodata tag but {count} sampled pixels hold {value:g}, {why}: if it is fill, declare it "
+                f"with StudySource.nodata = {value:g} (or tag the file: gdal_edit.py -a_nodata {value:g} {Path(path).name}); "
+                "if it is real data, set StudySource.nodata to the value your files use for missing pixels"
             )
         fallback = np.nan if declared is None else float(declared)
         values.append(float(tag) if tag is not None else fallback)
@@ -211,8 +231,10 @@ def _scene_sources(
                         f"band file {path} is not on the same grid as {ordered[0]} (date {date.date()}): resample the bands to one grid"
                     )
             return ordered, list(by_band)
-        sources = [[(f, 1) for f in sorted(files)] for files in by_band.values()]
-        return [str(_mosaic(date, sources, mosaic_dir))], list(by_band)
+        # one VRT per band: bands of one date may differ in data type (float32 reflectance beside an
+        # int16 band), which a single multi-band raster cannot read as one array
+        mosaics = [_mosaic(date, [[(f, 1) for f in sorted(files)]], mosaic_dir, band) for band, files in by_band.items()]
+        return [str(m) for m in mosaics], list(by_band)
     if not any(single) and len({headers[p]["count"] for p in paths}) == 1:
         grids = {(headers[p]["crs"], headers[p]["transform"]) for p in paths}
         if len(grids) < len(paths):
@@ -226,11 +248,11 @@ def _scene_sources(
     )
 
 
-def _mosaic(date: pd.Timestamp, sources: list[list[tuple[str, int]]], mosaic_dir) -> Path:
+def _mosaic(date: pd.Timestamp, sources: list[list[tuple[str, int]]], mosaic_dir, band: str | None = None) -> Path:
     if mosaic_dir is None:
         raise CatalogError(f"date {date.date()} arrives in tiles; mosaicking them needs a folder for the VRT (build_catalog's mosaic_dir)")
     try:
-        return write_mosaic(sources, Path(mosaic_dir) / f"mosaic_{date:%Y-%m-%d}.vrt")
+        return write_mosaic(sources, Path(mosaic_dir) / f"mosaic_{date:%Y-%m-%d}{'_' + band if band else ''}.vrt")
     except MosaicError as err:
         raise CatalogError(f"date {date.date()}: {err}") from err
 

@@ -8,15 +8,20 @@ from models.interpretation.attribution import (
     land_cover_design,
     quantile_table,
 )
+from models.interpretation.classifier import (
+    CLASSIFIERS,
+    LandCoverClassifier,
+    LandCoverMaps,
+    classify_scenes,
+    cross_validate,
+    cv_report,
+    spatial_folds,
+)
 from models.interpretation.landcover import (
     NODATA_CLASS,
     PALETTE,
     WORLDCOVER,
     LabelError,
-    LandCoverClassifier,
-    accuracy_report,
-    block_test_mask,
-    classify_scenes,
     colormap,
     labels_for_scenes,
     land_cover_chips,
@@ -27,19 +32,21 @@ from models.interpretation.landcover import (
 )
 
 __all__ = [
+    "CLASSIFIERS",
     "LabelError",
     "LandCoverClassifier",
+    "LandCoverMaps",
     "NODATA_CLASS",
     "PALETTE",
     "WORLDCOVER",
-    "accuracy_report",
     "attenuation_vs_truth",
     "attribute",
     "best_linear_projection",
-    "block_test_mask",
     "cate_by_quantile",
     "classify_scenes",
     "colormap",
+    "cross_validate",
+    "cv_report",
     "labels_for_scenes",
     "land_cover_chips",
     "land_cover_design",
@@ -47,5 +54,6 @@ __all__ = [
     "pixel_features",
     "quantile_table",
     "scene_features",
+    "spatial_folds",
     "unit_fractions",
 ]

@@ -5,9 +5,7 @@ file, classified GeoTIFFs, and each unit's class fractions."""
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -66,8 +64,8 @@ def pixel_features(reflectance: np.ndarray, bands: list[str]) -> np.ndarray:
     """(C, H, W) reflectance in physical units -> (C + 3, H, W) float32: the bands, NDVI, NDWI and NDBI.
 
     The indices need bands named red, green, nir and swir1 (a normalized difference is 0 where both
-    bands are 0). A pixel with any band missing (NaN) has NaN in every feature, so it is left
-    unclassified. Written into one preallocated array: on a full scene the features cost about as
+    bands are 0). A missing band (NaN) is NaN in its own column and in every index that uses it;
+    the classifier picks the model for the bands a pixel has. Written into one preallocated array: on a full scene the features cost about as
     much as reading it.
     """
     missing = {"red", "green", "nir", "swir1"} - set(bands)
@@ -84,69 +82,7 @@ def pixel_features(reflectance: np.ndarray, bands: list[str]) -> np.ndarray:
         flat = np.abs(total) <= 1e-6
         np.divide(out[c + k], total, out=out[c + k], where=~flat)
         out[c + k][flat] = 0.0
-    out[:, np.isnan(out[:c].sum(axis=0))] = np.nan
     return out
-
-
-def block_test_mask(rows: np.ndarray, cols: np.ndarray, block_px: int = 64, test_share: float = 0.25, seed: int = 0) -> np.ndarray:
-    """Hold out whole spatial blocks, not random pixels: neighbouring pixels are near copies, so a
-    random split would report the accuracy of memorising the scene."""
-    from models.ingest.folds import fold_of
-
-    blocks = (np.asarray(rows) // block_px) * 1_000_003 + np.asarray(cols) // block_px
-    folds = round(1 / test_share)
-    return fold_of(blocks, folds, seed) == 0
-
-
-class LandCoverClassifier:
-    """Per-pixel WorldCover classes from spectral features: a scikit-learn random forest.
-
-    Eight trees with at least ten pixels per leaf. Prediction walks every tree for every pixel of
-    every scene, so it dominates the land-cover group: on the simulator this forest is as accurate
-    on held-out blocks as histogram gradient boosting (0.955 vs 0.958) and predicts the demo's
-    scenes 10x faster (one walk per tree, not one per boosting round and class).
-    """
-
-    def __init__(self, n_estimators: int = 8, min_samples_leaf: int = 10, seed: int = 0, n_jobs: int = -1):
-        self.n_estimators, self.min_samples_leaf, self.seed, self.n_jobs = n_estimators, min_samples_leaf, seed, n_jobs
-
-    def fit(self, X: np.ndarray, y: np.ndarray) -> LandCoverClassifier:
-        from sklearn.ensemble import RandomForestClassifier
-
-        unknown = sorted(set(np.unique(y)) - set(WORLDCOVER))
-        if unknown:
-            raise ValueError(f"labels {unknown} are not WorldCover codes {sorted(WORLDCOVER)}: map them with a crosswalk")
-        model = RandomForestClassifier(
-            self.n_estimators, min_samples_leaf=self.min_samples_leaf, random_state=self.seed, n_jobs=self.n_jobs
-        )
-        self.model_ = model.fit(X, y)
-        self.classes_ = self.model_.classes_.astype(np.uint8)
-        return self
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        return self.model_.predict(np.ascontiguousarray(X, dtype=np.float32)).astype(np.uint8)
-
-    def predict_image(self, features: np.ndarray) -> np.ndarray:
-        """(F, H, W) -> (H, W) uint8 codes; NODATA_CLASS where any feature is missing."""
-        flat = features.reshape(features.shape[0], -1)
-        ok = ~np.isnan(flat.sum(axis=0))
-        out = np.full(flat.shape[1], NODATA_CLASS, dtype=np.uint8)
-        if ok.any():
-            out[ok] = self.predict(flat[:, ok].T)
-        return out.reshape(features.shape[1:])
-
-
-def accuracy_report(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, pd.DataFrame, pd.DataFrame]:
-    """Overall accuracy, per-class precision / recall / F1 / support, and the confusion matrix
-    (rows true, columns predicted), labelled with WorldCover names."""
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-
-    classes = sorted(set(np.unique(y_true)) | set(np.unique(y_pred)))
-    p, r, f, n = precision_recall_fscore_support(y_true, y_pred, labels=classes, zero_division=0)
-    names = [f"{c} {WORLDCOVER.get(int(c), '?')}" for c in classes]
-    per_class = pd.DataFrame({"class": names, "precision": p, "recall": r, "f1": f, "support": n})
-    confusion = pd.DataFrame(confusion_matrix(y_true, y_pred, labels=classes), index=names, columns=names)
-    return float(np.mean(y_true == y_pred)), per_class, confusion
 
 
 class LabelError(ValueError):
@@ -195,7 +131,8 @@ def raster_labels(path: str, scene: pd.Series, crosswalk: dict | None = None) ->
         out = np.zeros((int(scene["height"]), int(scene["width"])), dtype=src.dtypes[0])
         dst = scene_transform(scene)
         reproject(rasterio.band(src, 1), out, dst_transform=dst, dst_crs=scene["crs"], resampling=Resampling.nearest, dst_nodata=0)
-    return _crosswalked(out, crosswalk, f"label raster {path}")
+        where = f"label raster {path} (CRS {_crs_name(src.crs)}, bounds {_bounds(src.bounds)})"
+    return _on_scene(_crosswalked(out, crosswalk, f"label raster {path}"), where, scene)
 
 
 def vector_labels(path: str, scene: pd.Series, class_column: str, crosswalk: dict | None = None) -> np.ndarray:
@@ -208,80 +145,50 @@ def vector_labels(path: str, scene: pd.Series, class_column: str, crosswalk: dic
         raise LabelError(f"label file {path} has no column {class_column!r} (LandCoverConfig.class_column); it has {list(frame.columns)}")
     if frame.crs is None:
         raise LabelError(f"label file {path} has no CRS: set it (e.g. GeoDataFrame.set_crs) before using it as land-cover labels")
+    where = f"label file {path} (CRS {_crs_name(frame.crs)}, bounds {_bounds(frame.total_bounds)})"
     frame = frame.to_crs(scene["crs"])
     codes = _crosswalked(frame[class_column].to_numpy(), crosswalk, f"label file {path}")
     transform = scene_transform(scene)
     shapes = [(geom, int(code)) for geom, code in zip(frame.geometry, codes, strict=True) if code != NODATA_CLASS and geom is not None]
     shape = (int(scene["height"]), int(scene["width"]))
-    return rasterize(shapes, out_shape=shape, transform=transform, fill=0, dtype="uint8") if shapes else np.zeros(shape, dtype=np.uint8)
+    burnt = rasterize(shapes, out_shape=shape, transform=transform, fill=0, dtype="uint8") if shapes else np.zeros(shape, dtype=np.uint8)
+    return _on_scene(burnt, where, scene)
 
 
-def _candidates(labels: np.ndarray, k: int, seed: int, window_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """A uniform random sample of up to ``k`` labelled positions per class, found window by window:
-    each position gets a random key and the ``k`` smallest keys per class are kept, so memory stays
-    O(window + k x classes) however large and densely labelled the scene."""
-    rng = np.random.default_rng(seed)
-    kept: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    for row0 in range(0, labels.shape[0], window_rows):
-        r, c = np.nonzero(labels[row0 : row0 + window_rows] != NODATA_CLASS)
-        y, keys = labels[row0 + r, c], rng.random(len(r))
-        for code in np.unique(y):
-            sel = y == code
-            old = kept.get(int(code), (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)))
-            rr, cc, kk = np.concatenate([old[0], row0 + r[sel]]), np.concatenate([old[1], c[sel]]), np.concatenate([old[2], keys[sel]])
-            best = np.argsort(kk)[:k]
-            kept[int(code)] = (rr[best], cc[best], kk[best])
-    if not kept:
-        return np.empty(0, np.int64), np.empty(0, np.int64)
-    return np.concatenate([v[0] for v in kept.values()]), np.concatenate([v[1] for v in kept.values()])
+def _crs_name(crs) -> str:
+    """EPSG:<code> where the CRS has one, else its name (never a page of WKT)."""
+    from pyproj import CRS
+
+    crs = CRS.from_user_input(crs)
+    epsg = crs.to_epsg()
+    return f"EPSG:{epsg}" if epsg else crs.name
 
 
-def training_pixels(
-    labels: np.ndarray,
-    features_at: Callable[[int, int], np.ndarray],
-    per_class: int,
-    min_per_class: int,
-    seed: int = 0,
-    window_rows: int = 256,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Up to ``per_class`` labelled pixels with valid features per class: rows, cols, X, y.
+def _bounds(bounds) -> str:
+    return "(" + ", ".join(f"{v:.6g}" for v in bounds) + ")"
 
-    Candidates are drawn from the labels first and their features read window by window
-    (``features_at(row0, height)``), so a large scene is never held in memory whole. Fails when no
-    label falls on valid imagery, or a class has fewer than ``min_per_class`` valid pixels.
-    """
-    rows, cols = _candidates(labels, 2 * per_class, seed, window_rows)
-    if not len(rows):
-        raise LabelError("no labelled pixel falls on the scenes: the labels do not overlap the imagery (check their extent and CRS)")
-    parts = []
-    for row0 in np.unique(rows // window_rows) * window_rows:
-        inside = np.flatnonzero((rows >= row0) & (rows < row0 + window_rows))
-        block = features_at(int(row0), int(min(window_rows, labels.shape[0] - row0)))
-        parts.append((inside, block[:, rows[inside] - row0, cols[inside]].T))
-    X = np.zeros((len(rows), parts[0][1].shape[1]), dtype=np.float32)
-    for inside, values in parts:
-        X[inside] = values
-    ok = ~np.isnan(X).any(axis=1)
-    if not ok.any():
-        raise LabelError(
-            "no labelled pixel falls on valid imagery: the labels do not overlap the scenes' data (check their extent and CRS)"
+
+def _on_scene(labels: np.ndarray, where: str, scene: pd.Series) -> np.ndarray:
+    """The labels, unless none falls on the scene's grid: then say where both are."""
+    if not (labels != NODATA_CLASS).any():
+        scene_bounds = (
+            scene["left"],
+            scene["top"] - scene["res_y"] * scene["height"],
+            scene["left"] + scene["res_x"] * scene["width"],
+            scene["top"],
         )
-    y = labels[rows, cols]
-    counts = pd.Series(y[ok]).value_counts()
-    few = {int(c): int(counts.get(c, 0)) for c in np.unique(y) if counts.get(c, 0) < min_per_class}
-    if few:
-        named = ", ".join(f"{c} {WORLDCOVER.get(c, '?')} ({n})" for c, n in few.items())
         raise LabelError(
-            f"classes with fewer than {min_per_class} labelled pixels on valid imagery: {named}. "
-            "Add labels, merge the class in the crosswalk, or lower LandCoverConfig.min_pixels_per_class"
+            f"no labelled pixel falls on the scenes: {where} and the scenes (CRS {_crs_name(scene['crs'])}, bounds {_bounds(scene_bounds)}) "
+            "do not overlap; check the label file's extent and CRS"
         )
-    keep = np.concatenate([np.flatnonzero(ok & (y == code))[:per_class] for code in counts.index])
-    return rows[keep], cols[keep], X[keep], y[keep]
+    return labels
 
 
-def write_land_cover(path, windows: Iterable[tuple[int, np.ndarray]], scene: pd.Series) -> None:
-    """A uint8 WorldCover GeoTIFF on the scene's grid from (first row, classes) windows, written as
-    they come so the scene is never held whole: nodata 0, the WorldCover colour table, overviews."""
+def write_land_cover(path, bands_path, windows: Iterable[tuple[int, np.ndarray, np.ndarray]], scene: pd.Series) -> None:
+    """Two GeoTIFFs on the scene's grid from (first row, classes, bands used) windows, written as they
+    come so the scene is never held whole: uint8 WorldCover codes (nodata 0, the WorldCover colour
+    table) at ``path``, and at ``bands_path`` a uint16 bit mask of the bands each pixel was classified
+    from (bit i: band i, named in the tags; 0 unclassified). Both with overviews."""
     import rasterio
     from rasterio.enums import Resampling
     from rasterio.windows import Window
@@ -290,35 +197,23 @@ def write_land_cover(path, windows: Iterable[tuple[int, np.ndarray]], scene: pd.
 
     height, width = int(scene["height"]), int(scene["width"])
     profile = {
-        "driver": "GTiff", "count": 1, "height": height, "width": width, "dtype": "uint8", "nodata": NODATA_CLASS,
+        "driver": "GTiff", "count": 1, "height": height, "width": width, "nodata": NODATA_CLASS,
         "crs": scene["crs"], "transform": scene_transform(scene),
         "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate",
     }  # fmt: skip
-    with atomic_path(path) as tmp:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            for row0, classes in windows:
+    with atomic_path(path) as tmp, atomic_path(bands_path) as tmp_bands:
+        with rasterio.open(tmp, "w", dtype="uint8", **profile) as dst, rasterio.open(tmp_bands, "w", dtype="uint16", **profile) as used:
+            for row0, classes, bands in windows:
                 dst.write(classes, 1, window=Window(0, row0, width, classes.shape[0]))
+                used.write(bands, 1, window=Window(0, row0, width, bands.shape[0]))
             dst.write_colormap(1, colormap())
             dst.update_tags(1, classes="; ".join(f"{c}={n}" for c, n in WORLDCOVER.items()))
-        with rasterio.open(tmp, "r+") as dst:
-            factors = [f for f in (2, 4, 8, 16) if min(height, width) // f >= 32]
-            if factors:
-                dst.build_overviews(factors, Resampling.mode)
-
-
-@dataclass
-class LandCoverMaps:
-    """The classified scenes and the classifier's held-out (spatial block) accuracy."""
-
-    paths: list[str]
-    dates: list[str]
-    accuracy: float
-    per_class: pd.DataFrame
-    confusion: pd.DataFrame
-    training_pixels: int
-    test_pixels: int
-    train_seconds: float = 0.0
-    predict_seconds: float = 0.0
+            used.update_tags(1, bits="; ".join(f"{1 << i}={name}" for i, name in enumerate(scene["band_names"])))
+        for done in (tmp, tmp_bands):
+            with rasterio.open(done, "r+") as dst:
+                factors = [f for f in (2, 4, 8, 16) if min(height, width) // f >= 32]
+                if factors:
+                    dst.build_overviews(factors, Resampling.mode)
 
 
 @contextlib.contextmanager
@@ -335,55 +230,6 @@ def scene_features(scene: pd.Series) -> np.ndarray:
     """Features of a whole catalog scene (for small scenes and tests; large ones go window by window)."""
     with scene_reader(scene) as features_at:
         return features_at(0, int(scene["height"]))
-
-
-def _rows(scene: pd.Series, window_pixels: int) -> int:
-    return max(1, window_pixels // int(scene["width"]))
-
-
-def classify_scenes(
-    catalog: pd.DataFrame,
-    labels: dict[int, np.ndarray],
-    out_dir: Path,
-    per_class: int = 2000,
-    min_per_class: int = 20,
-    block_px: int = 64,
-    window_pixels: int = 2**20,
-    seed: int = 0,
-) -> LandCoverMaps:
-    """Train on labelled pixels of the scenes in ``labels`` (scene index -> labels on its grid),
-    hold out whole spatial blocks for the accuracy, then classify every scene window by window into
-    ``out_dir/land_cover_<date>.tif``. Windows span whole rows and about ``window_pixels`` pixels,
-    so memory stays flat however large the scene."""
-    train, test = [], []
-    for i, lab in labels.items():
-        with scene_reader(catalog.iloc[i]) as features_at:
-            rows, cols, X, y = training_pixels(lab, features_at, per_class, min_per_class, seed + i, _rows(catalog.iloc[i], window_pixels))
-        held = block_test_mask(rows, cols, block_px, seed=seed)
-        train.append((X[~held], y[~held]))
-        test.append((X[held], y[held]))
-    started = time.perf_counter()
-    X_train, y_train = np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train])
-    X_test, y_test = np.concatenate([x for x, _ in test]), np.concatenate([y for _, y in test])
-    classifier = LandCoverClassifier(seed=seed).fit(X_train, y_train)
-    train_seconds = time.perf_counter() - started
-    accuracy, per_class_table, confusion = accuracy_report(y_test, classifier.predict(X_test))
-    started = time.perf_counter()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths, dates = [], []
-    for _, scene in catalog.iterrows():
-        height, window_rows = int(scene["height"]), _rows(scene, window_pixels)
-        date = f"{pd.Timestamp(scene['date']):%Y-%m-%d}"
-        path = out_dir / f"land_cover_{date}.tif"
-        with scene_reader(scene) as features_at:
-            windows = ((r, classifier.predict_image(features_at(r, min(window_rows, height - r)))) for r in range(0, height, window_rows))
-            write_land_cover(path, windows, scene)
-        paths.append(str(path))
-        dates.append(date)
-    return LandCoverMaps(
-        paths, dates, accuracy, per_class_table, confusion, len(y_train), len(y_test), train_seconds, time.perf_counter() - started
-    )
 
 
 def map_files(folder: Path) -> tuple[list[str], list[str]]:

@@ -159,6 +159,9 @@ def test_land_cover_maps_units_and_attribution(causal_run):
         assert src.colormap(1)[40][:3] == (240, 150, 255) and set(np.unique(src.read(1))) <= {0, 10, 20, 30, 40, 50, 60, 80, 90}
     meta = result.asset_materializations_for_node("land_cover_maps")[0].metadata
     assert meta["accuracy"].value > 0.8 and "data:image/png;base64" in meta["confusion_plot"].value
+    assert meta["classifier"].value in meta["classifiers_compared"].value and meta["classes_left_out"].value == "none"
+    assert all(kind in meta["classifiers_compared"].value for kind in ("forest", "logistic", "boosting"))
+    assert len(sorted((root / "land_cover_maps").glob("bands_used_*.tif"))) == 3 and "classified_from_all_bands" in meta["coverage"].value
     shares = pd.read_parquet(root / "unit_land_cover" / "west.parquet")
     assert set(shares["date"]) == {"2016-07-15", "2017-07-15", "2018-07-15", "change"}
     dated = shares[shares["date"] != "change"].filter(like="frac_").sum(axis=1, min_count=1).dropna()  # NaN: no classified pixel

@@ -259,3 +259,54 @@ def test_declared_nodata_masks_untagged_fill_values(tmp_path):
         np.isnan(chip[0, 4, 4])
         and np.isnan(chip[0][swir2[fill_rc[0] - 4 : fill_rc[0] + 4, fill_rc[1] - 4 : fill_rc[1] + 4] == -32768]).all()
     )
+
+
+def _edge_framed(tmp_path, fill: float, dtype: str, scale: float = 1.0):
+    """The real scene's blue band framed by a constant the way an export pads a scene, without a tag."""
+    with rasterio.open(NC_LANDSAT / "lsat7_2000_10.tif") as src:
+        blue, profile = src.read(1, masked=True).filled(fill).astype(dtype), src.profile
+    folder = tmp_path / "framed"
+    folder.mkdir()
+    profile.update(dtype=dtype, nodata=None)
+    with rasterio.open(folder / "lsat7_2000_10.tif", "w", **profile) as dst:
+        dst.write(blue, 1)
+        dst.scales = (scale,)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "fill, dtype, scale, why",
+    [
+        (0, "uint8", 1.0, r"hold 0, covering \d+% of the scene's edge"),  # the classic 8-bit DN frame
+        (-30000, "int16", 1e-4, r"hold -30000, below any plausible reflectance \(-3 after scale and offset\)"),
+    ],
+)
+def test_edge_frames_and_implausible_values_without_a_tag_are_refused(tmp_path, fill, dtype, scale, why):
+    folder = _edge_framed(tmp_path, fill, dtype, scale)
+    with pytest.raises(CatalogError, match=why + r": if it is fill, declare it with StudySource.nodata"):
+        build_catalog(folder, band_names=["blue"], band_files={"blue": "10"})
+    catalog = build_catalog(folder, band_names=["blue"], band_files={"blue": "10"}, nodata=fill)
+    assert catalog.loc[0, "nodata"] == [float(fill)]
+
+
+def test_tiles_of_one_date_with_mixed_band_dtypes_mosaic_per_band(tmp_path):
+    """The real scene cut into two tiles per band (five float32 bands, one int16): one VRT per band."""
+    bands = {"blue": "10", "green": "20", "red": "30", "nir": "40", "swir1": "50", "swir2": "70"}
+    folder = tmp_path / "tiles"
+    folder.mkdir()
+    for number in bands.values():
+        with rasterio.open(NC_LANDSAT / f"lsat7_2000_{number}.tif") as src:
+            for name, window in (("west", rasterio.windows.Window(0, 0, 250, 443)), ("east", rasterio.windows.Window(250, 0, 239, 443))):
+                profile = src.profile | {"width": window.width, "height": window.height, "transform": src.window_transform(window)}
+                with rasterio.open(folder / f"lsat7_2000_{name}_{number}.tif", "w", **profile) as dst:
+                    dst.write(src.read(1, window=window), 1)
+    tiled = build_catalog(folder, band_names=list(bands), band_files=bands, mosaic_dir=tmp_path / "mosaics")
+    whole = build_catalog(NC_LANDSAT, band_names=list(bands), band_files=bands)
+    assert tiled.loc[0, "dtypes"] == ["float32"] * 5 + ["int16"] and len(tiled.loc[0, "paths"]) == 6
+    with rasterio.open(whole.loc[0, "paths"][0]) as src:
+        units = units_at([(220, 248), (100, 300)], src.crs.to_string(), src.transform)  # the first on the seam
+    write_sequence_cube(units, tiled, tmp_path / "tiled.zarr", size=8)
+    write_sequence_cube(units, whole, tmp_path / "whole.zarr", size=8)
+    np.testing.assert_array_equal(
+        open_cube(tmp_path / "tiled.zarr")["reflectance"].values, open_cube(tmp_path / "whole.zarr")["reflectance"].values
+    )

@@ -9,7 +9,8 @@ from sklearn.linear_model import LinearRegression
 
 from models.causal.heterogeneity import dr_scores
 from models.interpretation.attribution import best_linear_projection, cate_by_quantile, land_cover_design
-from models.interpretation.landcover import NODATA_CLASS, LandCoverClassifier, accuracy_report, block_test_mask, pixel_features
+from models.interpretation.classifier import LandCoverClassifier, cross_validate, cv_report, spatial_folds
+from models.interpretation.landcover import NODATA_CLASS, pixel_features
 from models.simulation.simulator import BANDS, COVARIATES, SimulationConfig, simulate_study
 
 
@@ -22,22 +23,41 @@ def test_classifier_is_accurate_on_held_out_blocks(small_study):
         labels = src.read(1)
     features = pixel_features(reflectance, list(BANDS))
     rows, cols = np.nonzero(~np.isnan(features).any(axis=0))
-    test = block_test_mask(rows, cols, block_px=32)
+    folds = spatial_folds(rows, cols, block_px=32, folds=4)
     X, y = features[:, rows, cols].T, labels[rows, cols]
-    classifier = LandCoverClassifier().fit(X[~test], y[~test])
-    accuracy, per_class, confusion = accuracy_report(y[test], classifier.predict(X[test]))
-    assert accuracy > 0.85 and confusion.to_numpy().sum() == test.sum()
-    assert per_class.set_index("class").loc["80 permanent water bodies", "recall"] > 0.9
+    pred = cross_validate(X, y, folds, LandCoverClassifier("forest", n_bands=len(BANDS)))
+    report = cv_report(y, pred, folds)
+    assert report.accuracy > 0.85 and report.confusion.to_numpy().sum() == len(y) and len(report.fold_accuracy) == 4
+    assert report.per_class.set_index("class").loc["80 permanent water bodies", "recall"] > 0.9
+    classifier = LandCoverClassifier("forest", n_bands=len(BANDS)).fit(X, y)
     image = classifier.predict_image(features)
-    assert image.dtype == np.uint8 and (image[np.isnan(reflectance).any(axis=0)] == NODATA_CLASS).all()
+    assert image.dtype == np.uint8 and (image[np.isnan(reflectance).all(axis=0)] == NODATA_CLASS).all()
 
 
-def test_block_holdout_keeps_blocks_whole():
+def test_spatial_folds_keep_blocks_whole_and_seeds_draw_new_splits():
     rows, cols = np.mgrid[0:256, 0:256]
-    test = block_test_mask(rows.ravel(), cols.ravel(), block_px=64).reshape(256, 256)
-    assert 0.1 < test.mean() < 0.45
-    blocks = test.reshape(4, 64, 4, 64).transpose(0, 2, 1, 3).reshape(16, -1)
-    assert all(b.all() or not b.any() for b in blocks)
+    folds = spatial_folds(rows.ravel(), cols.ravel(), block_px=32, folds=4).reshape(256, 256)
+    blocks = folds.reshape(8, 32, 8, 32).transpose(0, 2, 1, 3).reshape(64, -1)
+    assert all((b == b[0]).all() for b in blocks)
+    assert np.bincount(blocks[:, 0]).tolist() == [16, 16, 16, 16]  # blocks dealt evenly
+    other = spatial_folds(rows.ravel(), cols.ravel(), block_px=32, folds=4, seed=4).reshape(256, 256)
+    # a new seed is a new partition, not the old one with its folds renamed
+    together = pd.crosstab(folds.ravel(), other.ravel())
+    assert ((together > 0).sum(axis=1) > 1).any()
+
+
+def test_a_pixel_missing_one_band_is_classified_from_the_others():
+    rng = np.random.default_rng(0)
+    y = np.repeat([10, 80], 200)
+    X = np.column_stack([rng.normal(y / 10, 1), rng.normal(-y / 10, 1), rng.normal(0, 1, 400)]).astype(np.float32)
+    X[:100, 1] = np.nan  # half the forest pixels lack band 1
+    model = LandCoverClassifier("logistic", n_bands=3, max_missing_bands=1).fit(X, y)
+    test = np.array([[1.0, np.nan, 0.0], [8.0, np.nan, 0.0], [np.nan, np.nan, 0.0], [1.0, -1.0, 0.0]], dtype=np.float32)
+    assert model.predict(test).tolist() == [10, 80, NODATA_CLASS, 10]
+    features = test.T.reshape(3, 2, 2)
+    used = model.bands_used(features, model.predict_image(features))
+    assert used.ravel().tolist() == [0b101, 0b101, 0, 0b111]
+    assert LandCoverClassifier("logistic", n_bands=3, max_missing_bands=0).fit(X, y).predict(test).tolist() == [0, 0, 0, 10]
 
 
 def _attribution(heterogeneity: str, seed: int, tmp_path) -> pd.DataFrame:
