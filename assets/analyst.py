@@ -4,11 +4,13 @@ import dagster as dg
 import geopandas as gpd
 import pandas as pd
 
+from assets.ingest import NO_SURVEY
 from assets.partitions import trials
 from models.analyst.database import build_database
 from models.analyst.plots import cate_map as cate_map_figure
-from models.analyst.plots import coefficient_plot, study_area_map, toc_bands
+from models.analyst.plots import coefficient_plot, rate_difference_plot, study_area_map, toc_bands
 from models.analyst.report import write_report
+from models.analyst.summary import trial_summary
 from models.io.manifest import StudyManifest
 from models.io.rasters import Raster
 from models.io.truth import read_unit_truth
@@ -50,22 +52,44 @@ def trial_report(
     imagery_catalog: pd.DataFrame,
     rct_units: gpd.GeoDataFrame,
     cate_map: Raster,
+    ate_summary: pd.DataFrame,
+    heterogeneity_evaluation: pd.DataFrame,
     toc_curves: pd.DataFrame,
     rate_differences: pd.DataFrame,
     heterogeneity_attribution: pd.DataFrame,
     wealth_effects: pd.DataFrame,
-    debiasing_evaluation: pd.DataFrame,
+    wealth_corrections: dict | None,
+    debiasing_evaluation: pd.DataFrame | None,
     storage: StorageResource,
 ):
-    """The trial on one self-contained HTML page (`data/trial_report/<trial>.html`): the units on the imagery,
-    the CATE map with the units (and, on the demo, the truth), TOC curves with bands, the data-choice
-    comparison, the land-cover attribution and the debiased outcomes' evaluation."""
+    """The trial on one self-contained HTML page (`data/trial_report/<trial>.html`). It opens with the
+    answer (the ATE, whether heterogeneity is detected and by which data choice best, the land-cover
+    drivers that survive Bonferroni, whether the debiased outcomes are warranted, and which version
+    of the trial table it comes from); then the units on the imagery, the CATE map (and, on the demo,
+    the truth), TOC curves with bands, the paired data-choice differences as a forest plot, the
+    land-cover attribution and the debiased outcomes' evaluation."""
     crs = imagery_catalog["crs"].iloc[0]
     grid = GridMap.read(cate_map.path)
     truth = read_unit_truth(study_inputs.truth.units)
     arms = rct_units.groupby("treatment").size().rename("units").reset_index()
     attribution = heterogeneity_attribution[["feature", "per_10pp", "per_10pp_lower", "per_10pp_upper", "p_value", "p_bonferroni"]]
+    skipped = NO_SURVEY if not study_inputs.survey_table else None
+    summary = trial_summary(
+        ate_summary, heterogeneity_evaluation, rate_differences, attribution, wealth_effects, wealth_corrections, skipped
+    )
+    stamp = rct_units.attrs.get("trial_table", {})
+    summary.append(
+        f"Trial table: {stamp.get('trial_table_rows', '?')} rows, sha256 {stamp.get('trial_table_sha256', 'unknown')}; "
+        f"{len(rct_units)} units analysed."
+    )
+    autoc = rate_differences[rate_differences["target"] == "AUTOC"].drop(columns="target")
+    debiasing = (
+        [skipped]
+        if skipped or debiasing_evaluation is None
+        else [wealth_effects, "One map, many trials: how each method fares over simulated trials", debiasing_evaluation]
+    )
     sections = [
+        ("Summary", [summary]),
         ("The trial", [arms, study_area_map(imagery_catalog["paths"].iloc[0][0], rct_units)]),
         (
             "Where would it work: the CATE map",
@@ -84,15 +108,16 @@ def trial_report(
             ],
         ),
         ("Is there heterogeneity? TOC curves with 95% bands", [toc_bands(toc_curves)]),
-        ("Which data reveal it: paired RATE differences (same half-sample draws)", [rate_differences]),
+        ("Which data reveal it: paired AUTOC differences (same half-sample draws)", [rate_difference_plot(rate_differences), autoc]),
         (
             "What in the landscape drives it (per 10 percentage points of land cover)",
             [coefficient_plot(heterogeneity_attribution), attribution],
         ),
-        ("This trial's effect on mapped wealth: naive vs debiased outcomes", [wealth_effects]),
-        ("One map, many trials: how each method fares over simulated trials", [debiasing_evaluation]),
+        ("This trial's effect on mapped wealth: naive vs debiased outcomes", debiasing),
     ]
     with storage.staging() as stage:
         staged = stage.output("trial_report.html")
         write_report(staged.path, f"eotrials: trial {context.partition_key}, {len(rct_units)} units, imagery in {crs}", sections)
-        yield dg.Output(staged, metadata={"sections": len(sections), "size_kb": staged.path.stat().st_size / 1024})
+        yield dg.Output(
+            staged, metadata={"sections": len(sections), "size_kb": staged.path.stat().st_size / 1024, "summary": "\n".join(summary)}
+        )

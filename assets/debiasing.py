@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from assets.ingest import NO_SURVEY
 from assets.metadata import figure_md, lineage, source_version, table_md
 from assets.partitions import trials
 from models.analyst.plots import estimate_distributions, metric_bars, raster_panels, wealth_calibration
@@ -178,18 +179,22 @@ def debiased_wealth_map(wealth_map: Raster, wealth_corrections: dict, survey_pre
 )
 def unit_wealth_predictions(
     context: dg.AssetExecutionContext,
-    wealth_model: dict,
-    wealth_corrections: dict,
-    map_encoder: FittedEncoders,
+    wealth_model: dict | None,
+    wealth_corrections: dict | None,
+    map_encoder: FittedEncoders | None,
     rct_units: gpd.GeoDataFrame,
     imagery_catalog: pd.DataFrame,
-    survey_predictions: pd.DataFrame,
+    survey_predictions: pd.DataFrame | None,
+    study_inputs: StudyManifest,
     storage: StorageResource,
     compute: ComputeResource,
 ) -> dg.Output:
     """The trial's debiased outcomes: the shared map's predicted wealth at every unit (from the
     unit's chips at the map encoder's chip size), naive and with each correction (columns
-    ``prediction``, ``lcc``, ``tweedie``). A new map or new corrections re-run every trial's."""
+    ``prediction``, ``lcc``, ``tweedie``). A new map or new corrections re-run every trial's.
+    Without a survey (so without a map) the table is empty and ``skipped`` says why."""
+    if skipped := _no_map(study_inputs, wealth_model, wealth_corrections, map_encoder, survey_predictions):
+        return _skipped(context, skipped, ["unit_id", "prediction", "lcc", "tweedie"])
     places = pd.DataFrame(rct_units[["unit_id", "lon", "lat"]])
     with storage.staging() as stage:
         table = predict_places(
@@ -199,6 +204,24 @@ def unit_wealth_predictions(
     table = table.assign(lcc=layers["lcc"], tweedie=layers["tweedie"])
     calibration = survey_predictions.loc[survey_predictions["split"] == "calibration", "survey_id"]
     return dg.Output(table, metadata={"trial": context.partition_key, "units": len(table), **lineage(imagery_catalog, calibration)})
+
+
+def _no_map(study_inputs: StudyManifest, *shared) -> str | None:
+    """Why a trial's debiasing cannot run (no survey, or the shared map not materialized yet), or None."""
+    if not study_inputs.survey_table:
+        return NO_SURVEY
+    if any(value is None for value in shared):
+        return "debiasing skipped: the shared wealth map and its corrections have not been materialized; run map_job first"
+    return None
+
+
+def _skipped(context: dg.AssetExecutionContext, reason: str, columns: list[str]) -> dg.Output:
+    """An empty table with the asset's columns, and the reason on the asset page and in the log."""
+    context.log.warning(f"trial {context.partition_key}: {reason}")
+    return dg.Output(
+        pd.DataFrame({c: pd.Series(dtype="object" if c in ("unit_id", "trial", "method") else "float64") for c in columns}),
+        metadata={"skipped": reason, "units": 0},
+    )
 
 
 def _calibration_draws(survey_predictions: pd.DataFrame, design: TrialDesign, tweedie: TweedieCorrection):
@@ -233,14 +256,19 @@ def wealth_effects(
     config: WealthEffectsConfig,
     unit_wealth_predictions: pd.DataFrame,
     rct_units: gpd.GeoDataFrame,
-    wealth_corrections: dict,
-    survey_predictions: pd.DataFrame,
+    wealth_corrections: dict | None,
+    survey_predictions: pd.DataFrame | None,
     imagery_catalog: pd.DataFrame,
     study_inputs: StudyManifest,
 ) -> dg.Output:
     """The trial's ATE on mapped wealth by naive use, LCC and Tweedie (intervals include the
     calibration step), and, where the simulator knows each unit's wealth, the oracle and PPI on a
-    labelled share. On the demo the true effect on wealth is 0: treatment does not change the imagery."""
+    labelled share. On the demo the true effect on wealth is 0: treatment does not change the imagery.
+    Without a survey the table is empty and ``skipped`` says why."""
+    if skipped := _no_map(
+        study_inputs, unit_wealth_predictions if len(unit_wealth_predictions) else None, wealth_corrections, survey_predictions
+    ):
+        return _skipped(context, skipped, ["trial", "method", "estimate", "std_error", "true_effect", "covered"])
     lcc, tweedie = corrections_from_dict(wealth_corrections)
     design = TrialDesign(**config.model_dump())
     calibration, draws = _calibration_draws(survey_predictions, design, tweedie)

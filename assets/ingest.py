@@ -30,7 +30,7 @@ from models.ingest.chips import (
     write_sequence_cube,
 )
 from models.ingest.design import randomization_test
-from models.ingest.trial_folder import trial_table
+from models.ingest.trial_folder import table_digest, trial_table
 from models.ingest.units import (
     RCTSpec,
     check_dropped_share,
@@ -141,19 +141,26 @@ def rct_units(
     """
     spec = source.rct_spec(config.min_arm_size)
     path = trial_table(study_inputs.trials, context.partition_key)
-    table, no_outcome = check_outcomes(
-        validate_rct(read_table(path, field=f"trial table {path.name}"), spec), spec, config.max_missing_outcome_share
-    )
+    raw = read_table(path, field=f"trial table {path.name}")
+    table, no_outcome = check_outcomes(validate_rct(raw, spec), spec, config.max_missing_outcome_share)
     units, outside = locate_units(table, imagery_catalog)
     check_dropped_share(len(table), outside, config.max_outside_share)
     dropped = pd.concat([no_outcome, outside], ignore_index=True)
     arms = units.groupby("treatment").size().rename("units").reset_index()
     first_scene = imagery_catalog["paths"].iloc[0][0]
+    stamp = {"trial_table_sha256": table_digest(path), "trial_table_rows": len(raw)}
+    units.attrs["trial_table"] = stamp  # kept in the GeoParquet; the IO manager stamps every trial-level output with it
+    changed = _table_change(context, stamp["trial_table_sha256"])
+    if changed:
+        context.log.warning(f"trial {context.partition_key}: {changed}")
     yield dg.Output(
         units,
+        data_version=dg.DataVersion(stamp["trial_table_sha256"]),  # a new table marks every downstream result stale in the UI
         metadata={
             "trial": context.partition_key,
             "table": dg.MetadataValue.path(str(path)),
+            **stamp,
+            "table_changed": changed or "no (same table as the last materialization)",
             "units": len(units),
             "dropped": len(dropped),
             "dropped_missing_outcome": len(no_outcome),
@@ -169,6 +176,17 @@ def rct_units(
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"outside": len(outside), "share": len(outside) / max(len(table), 1)},
     )
+
+
+def _table_change(context: dg.AssetExecutionContext, digest: str) -> str | None:
+    """What changed since this trial's last materialization, or None (first run or same table)."""
+    last = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=[context.partition_key]), limit=1
+    ).records
+    before = last[0].asset_materialization.metadata.get("trial_table_sha256") if last else None
+    if before is None or before.value == digest:
+        return None
+    return f"the trial table changed since the last materialization (sha256 {before.value} -> {digest}); results made from the old table are stale"
 
 
 @dg.asset_check(
@@ -300,13 +318,27 @@ class SurveyChipsConfig(Config):
     chip_size: int = CHIP_SIZE
 
 
-@dg.asset(group_name=GROUP, kinds={"zarr", "xarray"}, io_manager_key="zarr_io")
-def survey_image_sequences(config: SurveyChipsConfig, study_inputs: StudyManifest, imagery_catalog: pd.DataFrame, storage: StorageResource):
+NO_SURVEY = (
+    "debiasing skipped: the study has no survey (StudySource.survey_table), so no wealth map is learned and there is "
+    "nothing to debias; the trials' causal evidence does not need one"
+)
+
+
+@dg.asset(group_name=GROUP, kinds={"zarr", "xarray"}, io_manager_key="zarr_io", output_required=False)
+def survey_image_sequences(
+    context: dg.AssetExecutionContext,
+    config: SurveyChipsConfig,
+    study_inputs: StudyManifest,
+    imagery_catalog: pd.DataFrame,
+    storage: StorageResource,
+):
     """The surveyed places' chip sequences as a Zarr cube (dims unit, time, band, y, x; ``unit`` is
     the survey id), shared by every trial and extracted once: what the map encoder learns from and
-    the wealth model is fitted on. No trial's units are in it, so every trial can use the map."""
+    the wealth model is fitted on. No trial's units are in it, so every trial can use the map.
+    Without a survey nothing is written and the wealth map's assets downstream are skipped."""
     if not study_inputs.survey_table:
-        raise ValueError("no survey table configured (StudySource.survey_table): the wealth map learns from surveyed places")
+        context.log.warning(NO_SURVEY)
+        return
     survey = read_table(study_inputs.survey_table, field="StudySource.survey_table")
     with storage.staging() as stage:
         staged = stage.output("survey.zarr")

@@ -90,12 +90,14 @@ def large_scene(folder: Path, px: int) -> tuple[Path, Path]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--large-px", type=int, default=10_000)
+    parser.add_argument("--demo-px", type=int, default=1024, help="side of the simulated demo region")
+    parser.add_argument("--demo-dates", type=int, default=8)
     parser.add_argument("--out", default="benchmarks/results/landcover.json")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        study = simulate_study(SimulationConfig(n_units=10, n_survey=10), tmp / "demo")
+        study = simulate_study(SimulationConfig(n_units=10, n_survey=10, region_px=args.demo_px, n_dates=args.demo_dates), tmp / "demo")
         catalog = build_catalog(study.imagery_dir)
         truth = [str(p) for p in sorted(study.landcover_dir.glob("*.tif"))]
         started = time.perf_counter()
@@ -104,7 +106,7 @@ def main() -> None:
         print(f"wrote the {args.large_px} x {args.large_px} scene in {time.perf_counter() - started:.0f} s", flush=True)
         large = build_catalog(tmp / "large", band_names=list(BANDS))
         for name, cat, label_paths in (
-            ("demo scene, 1024 x 1024 x 8 dates", catalog, truth),
+            (f"demo scene, {args.demo_px} x {args.demo_px} x {args.demo_dates} dates", catalog, truth),
             (f"synthetic, {args.large_px:,} x {args.large_px:,} x 1 date", large, [str(labels)]),
         ):
             pixels = int((cat["width"] * cat["height"]).sum())

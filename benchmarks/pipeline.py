@@ -55,11 +55,13 @@ TRIAL = "west"
 EXECUTORS = ("multiprocess", "in_process", "celery")
 
 
-def run_config(units: int, executor: str, processes: int, shrink_above: int) -> dict:
+def run_config(units: int, executor: str, processes: int, shrink_above: int, extra_ops: dict | None = None) -> dict:
     """Demo settings for a trial of ``units``; above ``shrink_above`` the region stops growing and
-    the CATE step fits the T-learner only (see the module docstring)."""
+    the CATE step fits the T-learner only (see the module docstring). ``extra_ops`` (op config, as in
+    run config) is merged under the size's own settings: a smoke run's fewer epochs, say."""
     region_px = int(1024 * math.sqrt(min(units, shrink_above) / 1000) // 64 * 64)
-    ops: dict = {"study_inputs": {"config": {"n_units": units, "region_px": region_px, "trials": [TRIAL]}}}
+    ops: dict = {name: {"config": dict(value.get("config", {}))} for name, value in (extra_ops or {}).items()}
+    ops.setdefault("study_inputs", {"config": {}})["config"].update({"n_units": units, "region_px": region_px, "trials": [TRIAL]})
     if units > shrink_above:
         ops["cate_estimates"] = {"config": {"learners": ["t_learner"], "sequential_rate": False}}
     config: dict = {"ops": ops}
@@ -83,12 +85,14 @@ def sample_peaks(proc: psutil.Popen, others: list[int], started: float, limit: f
     return tree_peak, single_peak
 
 
-def materialize(units: int, executor: str, processes: int, shrink_above: int, env: dict, workers: list[int], limit: float) -> dict:
+def materialize(
+    units: int, executor: str, processes: int, shrink_above: int, env: dict, workers: list[int], limit: float, extra_ops: dict | None = None
+) -> dict:
     """Register the trial, run the graph once; wall time and peak RSS."""
     register = f"import dagster as dg; dg.DagsterInstance.get().add_dynamic_partitions('trials', ['{TRIAL}'])"
     subprocess.run([sys.executable, "-c", register], cwd=ROOT, env=env, check=True, capture_output=True)
     cmd = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "pipelines.definitions", "--select", SELECTION]
-    cmd += ["--partition", TRIAL, "--config-json", json.dumps(run_config(units, executor, processes, shrink_above))]
+    cmd += ["--partition", TRIAL, "--config-json", json.dumps(run_config(units, executor, processes, shrink_above, extra_ops))]
     stderr = Path(env["EOTRIALS_DATA"]).parent / "stderr.log"
     started = time.perf_counter()
     proc = psutil.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(stderr, "w"))  # noqa: SIM115
@@ -171,13 +175,16 @@ def main() -> None:
         "--executor-units", type=int, nargs="*", default=[1000], help="sizes run on every executor in --executors (others: --executor only)"
     )
     parser.add_argument("--limit", type=float, default=3600, help="seconds before a run is stopped")
+    parser.add_argument("--ops-json", default="{}", help="extra op config merged under each size's (e.g. fewer epochs for a smoke run)")
     parser.add_argument("--out", default="benchmarks/results/pipeline.json")
     args = parser.parse_args()
     runs, groups = [], []
     for units in args.units:
         for executor in dict.fromkeys([args.executor, *(args.executors if units in args.executor_units else [])]):
             with tempfile.TemporaryDirectory() as tmp, environment(executor, Path(tmp)) as (env, workers):
-                measured = materialize(units, executor, args.processes, args.shrink_above, env, workers, args.limit)
+                measured = materialize(
+                    units, executor, args.processes, args.shrink_above, env, workers, args.limit, json.loads(args.ops_json)
+                )
                 row = {"units": units, "executor": executor, "shrunk": units > args.shrink_above, **measured}
                 if executor == args.executor:  # a stopped run keeps the steps that finished
                     groups += [{"units": units, "group": g, "seconds": s} for g, s in group_seconds(env).items()]

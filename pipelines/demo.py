@@ -3,7 +3,8 @@ then every trial in the trials folder as its own partition, then the analyst's d
 
 The trials are registered as the ``trial_tables_sensor`` would (its ``trial_requests``), so the UI
 afterwards shows the same partitions the daemon would have added. ``--config-json`` takes run
-config as ``dagster asset materialize`` does; each job gets the ops it has.
+config as ``dagster asset materialize`` does; each job gets the ops it has. With a ``source``
+resource in it, the same command runs a user's own study (its trials folder, imagery, survey or none).
 """
 
 import argparse
@@ -14,6 +15,7 @@ import dagster as dg
 from assets.partitions import trials
 from pipelines.automation import trial_requests, trial_state, trials_folder
 from pipelines.definitions import defs
+from pipelines.resources import StudySource
 from pipelines.run_outputs import prune_run_outputs
 
 
@@ -29,12 +31,18 @@ def execute(name: str, instance: dg.DagsterInstance, config: dict, partition_key
     prune_run_outputs(instance, defs.resources["storage"])  # as the daemon's run-status sensors do
 
 
+def study_source(config: dict) -> StudySource:
+    """The run config's ``source`` resource (a user's own study), else the code location's (the demo)."""
+    given = config.get("resources", {}).get("source", {}).get("config")
+    return StudySource(**given) if given is not None else defs.resources["source"]
+
+
 def run_demo(instance: dg.DagsterInstance, config: dict | None = None, only: list[str] | None = None) -> list[str]:
     """Materialize the map, register and run every trial (or ``only`` those), build the database;
     returns the trials run. Stops at the first failed run."""
     config = config or {}
     execute("map_job", instance, config)
-    folder = trials_folder(defs.resources["source"], defs.resources["storage"])
+    folder = trials_folder(study_source(config), defs.resources["storage"])
     state = trial_state(folder)
     new, _ = trial_requests(state, {}, set(instance.get_dynamic_partitions(trials.name)))
     instance.add_dynamic_partitions(trials.name, new)

@@ -16,6 +16,7 @@ it into place and deletes only that staging folder.
 import dataclasses
 import json
 import shutil
+import typing
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -60,6 +61,18 @@ class StorageIOManager(dg.ConfigurableIOManager):
         """``<root>/<asset>`` or, for a trial's partition, ``<root>/<asset>/<trial>`` (plus the suffix)."""
         return self.storage.path(*context.asset_key.path, *([partition] if partition else []))
 
+    def trial_stamp(self, context: dg.OutputContext, obj) -> dict:
+        """Which version of the trial table a trial-level output came from (its SHA-256 and row
+        count), read from the stored ``rct_units`` of the partition: every trial-level asset page
+        shows it without each asset carrying it."""
+        if not context.has_asset_partitions:
+            return {}
+        if isinstance(obj, pd.DataFrame) and "trial_table" in obj.attrs:
+            return dict(obj.attrs["trial_table"])
+        units = self.storage.path("rct_units", context.asset_partition_key).with_suffix(".parquet")
+        attrs = (pq.read_schema(units).metadata or {}).get(b"PANDAS_ATTRS") if units.exists() else None
+        return dict(json.loads(attrs).get("trial_table", {})) if attrs else {}
+
     def _stored_base(self, context: dg.InputContext) -> Path:
         return self.base(context.upstream_output, context.asset_partition_key if context.has_asset_partitions else None)
 
@@ -70,7 +83,7 @@ class StorageIOManager(dg.ConfigurableIOManager):
             hint = " Write it inside `with storage.staging() as stage:` and return `stage.output(name)`." if isinstance(obj, Path) else ""
             raise TypeError(f"{name}: {type(self).__name__} stores staged {self.suffixes} outputs, got {type(obj).__name__}.{hint}")
         target = self._move_staged(obj, self.base(context, partition), name)
-        context.add_output_metadata({"path": dg.MetadataValue.path(str(target.resolve()))})
+        context.add_output_metadata({"path": dg.MetadataValue.path(str(target.resolve())), **self.trial_stamp(context, obj)})
 
     def _move_staged(self, staged: StagedOutput, base: Path, name: str) -> Path:
         """Rename the staged output into place and remove its staging folder, after checking both are ours."""
@@ -89,17 +102,22 @@ class StorageIOManager(dg.ConfigurableIOManager):
         shutil.rmtree(folder, ignore_errors=True)
         return target
 
-    def stored_path(self, context: dg.InputContext) -> Path:
-        """The upstream asset's file in one of this manager's formats; a clear error when there is none."""
+    def stored_path(self, context: dg.InputContext) -> Path | None:
+        """The upstream asset's file in one of this manager's formats. When there is none: None for
+        an input annotated ``X | None`` (an optional upstream, such as the survey's wealth map in a
+        study without a survey), else a clear error."""
         base = self._stored_base(context)
         for suffix in self.suffixes:
             path = base.with_suffix(suffix)
             if path.exists() and (suffix or path.is_dir()):
                 return path
+        if context.dagster_type is not None and type(None) in typing.get_args(context.dagster_type.typing_type):
+            return None
         raise FileNotFoundError(f"{context.upstream_output.asset_key.to_user_string()} has not been materialized under {base.parent}")
 
     def load_input(self, context: dg.InputContext):
-        return self.read(self.stored_path(context))
+        path = self.stored_path(context)
+        return None if path is None else self.read(path)
 
     def read(self, path: Path) -> Any:
         raise NotImplementedError
@@ -143,7 +161,7 @@ class TableIOManager(StorageIOManager):
         else:
             hint = f" Set io_manager_key to the manager of its format ({', '.join(IO_MANAGER_KEYS)})."
             raise TypeError(f"{name}: no table or record format for {type(obj).__name__}.{hint}")
-        context.add_output_metadata({"path": dg.MetadataValue.path(str(target.resolve())), **metadata})
+        context.add_output_metadata({"path": dg.MetadataValue.path(str(target.resolve())), **metadata, **self.trial_stamp(context, obj)})
 
     def load_input(self, context: dg.InputContext):
         if not context.upstream_output.has_asset_key:
@@ -151,6 +169,8 @@ class TableIOManager(StorageIOManager):
             parquet = path.with_suffix(".parquet")
             return pd.read_parquet(parquet) if parquet.exists() else json.loads(path.with_suffix(".json").read_text())
         path = self.stored_path(context)
+        if path is None:
+            return None
         if path.suffix == ".parquet":
             return gpd.read_parquet(path) if b"geo" in (pq.read_schema(path).metadata or {}) else pd.read_parquet(path)
         record = json.loads(path.read_text())

@@ -13,6 +13,7 @@ from models.analyst.plots import (
     land_cover_panel,
     metric_bars,
     raster_panels,
+    rate_difference_plot,
     sequence_strip,
     study_area_map,
     toc_bands,
@@ -20,6 +21,7 @@ from models.analyst.plots import (
     wealth_calibration,
 )
 from models.analyst.report import write_report
+from models.analyst.summary import trial_summary
 
 __all__ = [
     "build_database",
@@ -36,10 +38,12 @@ __all__ = [
     "markdown",
     "metric_bars",
     "raster_panels",
+    "rate_difference_plot",
     "sequence_strip",
     "study_area_map",
     "toc_bands",
     "training_curves",
+    "trial_summary",
     "unit_of",
     "wealth_calibration",
     "with_descriptions",

@@ -300,6 +300,30 @@ def coefficient_plot(blp: pd.DataFrame, title: str = "What in the landscape move
     return fig
 
 
+def rate_difference_plot(differences: pd.DataFrame, target: str = "AUTOC") -> Figure:
+    """Paired RATE differences between data choices as a forest plot, one panel per learner: each
+    row "a - b" with its 95% interval from the same half-sample draws; green or red where the
+    interval excludes zero."""
+    table = differences[differences["target"] == target]
+    learners = list(table["learner"].unique())
+    rows = max(len(table[table["learner"] == learner]) for learner in learners)
+    fig = Figure(figsize=(4.2 * len(learners), 0.32 * rows + 1.4))
+    axes = fig.subplots(1, len(learners), squeeze=False, sharex=True)[0]
+    for ax, learner in zip(axes, learners, strict=True):
+        part = table[table["learner"] == learner].iloc[::-1]
+        y = np.arange(len(part))
+        lo, hi, est = part["ci_lower"].to_numpy(), part["ci_upper"].to_numpy(), part["difference"].to_numpy()
+        colours = np.where(lo > 0, "tab:green", np.where(hi < 0, "tab:red", "tab:gray"))
+        ax.hlines(y, lo, hi, colors=colours, lw=1.5)
+        ax.scatter(est, y, c=colours, s=14, zorder=3)
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_yticks(y, [f"{a} - {b}" for a, b in zip(part["data_choice_a"], part["data_choice_b"], strict=True)], fontsize=7)
+        ax.set_title(learner, fontsize=9)
+        ax.set_xlabel(f"difference in {target} (95% CI)", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def confusion_plot(confusion: pd.DataFrame, title: str = "held-out confusion matrix (row-normalized)") -> Figure:
     """The confusion matrix as an image, rows normalized to recall."""
     values = confusion.to_numpy(float)

@@ -14,13 +14,13 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-Block = Figure | pd.DataFrame | str
+Block = Figure | pd.DataFrame | str | list[str]
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; border-bottom: 1px solid #ddd; padding-top: 1em; }
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
 th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; } th { background: #f4f4f4; }
-img { max-width: 100%; } p.note { color: #555; font-size: 0.9em; }
+img { max-width: 100%; } p.note { color: #555; font-size: 0.9em; } ul.summary li { margin: 0.3em 0; }
 """
 
 
@@ -31,9 +31,11 @@ def figure_html(fig: Figure, alt: str) -> str:
 
 
 def block_html(block: Block, alt: str) -> str:
-    """A figure, a table (numbers to 3 significant digits) or a paragraph of text."""
+    """A figure, a table (numbers to 3 significant digits), a list of points or a paragraph of text."""
     if isinstance(block, Figure):
         return figure_html(block, alt)
+    if isinstance(block, list):
+        return '<ul class="summary">' + "".join(f"<li>{html.escape(item)}</li>" for item in block) + "</ul>"
     if isinstance(block, pd.DataFrame):
         return block.to_html(index=False, float_format=lambda v: f"{v:.3g}", border=0, na_rep="")
     return f'<p class="note">{html.escape(block)}</p>'

@@ -21,7 +21,7 @@ from models.ingest.chips import (
 )
 from models.ingest.design import randomization_test, standardized_differences, trial_frame
 from models.ingest.folds import CrossFitting, fold_of, split_of
-from models.ingest.trial_folder import LOOKED_FOR, TrialFolder, TrialFolderError, scan_trials, trial_table, trial_tables
+from models.ingest.trial_folder import LOOKED_FOR, TrialFolder, TrialFolderError, scan_trials, table_digest, trial_table, trial_tables
 from models.ingest.units import (
     RCTSpec,
     RCTValidationError,
@@ -69,6 +69,7 @@ __all__ = [
     "scenes_from_catalog",
     "split_of",
     "standardize",
+    "table_digest",
     "standardized_differences",
     "tabular_matrix",
     "trial_frame",

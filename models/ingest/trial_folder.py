@@ -6,6 +6,7 @@ partition), so adding a trial is dropping a file. Keys are letters, digits, ``_`
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -92,3 +93,12 @@ def trial_table(folder: str | Path, key: str) -> Path:
         why = f"; {'; '.join(f'{n}: {p}' for n, p in related.items())}" if related else ""
         raise TrialFolderError(f"trial {key!r} has no table in {str(folder)!r} (trials there: {sorted(scan.tables) or 'none'}){why}")
     return scan.tables[key]
+
+
+def table_digest(path: str | Path) -> str:
+    """SHA-256 of a trial table's bytes (16 hex digits): which version of the table a result came from."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]

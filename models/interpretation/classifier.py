@@ -14,7 +14,8 @@ import pandas as pd
 
 from models.interpretation.landcover import NODATA_CLASS, WORLDCOVER, LabelError, scene_reader, write_land_cover
 
-CLASSIFIERS = ("forest", "logistic", "boosting")
+CLASSIFIERS = ("logistic", "forest", "boosting")  # in order of the cost of predicting every pixel of every scene
+ACCURACY_TOLERANCE = 0.01  # 'auto' keeps the cheapest family within this much of the best blocked-CV accuracy
 
 
 def make_estimator(kind: str, seed: int = 0, n_jobs: int = -1):
@@ -177,11 +178,19 @@ def cv_report(y: np.ndarray, pred: np.ndarray, folds: np.ndarray) -> CrossValida
 
 
 def choose_classifier(
-    X: np.ndarray, y: np.ndarray, folds: np.ndarray, kinds: tuple[str, ...], n_bands: int, max_missing_bands: int = 1, seed: int = 0
+    X: np.ndarray,
+    y: np.ndarray,
+    folds: np.ndarray,
+    kinds: tuple[str, ...],
+    n_bands: int,
+    max_missing_bands: int = 1,
+    seed: int = 0,
+    tolerance: float = ACCURACY_TOLERANCE,
 ) -> tuple[str, dict[str, CrossValidated], pd.DataFrame]:
-    """Cross-validate each family on the same blocked folds and keep the best pooled accuracy (ties
-    go to the earlier family, the faster to predict). Returns the winner, each family's report and a
-    comparison table."""
+    """Cross-validate each family on the same blocked folds and keep the cheapest to predict (the
+    earliest in ``kinds``) whose pooled accuracy is within ``tolerance`` of the best: on the demo
+    boosting wins by 0.004 but predicts the scenes 10x slower than the forest. Returns the choice,
+    each family's report and a comparison table."""
     reports, rows = {}, []
     for kind in kinds:
         started = time.perf_counter()
@@ -198,8 +207,9 @@ def choose_classifier(
             }
         )
     table = pd.DataFrame(rows)
-    best = str(table.loc[table["accuracy"].idxmax(), "classifier"])
-    return best, reports, table.assign(chosen=table["classifier"] == best)
+    table["behind_best"] = table["accuracy"].max() - table["accuracy"]
+    chosen = str(table.loc[table["behind_best"] <= tolerance + 1e-12, "classifier"].iloc[0])
+    return chosen, reports, table.assign(chosen=table["classifier"] == chosen)
 
 
 def _candidates(labels: np.ndarray, k: int, seed: int, window_rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -309,7 +319,8 @@ def classify_scenes(
     A class with fewer than ``min_per_class`` usable labelled pixels is left out (named in the
     result) rather than stopping the map; fewer than two classes left is an error. ``classifier``
     'auto' cross-validates forest, logistic and boosting on the same spatial blocks and keeps the
-    best; the accuracy reported is that blocked cross-validation, pooled over all ``cv_folds`` folds.
+    cheapest to predict within 0.01 of the best; the accuracy reported is that blocked
+    cross-validation, pooled over all ``cv_folds`` folds.
     """
     n_bands = len(catalog.iloc[0]["band_names"])
     usable = LandCoverClassifier(n_bands=n_bands, max_missing_bands=max_missing_bands).usable

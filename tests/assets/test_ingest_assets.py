@@ -146,3 +146,30 @@ def test_survey_chips_need_a_survey_table(tmp_path):
             )
         )
     assert not any(tmp_path.iterdir())  # nothing staged or written
+
+
+def test_every_trial_output_names_its_table_version_and_a_replaced_table_is_flagged(demo_run, tmp_path):
+    root, _ = demo_run
+    study, data = tmp_path / "study", tmp_path / "data"
+    shutil.copytree(root / "demo_study", study)
+    source = StudySource(trials=str(study / "trials"), imagery=str(study / "imagery"), survey_table=str(study / "survey.csv"))
+    instance = dg.DagsterInstance.ephemeral()
+    ops = {"study_inputs": SMALL_DEMO, "unit_image_sequences": ChipsConfig(chip_size=16, chunk_px=128)}
+    first = materialize_modules([ingest], data, source, ops, instance=instance)
+    table = pd.read_csv(study / "trials" / "west.csv")
+    stamps = {
+        node: {k: first.asset_materializations_for_node(node)[0].metadata[k].value for k in ("trial_table_sha256", "trial_table_rows")}
+        for node in ("rct_units", "unit_image_sequences", "tabular_features")
+    }
+    assert len({json.dumps(s, sort_keys=True) for s in stamps.values()}) == 1 and stamps["rct_units"]["trial_table_rows"] == len(table)
+    meta = first.asset_materializations_for_node("rct_units")[0].metadata
+    assert meta["table_changed"].value.startswith("no")
+    table.iloc[:-5].to_csv(study / "trials" / "west.csv", index=False)  # the user replaces the table
+    second = materialize_modules([ingest], data, source, ops, instance=instance)
+    meta = second.asset_materializations_for_node("rct_units")[0].metadata
+    old, new = stamps["rct_units"]["trial_table_sha256"], meta["trial_table_sha256"].value
+    assert new != old and meta["trial_table_rows"].value == len(table) - 5
+    assert meta["table_changed"].value.startswith(f"the trial table changed since the last materialization (sha256 {old} -> {new})")
+    assert second.asset_materializations_for_node("tabular_features")[0].metadata["trial_table_sha256"].value == new
+    record = instance.get_latest_materialization_event(dg.AssetKey("rct_units"))
+    assert record.asset_materialization.tags["dagster/data_version"] == new  # the UI marks downstream results stale

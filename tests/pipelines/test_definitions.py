@@ -94,3 +94,45 @@ def test_cli_materializes_the_whole_graph(tiny_demo):
         name = table.parent.name if table.stem == "west" else table.stem
         undescribed = [c for c in pq.read_schema(table).names if describe(c, name) is None]
         assert not undescribed, (table, undescribed)
+
+
+@pytest.mark.slow
+def test_a_study_without_a_survey_gets_its_causal_evidence_and_says_why_debiasing_is_skipped(tiny_demo, tmp_path):
+    """The README's own-study example has no survey: the same main command must still give the
+    trial's causal evidence and report, with the debiasing group skipped and the reason stated."""
+    import html
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from assets.ingest import NO_SURVEY
+    from tests.tiny_demo import CONFIG
+
+    study = tmp_path / "study"
+    for part in ("trials", "imagery"):
+        shutil.copytree(tiny_demo.data / "demo_study" / part, study / part)
+    labels = sorted((tiny_demo.data / "demo_study" / "truth" / "landcover").glob("*.tif"))[-1]  # a user's land-cover raster
+    ops = {name: value for name, value in CONFIG["ops"].items() if name not in ("study_inputs", "simulation_study")}
+    ops["land_cover_maps"] = {"config": {"labels": "raster", "label_path": str(labels)}}
+    config = {
+        **CONFIG,
+        "ops": ops,
+        "resources": {**CONFIG["resources"], "source": {"config": {"trials": str(study / "trials"), "imagery": str(study / "imagery")}}},
+    }
+    home, data = tmp_path / "home", tmp_path / "data"
+    home.mkdir()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "EOTRIALS_DATA": str(data), "EOTRIALS_DEVICE": "cpu"}
+    cmd = [sys.executable, "-m", "pipelines.demo", "--config-json", json.dumps(config), "--trial", "west"]
+    done = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "trials run: west" in done.stdout
+    assert len(pd.read_parquet(data / "heterogeneity_evaluation" / "west.parquet")) and (data / "cate_map" / "west.tif").exists()
+    assert not (data / "survey_image_sequences.zarr").exists() and not (data / "wealth_map.tif").exists()  # skipped, not failed
+    assert pd.read_parquet(data / "wealth_effects" / "west.parquet").empty
+    report = (data / "trial_report" / "west.html").read_text()
+    assert html.escape(NO_SURVEY) in report and "Average treatment effect (doubly robust)" in report
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey("unit_wealth_predictions"))
+        assert event.asset_materialization.metadata["skipped"].value == NO_SURVEY
+        assert instance.get_latest_materialization_event(dg.AssetKey("map_encoder")) is None
