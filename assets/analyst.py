@@ -4,14 +4,13 @@ import dagster as dg
 import geopandas as gpd
 import pandas as pd
 
-from assets.ingest import NO_SURVEY
 from assets.partitions import trials
 from models.analyst.database import build_database
 from models.analyst.plots import cate_map as cate_map_figure
 from models.analyst.plots import coefficient_plot, rate_difference_plot, study_area_map, toc_bands
 from models.analyst.report import write_report
 from models.analyst.summary import trial_summary
-from models.io.manifest import StudyManifest
+from models.io.manifest import NO_SURVEY, StudyManifest
 from models.io.rasters import Raster
 from models.io.truth import read_unit_truth
 from models.representation.grid import GridMap

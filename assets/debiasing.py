@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from assets.ingest import NO_SURVEY
 from assets.metadata import figure_md, lineage, source_version, table_md
 from assets.partitions import trials
 from models.analyst.plots import estimate_distributions, metric_bars, raster_panels, wealth_calibration
@@ -23,7 +22,7 @@ from models.debiasing.corrections import (
 from models.debiasing.imagery_study import PostTreatmentImagery, survey_pool_trials
 from models.debiasing.trial_effects import METHODS, CalibrationDraws, TrialDesign, TweedieDensity, evaluate, observed_trial, simulate_trials
 from models.debiasing.wealth_map import WealthModel, fit_on_survey, predict_map, predict_places, survey_places
-from models.io.manifest import StudyManifest
+from models.io.manifest import NO_SURVEY, StudyManifest
 from models.io.rasters import Raster
 from models.io.tables import read_table
 from models.io.truth import read_unit_truth

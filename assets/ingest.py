@@ -40,7 +40,7 @@ from models.ingest.units import (
     tabular_matrix,
     validate_rct,
 )
-from models.io.manifest import StudyManifest
+from models.io.manifest import NO_SURVEY, StudyManifest
 from models.io.storage import atomic_path
 from models.io.tables import read_table
 from models.simulation.simulator import Heterogeneity, SimulationConfig, StudyPaths, simulate_study
@@ -316,12 +316,6 @@ class SurveyChipsConfig(Config):
     """Side in pixels of the surveyed places' chips: the input size of the wealth map's encoder."""
 
     chip_size: int = CHIP_SIZE
-
-
-NO_SURVEY = (
-    "debiasing skipped: the study has no survey (StudySource.survey_table), so no wealth map is learned and there is "
-    "nothing to debias; the trials' causal evidence does not need one"
-)
 
 
 @dg.asset(group_name=GROUP, kinds={"zarr", "xarray"}, io_manager_key="zarr_io", output_required=False)

@@ -96,7 +96,7 @@ def _fill_like(ds, band: int) -> tuple[float, int, str] | None:
     why it looks like fill; None when there is none. Fill-like: a common fill value (the integer
     dtype's minimum, -9999, -99999, float32's lowest), a value below any plausible reflectance
     (scaled value under -1), or one value covering at least half of the scene's edge (the frame a
-    sensor or an export pads a scene with)."""
+    sensor or an export pads a scene with) and far rarer inside it."""
     dtype = np.dtype(ds.dtypes[band - 1])
     candidates = [*FILL_VALUES, *([float(np.iinfo(dtype).min)] if dtype.kind == "i" else [])]
     shape = (min(ds.height, FILL_SAMPLE_PX), min(ds.width, FILL_SAMPLE_PX))
@@ -115,9 +115,10 @@ def _fill_like(ds, band: int) -> tuple[float, int, str] | None:
     if min(shape) >= 8:
         edge = np.concatenate([sample[0], sample[-1], sample[1:-1, 0], sample[1:-1, -1]])
         values, counts = np.unique(edge, return_counts=True)
-        if counts.max() >= 0.5 * len(edge):
-            value = values[counts.argmax()]
-            return float(value), int((sample == value).sum()), f"covering {counts.max() / len(edge):.0%} of the scene's edge"
+        value, share = values[counts.argmax()], counts.max() / len(edge)
+        inside = float(np.mean(sample[1:-1, 1:-1] == value))
+        if share >= 0.5 and inside < share / 2:  # a frame, not a band that is constant everywhere
+            return float(value), int((sample == value).sum()), f"covering {share:.0%} of the scene's edge and {inside:.0%} of its inside"
     return None
 
 

@@ -14,6 +14,12 @@ from typing import Any, Literal
 StudyKind = Literal["demo", "user"]
 
 
+NO_SURVEY = (
+    "debiasing skipped: the study has no survey (StudySource.survey_table), so no wealth map is learned and there is "
+    "nothing to debias; the trials' causal evidence does not need one"
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class StudyTruth:
     """The simulator's ground truth (all None for a real study). For evaluation and plots only."""

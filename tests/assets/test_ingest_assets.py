@@ -12,7 +12,7 @@ import xarray as xr
 
 from assets import ingest
 from assets.ingest import ChipsConfig, DemoStudyConfig, SurveyChipsConfig, UnitsConfig, imagery_covers_trial
-from models.io.manifest import StudyManifest
+from models.io.manifest import NO_SURVEY, StudyManifest
 from pipelines.resources import StorageResource, StudySource
 from tests.conftest import materialize_modules
 
@@ -135,17 +135,20 @@ def test_a_second_trial_is_its_own_partition_beside_the_first(demo_run, tmp_path
     assert "trial 'north' has no table" in str(failure.event_specific_data.error) and "east" in str(failure.event_specific_data.error)
 
 
-def test_survey_chips_need_a_survey_table(tmp_path):
-    with pytest.raises(ValueError, match=r"StudySource\.survey_table"):
-        list(
-            ingest.survey_image_sequences(
-                config=SurveyChipsConfig(),
-                study_inputs=StudyManifest("user", trials=str(tmp_path), imagery=str(tmp_path)),
-                imagery_catalog=pd.DataFrame(),
-                storage=StorageResource(root=str(tmp_path)),
-            )
+def test_survey_chips_without_a_survey_are_skipped_and_say_why(tmp_path):
+    """No survey: nothing is yielded (the map's assets downstream are skipped, not failed) and the log says why."""
+    context = dg.build_asset_context()
+    outputs = list(
+        ingest.survey_image_sequences(
+            context=context,
+            config=SurveyChipsConfig(),
+            study_inputs=StudyManifest("user", trials=str(tmp_path), imagery=str(tmp_path)),
+            imagery_catalog=pd.DataFrame(),
+            storage=StorageResource(root=str(tmp_path)),
         )
-    assert not any(tmp_path.iterdir())  # nothing staged or written
+    )
+    assert outputs == [] and not any(tmp_path.iterdir())  # nothing staged or written
+    assert ingest.survey_image_sequences.op.output_defs[0].optional and "StudySource.survey_table" in NO_SURVEY
 
 
 def test_every_trial_output_names_its_table_version_and_a_replaced_table_is_flagged(demo_run, tmp_path):

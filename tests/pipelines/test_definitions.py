@@ -106,14 +106,14 @@ def test_a_study_without_a_survey_gets_its_causal_evidence_and_says_why_debiasin
     import subprocess
     import sys
 
-    from assets.ingest import NO_SURVEY
+    from models.io.manifest import NO_SURVEY
     from tests.tiny_demo import CONFIG
 
     study = tmp_path / "study"
     for part in ("trials", "imagery"):
         shutil.copytree(tiny_demo.data / "demo_study" / part, study / part)
     labels = sorted((tiny_demo.data / "demo_study" / "truth" / "landcover").glob("*.tif"))[-1]  # a user's land-cover raster
-    ops = {name: value for name, value in CONFIG["ops"].items() if name not in ("study_inputs", "simulation_study")}
+    ops = {name: value for name, value in CONFIG["ops"].items() if name != "study_inputs"}
     ops["land_cover_maps"] = {"config": {"labels": "raster", "label_path": str(labels)}}
     config = {
         **CONFIG,

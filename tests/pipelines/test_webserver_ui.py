@@ -115,4 +115,20 @@ def test_trial_partitions_show_which_trial_ran(webserver, launched_run, page):
     assert "Materialized (2)" in body and "Missing (1)" in body, body[:2000]
     page.get_by_text("west", exact=True).first.click()
     page.get_by_text("imagery_dates", exact=True).first.wait_for(timeout=30_000)
+    page.get_by_text("trial_table_sha256", exact=True).first.wait_for(timeout=30_000)  # which table version it came from
     page.screenshot(path=SHOTS / "trial_partitions.png", animations="disabled")
+
+
+def test_trial_report_opens_with_the_answer(tiny_demo, page):
+    """The report's first section is the summary an analyst can quote; the paired differences are a
+    forest plot, not a 36-row table."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.goto((tiny_demo.data / "trial_report" / "west.html").as_uri())
+    headings = page.locator("h2").all_inner_texts()
+    assert headings[0] == "Summary", headings
+    points = page.locator("ul.summary li").all_inner_texts()
+    assert len(points) == 6 and points[0].startswith("Average treatment effect (doubly robust):"), points
+    assert any("RATE" in p and "heterogeneity" in p.lower() for p in points) and points[-1].startswith("Trial table: 60 rows, sha256 ")
+    differences = page.locator("h2", has_text="Which data reveal it").locator("xpath=following-sibling::*[1]")
+    assert differences.evaluate("node => node.tagName") == "IMG" and differences.evaluate("node => node.naturalWidth") > 200
+    page.screenshot(path=SHOTS / "trial_report.png", full_page=False, animations="disabled")

@@ -277,7 +277,7 @@ def _edge_framed(tmp_path, fill: float, dtype: str, scale: float = 1.0):
 @pytest.mark.parametrize(
     "fill, dtype, scale, why",
     [
-        (0, "uint8", 1.0, r"hold 0, covering \d+% of the scene's edge"),  # the classic 8-bit DN frame
+        (0, "uint8", 1.0, r"hold 0, covering 100% of the scene's edge and \d+% of its inside"),  # the classic 8-bit DN frame
         (-30000, "int16", 1e-4, r"hold -30000, below any plausible reflectance \(-3 after scale and offset\)"),
     ],
 )
