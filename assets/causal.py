@@ -1,5 +1,7 @@
 """Causal: CATEs per data choice and learner, heterogeneity evaluation, ATE, and randomization checks."""
 
+from typing import Literal
+
 import dagster as dg
 import geopandas as gpd
 import numpy as np
@@ -172,6 +174,19 @@ def covariates_balanced(tabular_features: pd.DataFrame, rct_units: gpd.GeoDataFr
     )
 
 
+CLUSTER_VCOV_NAMES = {
+    "CR3": "CR3: clustered HC3, grf's best_linear_projection default (sandwich::vcovCL type HC3)",
+    "CR1": "CR1: G/(G-1) (n-1)/(n-k), grf's vcov.type = 'HC1', statsmodels' and Stata's cluster",
+}
+
+
+class HeterogeneityConfig(Config):
+    """Cluster-robust standard errors of the BLP test and the GATES when the trial has clusters:
+    ``CR3`` (grf's default) or ``CR1`` (what this project used before, and grf's ``vcov.type = "HC1"``)."""
+
+    cluster_vcov: Literal["CR3", "CR1"] = "CR3"
+
+
 @dg.multi_asset(
     group_name=GROUP,
     partitions_def=trials,
@@ -194,16 +209,21 @@ def covariates_balanced(tabular_features: pd.DataFrame, rct_units: gpd.GeoDataFr
         ),
     },
 )
-def heterogeneity_evaluation(cate_estimates: pd.DataFrame, rct_units: gpd.GeoDataFrame, study_inputs: StudyManifest):
+def heterogeneity_evaluation(
+    config: HeterogeneityConfig, cate_estimates: pd.DataFrame, rct_units: gpd.GeoDataFrame, study_inputs: StudyManifest
+):
     """Is there heterogeneity, and which data choice finds it? Everything out of fold, from the
     shared DR scores, with half-sample bootstrap (RATE, TOC) or HC3 (BLP, GATES) uncertainty,
-    clustered when the trial has clusters. Per-unit CATE intervals carry variance only, so their
-    coverage of the true CATE is reported beside that of the GATE intervals, which do cover."""
+    clustered when the trial has clusters (half the clusters per draw; BLP and GATES with
+    ``cluster_vcov``, grf's clustered HC3 by default). Per-unit CATE intervals carry variance only,
+    so their coverage of the true CATE is reported beside that of the GATE intervals, which do cover."""
     truth = read_unit_truth(study_inputs.truth.units)
     clusters = rct_units.set_index("unit_id")["cluster"] if "cluster" in rct_units else None
-    table, differences = evaluate_choices(cate_estimates, clusters, truth["tau"] if truth is not None else None)
+    table, differences = evaluate_choices(
+        cate_estimates, clusters, truth["tau"] if truth is not None else None, cluster_vcov=config.cluster_vcov
+    )
     bands = toc_by_choice(cate_estimates, clusters)
-    groups = gates_by_choice(cate_estimates, clusters)
+    groups = gates_by_choice(cate_estimates, clusters, cluster_vcov=config.cluster_vcov)
     best = table.iloc[0]
     headline = differences[differences["target"] == "AUTOC"]
     yield dg.Output(
@@ -213,6 +233,7 @@ def heterogeneity_evaluation(cate_estimates: pd.DataFrame, rct_units: gpd.GeoDat
             "rate": table_md(table),
             "best": f"{best['data_choice']} / {best['learner']}: AUTOC {best['autoc']:.3f} [{best['autoc_lower']:.3f}, {best['autoc_upper']:.3f}]",
             "clustered": clusters is not None,
+            "blp_standard_errors": CLUSTER_VCOV_NAMES[config.cluster_vcov] if clusters is not None else "HC3 (no clusters)",
         },
     )
     yield dg.Output(

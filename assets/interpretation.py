@@ -161,6 +161,7 @@ class AttributionConfig(Config):
     Grassland (30) by default, a background class; the most common class where it is absent."""
 
     reference_class: int = 30
+    cluster_vcov: Literal["CR3", "CR1"] = "CR3"  # with clusters: grf's clustered HC3, or CR1
     n_estimators: int = LearnerConfig.n_estimators
     seed: int = LearnerConfig.seed
 
@@ -185,7 +186,7 @@ def heterogeneity_attribution(
     """
     gamma = cate_estimates.drop_duplicates("unit_id").set_index("unit_id")["gamma"]
     clusters = rct_units.set_index("unit_id")["cluster"] if "cluster" in rct_units else None
-    blp, design = attribute(unit_land_cover, gamma, clusters, config.reference_class)
+    blp, design = attribute(unit_land_cover, gamma, clusters, config.reference_class, config.cluster_vcov)
     top = blp.reindex(blp["p_value"].sort_values().index)["term"].head(3).tolist()
     quintiles = quantile_table(
         gamma.loc[design.index].to_numpy(), design, top, clusters.loc[design.index].to_numpy() if clusters is not None else None

@@ -21,8 +21,10 @@ from models.causal.cate import (
     shared_scores,
 )
 from models.causal.heterogeneity import (
+    CLUSTER_VCOV,
     Z95,
     Estimate,
+    RobustFit,
     ate,
     ate_table,
     calibration_test,
@@ -46,6 +48,8 @@ from models.causal.heterogeneity import (
 )
 
 __all__ = [
+    "CLUSTER_VCOV",
+    "RobustFit",
     "DATA_CHOICES",
     "ESTIMATE_COLUMNS",
     "Estimate",

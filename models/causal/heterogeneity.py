@@ -54,7 +54,7 @@ def difference_in_means(y: np.ndarray, t: np.ndarray, clusters: np.ndarray | Non
     on [1, T], CR1) when ``clusters`` is given: a cluster-randomized trial's units are not independent."""
     y, t = np.asarray(y, float), np.asarray(t)
     if clusters is not None:
-        fit = robust_ols(y, np.column_stack([np.ones_like(y), t]), clusters)
+        fit = robust_ols(y, np.column_stack([np.ones_like(y), t]), clusters, cluster_vcov="CR1")
         return Estimate(float(fit.params[1]), float(fit.bse[1]))
     y1, y0 = y[t == 1], y[t == 0]
     return Estimate(float(y1.mean() - y0.mean()), float(np.sqrt(y1.var(ddof=1) / len(y1) + y0.var(ddof=1) / len(y0))))
@@ -246,15 +246,63 @@ def _columns(est: Estimate) -> dict:
     return {"estimate": est.estimate, "std_error": est.se, "ci_lower": est.ci[0], "ci_upper": est.ci[1]}
 
 
-def robust_ols(gamma: np.ndarray, design: np.ndarray, clusters: np.ndarray | None):
-    """OLS with HC3 errors, or cluster-robust (CR1) errors when the trial has clusters."""
-    model = sm.OLS(np.asarray(gamma, float), design)
+CLUSTER_VCOV = ("CR3", "CR1")
+
+
+@dataclass(frozen=True)
+class RobustFit:
+    """OLS coefficients with robust standard errors (normal-theory tests), named as the design's columns."""
+
+    params: pd.Series
+    bse: pd.Series
+    vcov: str  # HC3, CR3 or CR1
+
+    @property
+    def tvalues(self) -> pd.Series:
+        return self.params / self.bse
+
+    @property
+    def pvalues(self) -> pd.Series:
+        return pd.Series(2 * stats.norm.sf(np.abs(self.tvalues)), index=self.params.index)
+
+
+def cr3_covariance(design: np.ndarray, residuals: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Clustered HC3 (CR3): each cluster's residuals scaled by (I - H_gg)^-1 before the sandwich,
+    as R's ``sandwich::vcovCL(type = "HC3")`` does by default in grf's ``best_linear_projection``
+    (no G/(G-1) factor: vcovCL's HC3 cancels it). With one unit per cluster it is HC3 exactly.
+    statsmodels offers only CR1, hence this function."""
+    X = np.asarray(design, float)
+    bread = np.linalg.pinv(X.T @ X)
+    meat = np.zeros_like(bread)
+    for members in cluster_members(codes):
+        Xg = X[members]
+        adjusted = np.linalg.solve(np.eye(len(members)) - Xg @ bread @ Xg.T, residuals[members])
+        score = Xg.T @ adjusted
+        meat += np.outer(score, score)
+    return bread @ meat @ bread
+
+
+def robust_ols(gamma: np.ndarray, design, clusters: np.ndarray | None, cluster_vcov: str = "CR3") -> RobustFit:
+    """OLS with HC3 errors, or cluster-robust ones when the trial has clusters: ``CR3`` (grf's
+    default, clustered HC3) or ``CR1`` (statsmodels' cluster, grf's ``vcov.type = "HC1"``, Stata's)."""
+    if cluster_vcov not in CLUSTER_VCOV:
+        raise ValueError(f"cluster_vcov must be one of {CLUSTER_VCOV}, got {cluster_vcov!r}")
+    gamma = np.asarray(gamma, float)
+    names = design.columns if isinstance(design, pd.DataFrame) else pd.RangeIndex(np.shape(design)[1])
+    model = sm.OLS(gamma, np.asarray(design, float))
     if clusters is None:
-        return model.fit(cov_type="HC3")
-    return model.fit(cov_type="cluster", cov_kwds={"groups": cluster_codes(clusters, len(gamma))})
+        fit, kind = model.fit(cov_type="HC3"), "HC3"
+        return RobustFit(pd.Series(fit.params, names), pd.Series(fit.bse, names), kind)
+    codes = cluster_codes(clusters, len(gamma))
+    if cluster_vcov == "CR1":
+        fit = model.fit(cov_type="cluster", cov_kwds={"groups": codes})
+        return RobustFit(pd.Series(fit.params, names), pd.Series(fit.bse, names), "CR1")
+    fit = model.fit()
+    cov = cr3_covariance(np.asarray(design, float), np.asarray(fit.resid), codes)
+    return RobustFit(pd.Series(fit.params, names), pd.Series(np.sqrt(np.diag(cov)), names), "CR3")
 
 
-def calibration_test(tau_hat: np.ndarray, gamma: np.ndarray, clusters: np.ndarray | None = None) -> pd.DataFrame:
+def calibration_test(tau_hat: np.ndarray, gamma: np.ndarray, clusters: np.ndarray | None = None, cluster_vcov: str = "CR3") -> pd.DataFrame:
     """Best linear predictor test: Gamma ~ a * mean(tau_hat) + b * (tau_hat - mean(tau_hat)), HC3
     or cluster-robust when ``clusters`` is given (a cluster-randomized trial's errors are correlated
     within clusters; ignoring that roughly halves the standard errors).
@@ -264,14 +312,14 @@ def calibration_test(tau_hat: np.ndarray, gamma: np.ndarray, clusters: np.ndarra
     """
     mean_pred = np.full_like(tau_hat, tau_hat.mean())
     design = np.column_stack([mean_pred, tau_hat - tau_hat.mean()])
-    fit = robust_ols(gamma, design, clusters)
+    fit = robust_ols(gamma, design, clusters, cluster_vcov)
     one_sided = [stats.norm.sf(fit.params[i] / fit.bse[i]) for i in range(2)]
     return pd.DataFrame(
         {
             "term": ["mean_forest_prediction", "differential_forest_prediction"],
-            "estimate": fit.params,
-            "std_error": fit.bse,
-            "t_value": fit.tvalues,
+            "estimate": fit.params.to_numpy(),
+            "std_error": fit.bse.to_numpy(),
+            "t_value": fit.tvalues.to_numpy(),
             "p_value_one_sided": one_sided,
         }
     )
@@ -282,7 +330,9 @@ def quantile_groups(values: np.ndarray, n_groups: int = 5) -> np.ndarray:
     return pd.qcut(pd.Series(np.asarray(values, float)).rank(method="first"), n_groups, labels=False).to_numpy()
 
 
-def gates(values: np.ndarray, gamma: np.ndarray, n_groups: int = 5, clusters: np.ndarray | None = None) -> pd.DataFrame:
+def gates(
+    values: np.ndarray, gamma: np.ndarray, n_groups: int = 5, clusters: np.ndarray | None = None, cluster_vcov: str = "CR3"
+) -> pd.DataFrame:
     """Group average treatment effects by quantile of ``values`` (the predicted CATE for GATES, or
     any feature): each group's mean DR score with a 95% interval (HC3 or cluster-robust). Unlike
     per-unit CATE intervals these cover: a group's mean DR score is unbiased for its average effect
@@ -290,7 +340,7 @@ def gates(values: np.ndarray, gamma: np.ndarray, n_groups: int = 5, clusters: np
     each group's mean prediction (``mean_value``)."""
     values = np.asarray(values, float)
     group = quantile_groups(values, n_groups)
-    fit = robust_ols(gamma, np.eye(n_groups)[group], clusters)
+    fit = robust_ols(gamma, np.eye(n_groups)[group], clusters, cluster_vcov)
     rows = []
     for k in range(n_groups):
         inside = values[group == k]
@@ -315,19 +365,26 @@ def truth_metrics(tau_hat: np.ndarray, tau: np.ndarray, lower: np.ndarray | None
     return out
 
 
-def gates_coverage(tau_hat: np.ndarray, gamma: np.ndarray, tau: np.ndarray, clusters: np.ndarray | None = None) -> float:
+def gates_coverage(
+    tau_hat: np.ndarray, gamma: np.ndarray, tau: np.ndarray, clusters: np.ndarray | None = None, cluster_vcov: str = "CR3"
+) -> float:
     """Share of the GATE intervals (quintiles of the prediction) that hold the true mean CATE of their group."""
-    table = gates(tau_hat, gamma, clusters=clusters)
+    table = gates(tau_hat, gamma, clusters=clusters, cluster_vcov=cluster_vcov)
     truth = pd.Series(np.asarray(tau, float)).groupby(quantile_groups(tau_hat, len(table))).mean().to_numpy()
     return float(np.mean((table["ci_lower"] <= truth) & (truth <= table["ci_upper"])))
 
 
 def evaluate_choices(
-    estimates: pd.DataFrame, clusters: pd.Series | None = None, tau_true: pd.Series | None = None, n_boot: int = 200, seed: int = 0
+    estimates: pd.DataFrame,
+    clusters: pd.Series | None = None,
+    tau_true: pd.Series | None = None,
+    n_boot: int = 200,
+    seed: int = 0,
+    cluster_vcov: str = "CR3",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Heterogeneity evidence per data choice and learner of ``models.causal.cate.cross_fit_choices``'
     estimates: RATE (AUTOC, Qini) with half-sample bootstrap SEs and intervals, the BLP calibration
-    test with its SEs (cluster-robust when ``clusters`` is given) and, where the true CATE is known,
+    test with its SEs (cluster-robust when ``clusters`` is given: ``cluster_vcov`` CR3 or CR1) and, where the true CATE is known,
     PEHE / rank correlation / per-unit and GATE interval coverage; sorted by the AUTOC RATE ratio.
 
     Also the paired differences in RATE between data choices under each learner, from the same
@@ -346,7 +403,7 @@ def evaluate_choices(
         for choice in wide.columns:
             tau_hat = wide[choice].to_numpy()
             sub = part[part["data_choice"] == choice].set_index("unit_id").loc[wide.index]
-            blp = calibration_test(tau_hat, gamma, cl).set_index("term")
+            blp = calibration_test(tau_hat, gamma, cl, cluster_vcov).set_index("term")
             row = {"data_choice": choice, "learner": learner}
             for target in ("AUTOC", "QINI"):
                 r, key = rules.loc[(choice, target)], target.lower()
@@ -365,7 +422,7 @@ def evaluate_choices(
             if tau_true is not None:
                 tau = tau_true.loc[wide.index].to_numpy()
                 row |= truth_metrics(tau_hat, tau, sub["lower"].to_numpy(), sub["upper"].to_numpy())
-                row["gates_coverage"] = gates_coverage(tau_hat, gamma, tau, cl)
+                row["gates_coverage"] = gates_coverage(tau_hat, gamma, tau, cl, cluster_vcov)
             rows.append(row)
     evaluation = pd.DataFrame(rows).sort_values("autoc_ratio", ascending=False, ignore_index=True)
     return evaluation, pd.concat(differences, ignore_index=True)
@@ -387,10 +444,12 @@ def toc_by_choice(estimates: pd.DataFrame, clusters: pd.Series | None = None, n_
     return _per_choice(estimates, clusters, lambda tau, gamma, cl: toc_band(tau, gamma, cl, n_boot=n_boot))
 
 
-def gates_by_choice(estimates: pd.DataFrame, clusters: pd.Series | None = None, n_groups: int = 5) -> pd.DataFrame:
+def gates_by_choice(
+    estimates: pd.DataFrame, clusters: pd.Series | None = None, n_groups: int = 5, cluster_vcov: str = "CR3"
+) -> pd.DataFrame:
     """GATES (``gates`` on the predicted CATE) for every data choice and learner: the calibration
     plot's points. Columns: data_choice, learner, group, units, low, high, mean_value, gate, ..."""
-    return _per_choice(estimates, clusters, lambda tau, gamma, cl: gates(tau, gamma, n_groups, cl))
+    return _per_choice(estimates, clusters, lambda tau, gamma, cl: gates(tau, gamma, n_groups, cl, cluster_vcov))
 
 
 def ate_table(gamma: np.ndarray, y: np.ndarray, t: np.ndarray, tau_true: np.ndarray | None = None) -> pd.DataFrame:

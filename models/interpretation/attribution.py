@@ -33,14 +33,17 @@ def land_cover_design(first: pd.DataFrame, last: pd.DataFrame, reference: int | 
     return design.loc[:, design.std() >= min_sd]
 
 
-def best_linear_projection(gamma: np.ndarray, X: pd.DataFrame, clusters: np.ndarray | None = None, alpha: float = 0.05) -> pd.DataFrame:
-    """OLS of the DR scores on centred features with HC3 (or cluster-robust) standard errors.
+def best_linear_projection(
+    gamma: np.ndarray, X: pd.DataFrame, clusters: np.ndarray | None = None, alpha: float = 0.05, cluster_vcov: str = "CR3"
+) -> pd.DataFrame:
+    """OLS of the DR scores on centred features with HC3 standard errors, or cluster-robust ones
+    (``cluster_vcov``: CR3, grf's default clustered HC3, or CR1).
 
     One row per feature: the change in the effect per unit of the feature and per 10 percentage
     points (``per_10pp``), its interval, p-value and Bonferroni-adjusted p-value over the features.
     """
     design = sm.add_constant(X - X.mean())
-    fit = robust_ols(gamma, design, clusters)
+    fit = robust_ols(gamma, design, clusters, cluster_vcov)
     z = stats.norm.ppf(1 - alpha / 2)
     rows = []
     for term in X.columns:
@@ -85,7 +88,11 @@ def fractions_by_date(unit_land_cover: pd.DataFrame) -> tuple[pd.DataFrame, pd.D
 
 
 def attribute(
-    unit_land_cover: pd.DataFrame, gamma: pd.Series, clusters: pd.Series | None = None, reference: int | None = None
+    unit_land_cover: pd.DataFrame,
+    gamma: pd.Series,
+    clusters: pd.Series | None = None,
+    reference: int | None = None,
+    cluster_vcov: str = "CR3",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The BLP of the DR scores (``gamma``, indexed by unit_id) on the land-cover design of the
     units present in both; returns the table and the design (index unit_id)."""
@@ -93,7 +100,7 @@ def attribute(
     ids = [u for u in gamma.index if u in last.index]
     design = land_cover_design(first.loc[ids], last.loc[ids], reference)
     cl = clusters.loc[ids].to_numpy() if clusters is not None else None
-    return best_linear_projection(gamma.loc[ids].to_numpy(), design, cl), design
+    return best_linear_projection(gamma.loc[ids].to_numpy(), design, cl, cluster_vcov=cluster_vcov), design
 
 
 def quantile_table(gamma: np.ndarray, design: pd.DataFrame, terms: list[str], clusters: np.ndarray | None = None) -> pd.DataFrame:

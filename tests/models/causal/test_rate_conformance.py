@@ -14,6 +14,7 @@ from models.causal.heterogeneity import (
     rate,
     rate_comparison,
     rate_point,
+    robust_ols,
     toc,
     toc_band,
 )
@@ -140,6 +141,27 @@ def test_clustered_calibration_test_widens_and_rate_draws_whole_clusters():
     term = "differential_forest_prediction"
     assert clustered.loc[term, "std_error"] > 2.5 * plain.loc[term, "std_error"]
     assert rate(tau_hat, gamma, clusters=clusters, n_boot=200).se > 2 * rate(tau_hat, gamma, n_boot=200).se
+
+
+def test_clustered_hc3_is_grfs_default_and_cr1_is_offered():
+    """CR3 (sandwich::vcovCL type HC3, grf's best_linear_projection default): with one unit per
+    cluster it is HC3 exactly; for a mean over equal clusters it is CR1 times G / (G - 1), by hand."""
+    tau_hat, gamma, clusters = _cluster_trial()
+    singletons = robust_ols(gamma, np.column_stack([np.ones_like(gamma), tau_hat]), np.arange(len(gamma)))
+    hc3 = robust_ols(gamma, np.column_stack([np.ones_like(gamma), tau_hat]), None)
+    np.testing.assert_allclose(singletons.bse, hc3.bse, rtol=1e-10)
+    assert (singletons.vcov, hc3.vcov) == ("CR3", "HC3")
+    mean_only = np.ones((len(gamma), 1))
+    n_clusters = len(np.unique(clusters))
+    cr3, cr1 = (robust_ols(gamma, mean_only, clusters, kind).bse[0] for kind in ("CR3", "CR1"))
+    assert cr3**2 == pytest.approx(cr1**2 * n_clusters / (n_clusters - 1), rel=1e-10)
+    default = calibration_test(tau_hat, gamma, clusters).set_index("term")
+    chosen = calibration_test(tau_hat, gamma, clusters, cluster_vcov="CR1").set_index("term")
+    term = "differential_forest_prediction"
+    assert default.loc[term, "estimate"] == chosen.loc[term, "estimate"]
+    assert 1.0 < default.loc[term, "std_error"] / chosen.loc[term, "std_error"] < 1.2
+    with pytest.raises(ValueError, match="cluster_vcov must be one of"):
+        robust_ols(gamma, mean_only, clusters, "HC1")
 
 
 def test_paired_differences_share_draws():
