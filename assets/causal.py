@@ -24,7 +24,7 @@ from models.causal.cate import (
     shared_scores,
 )
 from models.causal.heterogeneity import ate_table, evaluate_choices, gates_by_choice, toc_by_choice
-from models.ingest.design import standardized_differences, trial_frame
+from models.ingest.design import standardized_differences, trial_frame, unit_clusters
 from models.io.manifest import StudyManifest
 from models.io.truth import read_unit_truth
 from pipelines.resources import Config, CrossFittingResource, StudySource
@@ -71,7 +71,7 @@ def plan_cate_fits(
     trial = trial_frame(rct_units, source.outcomes[0])
     trial = trial[trial["unit_id"].isin(common)].reset_index(drop=True)
     ids = trial["unit_id"].to_numpy()
-    trial["fold"] = cross_fitting.scheme().check(ids, tables)
+    trial["fold"] = cross_fitting.scheme().check(ids, tables, unit_clusters(rct_units))  # whole clusters per fold
     check_arm_sizes(trial["treatment"].to_numpy(), trial["fold"].to_numpy())  # before 12 fits fail one by one
     base = trial[["unit_id", "treatment", "outcome", "propensity", "fold"]]
 

@@ -13,6 +13,7 @@ from assets.partitions import trials
 from assets.retries import retry_transient_io
 from models.analyst.plots import embedding_pca, training_curves
 from models.ingest.chips import CHUNK_PX
+from models.ingest.design import unit_clusters
 from models.io.manifest import StudyManifest
 from models.io.truth import dominant_landcover, read_unit_truth
 from models.representation.embeddings import combine, embedding_table, prognostic_target, tabular_embeddings
@@ -54,7 +55,9 @@ class ImageEncoderConfig(EncoderConfig):
     baseline_frame: int = -1
 
 
-def _train(context, config: EncoderConfig, cube, compute, cross_fitting, storage, frames, target=None, extra: dict | None = None):
+def _train(
+    context, config: EncoderConfig, cube, compute, cross_fitting, storage, frames, target=None, extra: dict | None = None, clusters=None
+):
     sample = training_sample(cube.sizes["unit"], config.max_train_units, config.seed)
     data = load_sequences(cube, frames=frames, units=sample)
     target = target if target is None or sample is None else target[sample]
@@ -73,6 +76,7 @@ def _train(context, config: EncoderConfig, cube, compute, cross_fitting, storage
         cross_fitting=cross_fitting.scheme(),
         frames=frames,
         log=log,
+        clusters=clusters,
     )
     meta = fitted.meta
     curve = (
@@ -83,7 +87,7 @@ def _train(context, config: EncoderConfig, cube, compute, cross_fitting, storage
     with storage.staging() as stage:
         staged = stage.output("encoder.safetensors")
         save_encoders(fitted, staged.path)
-        keys = ("parameters", "device", "seconds", "objective", "folds", "chip_size", "data_hash")
+        keys = ("parameters", "device", "seconds", "objective", "folds", "fold_by", "chip_size", "data_hash")
         trained = {"units_trained_on": len(data.unit_ids), "units": cube.sizes["unit"]}
         yield dg.Output(staged, metadata={**{k: meta[k] for k in keys}, **trained, "training_curve": curve, **(extra or {})})
 
@@ -110,7 +114,17 @@ def sequence_encoder(
     outcomes of the units it embeds.
     """
     target = _target(config, unit_image_sequences, rct_units, source)
-    yield from _train(context, config, unit_image_sequences, compute, cross_fitting, storage, frames=None, target=target)
+    yield from _train(
+        context,
+        config,
+        unit_image_sequences,
+        compute,
+        cross_fitting,
+        storage,
+        frames=None,
+        target=target,
+        clusters=unit_clusters(rct_units),
+    )
 
 
 @dg.asset(group_name=GROUP, kinds={"torch", "safetensors"}, pool="gpu", partitions_def=trials, io_manager_key="encoder_io")
@@ -127,7 +141,17 @@ def image_encoder(
     """The same architecture on a single image (the baseline frame), for image vs sequence comparisons."""
     target = _target(config, unit_image_sequences, rct_units, source)
     frames = [config.baseline_frame]
-    yield from _train(context, config, unit_image_sequences, compute, cross_fitting, storage, frames=frames, target=target)
+    yield from _train(
+        context,
+        config,
+        unit_image_sequences,
+        compute,
+        cross_fitting,
+        storage,
+        frames=frames,
+        target=target,
+        clusters=unit_clusters(rct_units),
+    )
 
 
 class MapEncoderConfig(EncoderConfig):
@@ -172,7 +196,7 @@ def _embedding_output(
 
 
 def _embed(fitted: FittedEncoders, cube: xr.Dataset, units, study_inputs, compute: ComputeResource, title: str) -> dg.Output:
-    table = embedding_table(fitted, cube, compute.torch_device())
+    table = embedding_table(fitted, cube, compute.torch_device(), clusters=unit_clusters(units))
     return _embedding_output(table, units, study_inputs, title, {"objective": fitted.objective, "parameters": fitted.meta["parameters"]})
 
 

@@ -19,7 +19,7 @@ from models.ingest.chips import (
     scenes_from_catalog,
     write_sequence_cube,
 )
-from models.ingest.design import randomization_test, standardized_differences, trial_frame
+from models.ingest.design import randomization_test, standardized_differences, trial_frame, unit_clusters
 from models.ingest.folds import CrossFitting, fold_of, split_of
 from models.ingest.trial_folder import LOOKED_FOR, TrialFolder, TrialFolderError, scan_trials, table_digest, trial_table, trial_tables
 from models.ingest.units import (
@@ -75,6 +75,7 @@ __all__ = [
     "trial_frame",
     "trial_table",
     "trial_tables",
+    "unit_clusters",
     "validate_rct",
     "write_sequence_cube",
 ]

@@ -19,6 +19,12 @@ def assignment_probability(units: pd.DataFrame) -> np.ndarray:
     return np.full(len(units), units["treatment"].mean())
 
 
+def unit_clusters(units: pd.DataFrame) -> pd.Series | None:
+    """Each unit's cluster label indexed by unit id, or None when the trial is not clustered: what
+    cross-fitting keeps whole per fold."""
+    return units.set_index("unit_id")["cluster"] if "cluster" in units else None
+
+
 def trial_frame(units: pd.DataFrame, outcome: str, unit_ids=None) -> pd.DataFrame:
     """unit_id, treatment, outcome, propensity (the design's), cluster (if any); in ``unit_ids`` order if given."""
     frame = pd.DataFrame(

@@ -37,20 +37,31 @@ def split_of(unit_ids: Iterable, seed: int = 0) -> np.ndarray:
 
 @dataclass(frozen=True)
 class CrossFitting:
-    """K folds by unit id, shared by every cross-fitted model of a trial."""
+    """K folds by unit id, shared by every cross-fitted model of a trial. With ``clusters`` (a
+    Series of cluster labels indexed by unit id) whole clusters share a fold: the units of one
+    village are never split between a model's training and evaluation data, which would leak
+    the village's shared shock into its own predictions (and shrink the RATE's and BLP's intervals)."""
 
     folds: int = 5
     seed: int = 0
 
-    def assign(self, unit_ids: Iterable) -> np.ndarray:
-        return fold_of(unit_ids, self.folds, self.seed)
+    def assign(self, unit_ids: Iterable, clusters: pd.Series | None = None) -> np.ndarray:
+        unit_ids = list(unit_ids)
+        if clusters is None:
+            return fold_of(unit_ids, self.folds, self.seed)
+        missing = pd.Index(unit_ids).difference(clusters.index)
+        if len(missing):
+            raise ValueError(
+                f"{len(missing)} units have no cluster label (e.g. {list(missing[:3])}): every unit of a clustered trial needs one"
+            )
+        return fold_of((f"cluster:{c}" for c in clusters.loc[unit_ids]), self.folds, self.seed)
 
-    def check(self, unit_ids: Iterable, received: Mapping[str, pd.DataFrame]) -> np.ndarray:
+    def check(self, unit_ids: Iterable, received: Mapping[str, pd.DataFrame], clusters: pd.Series | None = None) -> np.ndarray:
         """This scheme's folds for ``unit_ids``, after checking every cross-fitted ``fold`` column it
         receives (more than one distinct fold) agrees: a mismatch would let a CATE model see units
         whose embeddings were fitted on its own test units' outcomes."""
         unit_ids = list(unit_ids)
-        folds = self.assign(unit_ids)
+        folds = self.assign(unit_ids, clusters)
         for name, table in received.items():
             if "fold" not in table or table["fold"].nunique() < 2:
                 continue
@@ -58,5 +69,6 @@ class CrossFitting:
             if not np.array_equal(theirs, folds):
                 raise ValueError(
                     f"{name}: its fold column disagrees with the cross-fitting scheme {self} for {int((theirs != folds).sum())} units; use one CrossFittingResource for encoders and learners"
+                    + (" and the trial's clusters for both" if clusters is not None else "")
                 )
         return folds

@@ -24,13 +24,14 @@ def _frame(unit_ids, values: np.ndarray, prefix: str) -> pd.DataFrame:
     return pd.DataFrame({"unit_id": np.asarray(unit_ids, dtype=str), **cols})
 
 
-def embedding_table(fitted, cube: xr.Dataset, device, block: int = 4096) -> pd.DataFrame:
+def embedding_table(fitted, cube: xr.Dataset, device, block: int = 4096, clusters: pd.Series | None = None) -> pd.DataFrame:
     """Every unit of a cube embedded by its own fold's encoder: unit_id, fold, e000, e001, ...
+    (``clusters``, indexed by unit id, for encoders cross-fitted by cluster).
 
     Streamed ``block`` units at a time, so memory does not grow with the trial."""
     parts = []
     for data in fitted.blocks(cube, block):
-        values, folds = fitted.transform(data, device)
+        values, folds = fitted.transform(data, device, clusters)
         part = _frame(data.unit_ids, values, "e")
         part.insert(1, "fold", folds)
         parts.append(part)

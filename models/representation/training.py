@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 import xarray as xr
@@ -261,12 +262,14 @@ class FittedEncoders:
         """Chip side in pixels the encoders were trained on: new places are read at this size."""
         return int(self.meta["chip_size"])
 
-    def fold_of(self, unit_ids: np.ndarray) -> np.ndarray:
-        return (
-            np.zeros(len(unit_ids), dtype=np.int64)
-            if self.folds == 1
-            else CrossFitting(self.folds, self.meta["fold_seed"]).assign(unit_ids)
-        )
+    def fold_of(self, unit_ids: np.ndarray, clusters: pd.Series | None = None) -> np.ndarray:
+        """Each unit's fold: by unit id, or by cluster when the encoders were fitted with clusters."""
+        if self.folds == 1:
+            return np.zeros(len(unit_ids), dtype=np.int64)
+        by_cluster = self.meta.get("fold_by") == "cluster"
+        if by_cluster and clusters is None:
+            raise ValueError("these encoders were cross-fitted with whole clusters per fold: pass the trial's clusters")
+        return CrossFitting(self.folds, self.meta["fold_seed"]).assign(unit_ids, clusters if by_cluster else None)
 
     def sequences(self, cube: xr.Dataset, units: np.ndarray | None = None) -> SequenceData:
         """A cube's sequences as these encoders expect them: their frames, their band statistics."""
@@ -277,9 +280,9 @@ class FittedEncoders:
         for start in range(0, cube.sizes["unit"], block):
             yield self.sequences(cube, np.arange(start, min(start + block, cube.sizes["unit"])))
 
-    def transform(self, data: SequenceData, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    def transform(self, data: SequenceData, device: torch.device, clusters: pd.Series | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings and the fold of each unit: unit i is embedded by the model of its own fold."""
-        folds = self.fold_of(data.unit_ids)
+        folds = self.fold_of(data.unit_ids, clusters)
         out = np.zeros((len(folds), self.spec.dim), dtype=np.float32)
         for k, model in enumerate(self.models):
             idx = np.flatnonzero(folds == k)
@@ -304,13 +307,15 @@ def fit_encoders(
     frames: list[int] | None = None,
     log: Callable[[dict], None] = lambda row: None,
     trainer: Callable = train_encoder,
+    clusters: pd.Series | None = None,
 ) -> FittedEncoders:
     """Fit the encoder(s). Supervised objectives are cross-fitted: the model of fold k never sees
-    the targets of fold k's units, and ``transform`` embeds each unit with its own fold's model."""
+    the targets of fold k's units (of fold k's clusters, when ``clusters`` labels the units), and
+    ``transform`` embeds each unit with its own fold's model."""
     started = time.perf_counter()
     models, histories = [], []
     k = cross_fitting.folds if objective == "prognostic" else 1
-    assignment = cross_fitting.assign(data.unit_ids) if k > 1 else np.zeros(len(data.unit_ids), dtype=np.int64)
+    assignment = cross_fitting.assign(data.unit_ids, clusters) if k > 1 else np.zeros(len(data.unit_ids), dtype=np.int64)
     for fold in range(k):
         train_idx = np.flatnonzero(assignment != fold) if k > 1 else np.arange(len(data.unit_ids))
         fold_target = None if target is None or objective != "prognostic" else target[train_idx]
@@ -326,6 +331,7 @@ def fit_encoders(
         "seed": cfg.seed,
         "folds": k,
         "fold_seed": cross_fitting.seed,
+        "fold_by": "cluster" if clusters is not None and k > 1 else "unit",
         "frames": frames,
         "chip_size": int(data.x.shape[-1]),
         "data_hash": data.data_hash(),

@@ -113,6 +113,28 @@ def test_cross_fitting_never_embeds_a_unit_with_a_model_that_saw_its_outcome():
     assert all(sum(u in s for s in seen) == 4 for u, y in zip(data.unit_ids, target, strict=True) if np.isfinite(y))
 
 
+def test_cross_fitting_by_cluster_keeps_every_village_out_of_its_own_model():
+    data = synthetic(n=60)
+    clusters = pd.Series(np.arange(60) // 6, index=data.unit_ids)  # ten villages of six
+    seen: list[set[str]] = []
+
+    def spy(spec, train_data, objective, cfg, device, fold_target, log):
+        seen.append(set(train_data.unit_ids))
+        return train_encoder(spec, train_data, objective, cfg, device, fold_target, log)
+
+    fitted = fit_encoders(
+        EncoderSpec(), data, "prognostic", TrainConfig(epochs=1, batch_size=16), CPU,
+        target=np.arange(60, dtype=float), cross_fitting=CrossFitting(3), trainer=spy, clusters=clusters,
+    )  # fmt: skip
+    _, folds = fitted.transform(data, CPU, clusters)
+    assert fitted.meta["fold_by"] == "cluster" and (pd.Series(folds).groupby(clusters.to_numpy()).nunique() == 1).all()
+    for unit, fold in zip(data.unit_ids, folds, strict=True):
+        village = set(clusters.index[clusters == clusters[unit]])
+        assert not village & seen[fold]  # no unit of the village trained the model that embeds it
+    with pytest.raises(ValueError, match="pass the trial's clusters"):
+        fitted.transform(data, CPU)
+
+
 def test_folds_are_stable_and_balanced():
     ids = np.array([f"U{i:06d}" for i in range(1000)])
     folds = fold_of(ids, 5)
