@@ -92,8 +92,10 @@ def _train(
         yield dg.Output(staged, metadata={**{k: meta[k] for k in keys}, **trained, "training_curve": curve, **(extra or {})})
 
 
-def _target(config: EncoderConfig, cube, units, source):
-    return prognostic_target(cube, units, source.outcomes[0]) if config.objective == "prognostic" else None
+def _train_trial(context, config: EncoderConfig, cube, units, source, compute, cross_fitting, storage, frames):
+    """A trial's encoder: the prognostic target from its outcome, folds that keep its clusters whole."""
+    target = prognostic_target(cube, units, source.outcomes[0]) if config.objective == "prognostic" else None
+    yield from _train(context, config, cube, compute, cross_fitting, storage, frames, target=target, clusters=unit_clusters(units))
 
 
 @dg.asset(group_name=GROUP, kinds={"torch", "safetensors"}, pool="gpu", partitions_def=trials, io_manager_key="encoder_io")
@@ -113,18 +115,7 @@ def sequence_encoder(
     Supervised (prognostic) encoders are cross-fitted: one model per fold, none trained on the
     outcomes of the units it embeds.
     """
-    target = _target(config, unit_image_sequences, rct_units, source)
-    yield from _train(
-        context,
-        config,
-        unit_image_sequences,
-        compute,
-        cross_fitting,
-        storage,
-        frames=None,
-        target=target,
-        clusters=unit_clusters(rct_units),
-    )
+    yield from _train_trial(context, config, unit_image_sequences, rct_units, source, compute, cross_fitting, storage, frames=None)
 
 
 @dg.asset(group_name=GROUP, kinds={"torch", "safetensors"}, pool="gpu", partitions_def=trials, io_manager_key="encoder_io")
@@ -139,19 +130,8 @@ def image_encoder(
     storage: StorageResource,
 ):
     """The same architecture on a single image (the baseline frame), for image vs sequence comparisons."""
-    target = _target(config, unit_image_sequences, rct_units, source)
     frames = [config.baseline_frame]
-    yield from _train(
-        context,
-        config,
-        unit_image_sequences,
-        compute,
-        cross_fitting,
-        storage,
-        frames=frames,
-        target=target,
-        clusters=unit_clusters(rct_units),
-    )
+    yield from _train_trial(context, config, unit_image_sequences, rct_units, source, compute, cross_fitting, storage, frames=frames)
 
 
 class MapEncoderConfig(EncoderConfig):
