@@ -9,8 +9,8 @@ from models.analyst.database import build_database
 from models.analyst.plots import cate_map as cate_map_figure
 from models.analyst.plots import coefficient_plot, rate_difference_plot, study_area_map, toc_bands
 from models.analyst.report import write_report
-from models.analyst.summary import trial_summary
-from models.io.manifest import NO_SURVEY, StudyManifest
+from models.analyst.summary import debiasing_sentence, trial_summary
+from models.io.manifest import StudyManifest
 from models.io.rasters import Raster
 from models.io.truth import read_unit_truth
 from models.representation.grid import GridMap
@@ -72,7 +72,7 @@ def trial_report(
     truth = read_unit_truth(study_inputs.truth.units)
     arms = rct_units.groupby("treatment").size().rename("units").reset_index()
     attribution = heterogeneity_attribution[["feature", "per_10pp", "per_10pp_lower", "per_10pp_upper", "p_value", "p_bonferroni"]]
-    skipped = NO_SURVEY if not study_inputs.survey_table else None
+    skipped = study_inputs.without_survey
     summary = trial_summary(
         ate_summary, heterogeneity_evaluation, rate_differences, attribution, wealth_effects, wealth_corrections, skipped
     )
@@ -82,10 +82,11 @@ def trial_report(
         f"{len(rct_units)} units analysed."
     )
     autoc = rate_differences[rate_differences["target"] == "AUTOC"].drop(columns="target")
+    available = not skipped and not wealth_effects.empty and debiasing_evaluation is not None
     debiasing = (
-        [skipped]
-        if skipped or debiasing_evaluation is None
-        else [wealth_effects, "One map, many trials: how each method fares over simulated trials", debiasing_evaluation]
+        [wealth_effects, "One map, many trials: how each method fares over simulated trials", debiasing_evaluation]
+        if available
+        else [debiasing_sentence(wealth_effects, wealth_corrections, skipped)]  # why there is nothing to show
     )
     sections = [
         ("Summary", [summary]),

@@ -22,7 +22,7 @@ from models.debiasing.corrections import (
 from models.debiasing.imagery_study import PostTreatmentImagery, survey_pool_trials
 from models.debiasing.trial_effects import METHODS, CalibrationDraws, TrialDesign, TweedieDensity, evaluate, observed_trial, simulate_trials
 from models.debiasing.wealth_map import WealthModel, fit_on_survey, predict_map, predict_places, survey_places
-from models.io.manifest import NO_SURVEY, StudyManifest
+from models.io.manifest import StudyManifest
 from models.io.rasters import Raster
 from models.io.tables import read_table
 from models.io.truth import read_unit_truth
@@ -193,7 +193,7 @@ def unit_wealth_predictions(
     ``prediction``, ``lcc``, ``tweedie``). A new map or new corrections re-run every trial's.
     Without a survey (so without a map) the table is empty and ``skipped`` says why."""
     if skipped := _no_map(study_inputs, wealth_model, wealth_corrections, map_encoder, survey_predictions):
-        return _skipped(context, skipped, ["unit_id", "prediction", "lcc", "tweedie"])
+        return _skipped(context, skipped, {"unit_id": "object", "prediction": "float64", "lcc": "float64", "tweedie": "float64"})
     places = pd.DataFrame(rct_units[["unit_id", "lon", "lat"]])
     with storage.staging() as stage:
         table = predict_places(
@@ -207,20 +207,18 @@ def unit_wealth_predictions(
 
 def _no_map(study_inputs: StudyManifest, *shared) -> str | None:
     """Why a trial's debiasing cannot run (no survey, or the shared map not materialized yet), or None."""
-    if not study_inputs.survey_table:
-        return NO_SURVEY
+    if reason := study_inputs.without_survey:
+        return reason
     if any(value is None for value in shared):
         return "debiasing skipped: the shared wealth map and its corrections have not been materialized; run map_job first"
     return None
 
 
-def _skipped(context: dg.AssetExecutionContext, reason: str, columns: list[str]) -> dg.Output:
-    """An empty table with the asset's columns, and the reason on the asset page and in the log."""
+def _skipped(context: dg.AssetExecutionContext, reason: str, columns: dict[str, str]) -> dg.Output:
+    """An empty table with the asset's columns (name -> dtype), and the reason on the asset page and in the log."""
     context.log.warning(f"trial {context.partition_key}: {reason}")
-    return dg.Output(
-        pd.DataFrame({c: pd.Series(dtype="object" if c in ("unit_id", "trial", "method") else "float64") for c in columns}),
-        metadata={"skipped": reason, "units": 0},
-    )
+    empty = pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in columns.items()})
+    return dg.Output(empty, metadata={"skipped": reason, "units": 0})
 
 
 def _calibration_draws(survey_predictions: pd.DataFrame, design: TrialDesign, tweedie: TweedieCorrection):
@@ -267,7 +265,18 @@ def wealth_effects(
     if skipped := _no_map(
         study_inputs, unit_wealth_predictions if len(unit_wealth_predictions) else None, wealth_corrections, survey_predictions
     ):
-        return _skipped(context, skipped, ["trial", "method", "estimate", "std_error", "true_effect", "covered"])
+        return _skipped(
+            context,
+            skipped,
+            {
+                "trial": "object",
+                "method": "object",
+                "estimate": "float64",
+                "std_error": "float64",
+                "true_effect": "float64",
+                "covered": "bool",
+            },
+        )
     lcc, tweedie = corrections_from_dict(wealth_corrections)
     design = TrialDesign(**config.model_dump())
     calibration, draws = _calibration_draws(survey_predictions, design, tweedie)

@@ -40,7 +40,7 @@ from models.ingest.units import (
     tabular_matrix,
     validate_rct,
 )
-from models.io.manifest import NO_SURVEY, StudyManifest
+from models.io.manifest import StudyManifest
 from models.io.storage import atomic_path
 from models.io.tables import read_table
 from models.simulation.simulator import Heterogeneity, SimulationConfig, StudyPaths, simulate_study
@@ -330,8 +330,8 @@ def survey_image_sequences(
     the survey id), shared by every trial and extracted once: what the map encoder learns from and
     the wealth model is fitted on. No trial's units are in it, so every trial can use the map.
     Without a survey nothing is written and the wealth map's assets downstream are skipped."""
-    if not study_inputs.survey_table:
-        context.log.warning(NO_SURVEY)
+    if reason := study_inputs.without_survey:
+        context.log.warning(reason)
         return
     survey = read_table(study_inputs.survey_table, field="StudySource.survey_table")
     with storage.staging() as stage:

@@ -91,7 +91,6 @@ def land_cover_maps(
         left_out = ", ".join(f"{c} {WORLDCOVER[c]} ({n} px)" for c, n in result.left_out.items())
         if left_out:
             context.log.warning(f"land-cover classes left out for fewer than {config.min_pixels_per_class} labelled pixels: {left_out}")
-        mapped = sorted(int(c.split()[0]) for c in result.cv.per_class["class"])
         metadata = {
             "classifier": result.classifier,
             "accuracy": result.accuracy,
@@ -108,7 +107,7 @@ def land_cover_maps(
             "per_class": table_md(result.cv.per_class),
             "confusion": table_md(result.cv.confusion.reset_index(names="true \\ predicted")),
             "confusion_plot": figure_md(confusion_plot(result.cv.confusion), "confusion"),
-            "maps": figure_md(land_cover_panel(result.paths, result.dates, mapped, result.left_out), "land cover"),
+            "maps": figure_md(land_cover_panel(result.paths, result.dates, result.classes, result.left_out), "land cover"),
         }
         yield dg.Output(staged, metadata=metadata)
     yield dg.AssetCheckResult(

@@ -20,9 +20,14 @@ def ate_sentence(ate: pd.DataFrame) -> str:
     return text + "."
 
 
+def _strongest(evaluation: pd.DataFrame) -> pd.Series:
+    """The data choice and learner with the largest RATE (AUTOC) ratio."""
+    return evaluation.loc[evaluation["autoc_ratio"].idxmax()]
+
+
 def heterogeneity_sentence(evaluation: pd.DataFrame) -> str:
     """Whether the best data choice's RATE (AUTOC) clears the two-sided 5% threshold."""
-    best = evaluation.sort_values("autoc_ratio", ascending=False).iloc[0]
+    best = _strongest(evaluation)
     found = f"{best['data_choice']} with the {best['learner']}: AUTOC {best['autoc']:.3g} [{best['autoc_lower']:.3g}, {best['autoc_upper']:.3g}], RATE ratio {best['autoc_ratio']:.2f}"
     if best["autoc_ratio"] > RATE_THRESHOLD:
         return f"Heterogeneity detected (RATE test, two-sided 5%): strongest with {found}."
@@ -31,11 +36,11 @@ def heterogeneity_sentence(evaluation: pd.DataFrame) -> str:
 
 def best_choice_sentence(evaluation: pd.DataFrame, differences: pd.DataFrame) -> str:
     """The best data choice against the runner-up under the same learner: the paired AUTOC difference."""
-    best = evaluation.sort_values("autoc_ratio", ascending=False).iloc[0]
+    best = _strongest(evaluation)
     same = evaluation[(evaluation["learner"] == best["learner"]) & (evaluation["data_choice"] != best["data_choice"])]
     if same.empty:
         return f"Only one data choice ({best['data_choice']}) was compared."
-    runner = same.sort_values("autoc_ratio", ascending=False).iloc[0]["data_choice"]
+    runner = _strongest(same)["data_choice"]
     pair = differences[(differences["target"] == "AUTOC") & (differences["learner"] == best["learner"])]
     row = pair[(pair["data_choice_a"] == best["data_choice"]) & (pair["data_choice_b"] == runner)]
     sign = 1

@@ -4,6 +4,8 @@ and the classified scenes with a record of the bands behind every pixel."""
 
 from __future__ import annotations
 
+import copy
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +41,13 @@ def make_estimator(kind: str, seed: int = 0, n_jobs: int = -1):
     raise ValueError(f"classifier must be one of {CLASSIFIERS} (or 'auto'), got {kind!r}")
 
 
+def enough_bands(X: np.ndarray, n_bands: int, max_missing_bands: int) -> np.ndarray:
+    """Rows of (n, F) features whose first ``n_bands`` columns (the bands) miss at most
+    ``max_missing_bands`` values, and not all of them."""
+    missing = np.isnan(X[:, :n_bands])
+    return (missing.sum(axis=1) <= max_missing_bands) & ~missing.all(axis=1)
+
+
 class LandCoverClassifier:
     """Per-pixel WorldCover classes from spectral features, with one model per band-availability pattern.
 
@@ -63,8 +72,7 @@ class LandCoverClassifier:
 
     def usable(self, X: np.ndarray) -> np.ndarray:
         """Rows with enough bands to classify."""
-        bands = np.isnan(X[:, : self.n_bands or X.shape[1]])
-        return (bands.sum(axis=1) <= self.max_missing_bands) & ~bands.all(axis=1)
+        return enough_bands(X, self.n_bands or X.shape[1], self.max_missing_bands)
 
     def _model(self, present: np.ndarray):
         key = int(np.dot(present, 1 << np.arange(len(present))))
@@ -122,8 +130,7 @@ def cross_validate(X: np.ndarray, y: np.ndarray, folds: np.ndarray, classifier: 
     pred = np.zeros(len(y), dtype=np.uint8)
     for k in np.unique(folds):
         test = folds == k
-        model = LandCoverClassifier(classifier.kind, classifier.n_bands, classifier.max_missing_bands, classifier.seed, classifier.n_jobs)
-        pred[test] = model.fit(X[~test], y[~test]).predict(X[test])
+        pred[test] = copy.copy(classifier).fit(X[~test], y[~test]).predict(X[test])
     return pred
 
 
@@ -169,8 +176,8 @@ def cv_report(y: np.ndarray, pred: np.ndarray, folds: np.ndarray) -> CrossValida
             "folds_without_pixels": [", ".join(str(k) for k in spread.columns if np.isnan(spread.loc[c, k])) for c in classes],
         }
     )  # fmt: skip
-    names = [_name(c) for c in sorted(set(classes) | set(np.unique(pred)))]
     labels = sorted(set(classes) | set(np.unique(pred)))
+    names = [_name(c) for c in labels]
     confusion = pd.DataFrame(confusion_matrix(y, pred, labels=labels), index=names, columns=names)
     fold_accuracy = [float(np.mean(y[folds == k] == pred[folds == k])) for k in np.unique(folds)]
     macro = float(f1_score(y, pred, labels=classes, average="macro", zero_division=0))
@@ -189,7 +196,7 @@ def choose_classifier(
 ) -> tuple[str, dict[str, CrossValidated], pd.DataFrame]:
     """Cross-validate each family on the same blocked folds and keep the cheapest to predict (the
     earliest in ``kinds``) whose pooled accuracy is within ``tolerance`` of the best: on the demo
-    boosting wins by 0.004 but predicts the scenes 10x slower than the forest. Returns the choice,
+    boosting wins by 0.0004 but predicts the scenes 10x slower than the others. Returns the choice,
     each family's report and a comparison table."""
     reports, rows = {}, []
     for kind in kinds:
@@ -280,6 +287,7 @@ class LandCoverMaps:
     band_paths: list[str]
     dates: list[str]
     classifier: str
+    classes: list[int]  # the WorldCover codes the map uses
     cv: CrossValidated
     candidates: pd.DataFrame
     left_out: dict[int, int]
@@ -323,7 +331,7 @@ def classify_scenes(
     cross-validation, pooled over all ``cv_folds`` folds.
     """
     n_bands = len(catalog.iloc[0]["band_names"])
-    usable = LandCoverClassifier(n_bands=n_bands, max_missing_bands=max_missing_bands).usable
+    usable = functools.partial(enough_bands, n_bands=n_bands, max_missing_bands=max_missing_bands)
     parts = []
     for i, lab in labels.items():
         with scene_reader(catalog.iloc[i]) as features_at:
@@ -366,7 +374,7 @@ def classify_scenes(
             }
         )
     return LandCoverMaps(
-        paths, band_paths, dates, chosen, reports[chosen], candidates, left_out, pd.DataFrame(coverage),
+        paths, band_paths, dates, chosen, model.classes_.tolist(), reports[chosen], candidates, left_out, pd.DataFrame(coverage),
         len(y), cv_folds, train_seconds, time.perf_counter() - started,
     )  # fmt: skip
 

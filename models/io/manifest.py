@@ -41,6 +41,11 @@ class StudyManifest:
     survey_table: str | None = None
     truth: StudyTruth = StudyTruth()
 
+    @property
+    def without_survey(self) -> str | None:
+        """Why there is no wealth map to debias (:data:`NO_SURVEY`), or None when the study has a survey."""
+        return None if self.survey_table else NO_SURVEY
+
     @classmethod
     def create(
         cls,
