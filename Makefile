@@ -51,6 +51,7 @@ bench: install
 	$(BIN)/python benchmarks/cate.py --units 1000 10000
 	$(BIN)/python benchmarks/debias.py
 	$(BIN)/python benchmarks/landcover.py
+	$(BIN)/python benchmarks/landcover_real_labels.py
 	$(BIN)/python benchmarks/study2_simulation.py && $(BIN)/python benchmarks/study2_simulation.py --survey-effect 2
 
 .PHONY: install demo lint servers test test-fast ui bench

@@ -19,6 +19,7 @@ TINY = {
     "debias": ["--cells", "20000", "--calibration", "300", "--direct-sample", "2000"],
     "study2_simulation": ["--seeds", "0", "--n-train", "500", "--n-calibration", "300", "--n-trial", "500"],
     "landcover": ["--large-px", "256", "--demo-px", "256", "--demo-dates", "2"],
+    "landcover_real_labels": ["--seeds", "0"],
 }
 
 
