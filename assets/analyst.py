@@ -10,6 +10,7 @@ from models.analyst.plots import cate_map as cate_map_figure
 from models.analyst.plots import coefficient_plot, rate_difference_plot, study_area_map, toc_bands
 from models.analyst.report import write_report
 from models.analyst.summary import debiasing_sentence, trial_summary
+from models.debiasing.trust import CorrectionDiagnostics, trial_diagnostics
 from models.io.manifest import StudyManifest
 from models.io.rasters import Raster
 from models.io.truth import read_unit_truth
@@ -56,6 +57,7 @@ def trial_report(
     toc_curves: pd.DataFrame,
     rate_differences: pd.DataFrame,
     heterogeneity_attribution: pd.DataFrame,
+    unit_wealth_predictions: pd.DataFrame,
     wealth_effects: pd.DataFrame,
     wealth_corrections: dict | None,
     debiasing_evaluation: pd.DataFrame | None,
@@ -73,8 +75,10 @@ def trial_report(
     arms = rct_units.groupby("treatment").size().rename("units").reset_index()
     attribution = heterogeneity_attribution[["feature", "per_10pp", "per_10pp_lower", "per_10pp_upper", "p_value", "p_bonferroni"]]
     skipped = study_inputs.without_survey
+    available = not skipped and not wealth_effects.empty and wealth_corrections is not None
+    diagnostics = trial_diagnostics(unit_wealth_predictions, wealth_effects, wealth_corrections) if available else None
     summary = trial_summary(
-        ate_summary, heterogeneity_evaluation, rate_differences, attribution, wealth_effects, wealth_corrections, skipped
+        ate_summary, heterogeneity_evaluation, rate_differences, attribution, wealth_effects, wealth_corrections, skipped, diagnostics
     )
     stamp = rct_units.attrs.get("trial_table", {})
     summary.append(
@@ -82,12 +86,20 @@ def trial_report(
         f"{len(rct_units)} units analysed."
     )
     autoc = rate_differences[rate_differences["target"] == "AUTOC"].drop(columns="target")
-    available = not skipped and not wealth_effects.empty and debiasing_evaluation is not None
     debiasing = (
-        [wealth_effects, "One map, many trials: how each method fares over simulated trials", debiasing_evaluation]
-        if available
+        [
+            diagnostics.verdict,
+            wealth_effects,
+            "Which correction to trust: held-out effect slopes on the calibration split (1 = unbiased)",
+            CorrectionDiagnostics.from_dict(wealth_corrections["trust"]).table(),
+            "Label budget: labels PPI++ needs for each method's interval width",
+            diagnostics.budget,
+        ]
+        if diagnostics is not None
         else [debiasing_sentence(wealth_effects, wealth_corrections, skipped)]  # why there is nothing to show
     )
+    if diagnostics is not None and debiasing_evaluation is not None:
+        debiasing += ["One map, many trials: how each method fares over simulated trials", debiasing_evaluation]
     sections = [
         ("Summary", [summary]),
         ("The trial", [arms, study_area_map(imagery_catalog["paths"].iloc[0][0], rct_units)]),

@@ -9,18 +9,18 @@ import xarray as xr
 from assets.metadata import figure_md, lineage, source_version, table_md
 from assets.partitions import trials
 from models.analyst.plots import estimate_distributions, metric_bars, raster_panels, wealth_calibration
-from models.debiasing import corrections, imagery_study, trial_effects
+from models.debiasing import corrections, imagery_study, trial_effects, trust
 from models.debiasing.corrections import (
     DEBIASED_MAP_PURPOSE,
     BandwidthRule,
     TweedieCorrection,
     corrections_from_dict,
     debias_map,
-    fit_corrections,
     per_place_rmse,
 )
 from models.debiasing.imagery_study import PostTreatmentImagery, survey_pool_trials
 from models.debiasing.trial_effects import METHODS, CalibrationDraws, TrialDesign, TweedieDensity, evaluate, observed_trial, simulate_trials
+from models.debiasing.trust import CorrectionDiagnostics, corrections_disagreement, fit_corrections, trial_diagnostics
 from models.debiasing.wealth_map import WealthModel, fit_on_survey, predict_map, predict_places, survey_places
 from models.io.manifest import StudyManifest
 from models.io.rasters import Raster
@@ -109,12 +109,14 @@ class WealthCorrectionsConfig(Config):
 FOLLOW_THE_MAP = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
 
 
-@dg.asset(group_name=GROUP, kinds={"json"}, code_version=source_version(corrections))
+@dg.asset(group_name=GROUP, kinds={"json"}, code_version=source_version(corrections, trust))
 def wealth_corrections(config: WealthCorrectionsConfig, survey_predictions: pd.DataFrame) -> dg.Output:
     """LCC and Tweedie's correction, fitted once on the calibration split, with the diagnostics that
-    say whether a correction is warranted. Every trial reuses these: no new ground truth."""
+    say whether a correction is warranted and which one to trust (cross-fitted held-out effect
+    slopes, the overshoot flag, the prediction density's shape). Every trial reuses these: no new
+    ground truth."""
     out = fit_corrections(survey_predictions[survey_predictions["split"] == "calibration"], config.bandwidth)
-    lcc, tweedie = out["lcc"], out["tweedie"]
+    lcc, tweedie, trusted = out["lcc"], out["tweedie"], CorrectionDiagnostics.from_dict(out["trust"])
     meta = {
         "a": lcc["a"],
         "b": lcc["b"],
@@ -122,8 +124,20 @@ def wealth_corrections(config: WealthCorrectionsConfig, survey_predictions: pd.D
         "sigma": tweedie["sigma"],
         "bandwidth": tweedie["bandwidth"],
         **out["diagnostics"],
+        "variance_inflation": trusted.variance_inflation,
+        "skewness": trusted.skewness,
+        "excess_kurtosis": trusted.excess_kurtosis,
     }
-    return dg.Output(out, metadata={k: v if isinstance(v, bool) else float(v) for k, v in meta.items()})
+    meta = {k: v if isinstance(v, bool) else float(v) for k, v in meta.items()}
+    return dg.Output(
+        out,
+        metadata=meta
+        | {
+            "favoured_correction": trusted.favoured,
+            "trust": dg.MetadataValue.md(trusted.verdict),
+            "heldout_effect_slopes": table_md(trusted.table()),
+        },
+    )
 
 
 @dg.asset_check(asset=wealth_corrections, blocking=True, description="The calibration split shows attenuation worth correcting.")
@@ -135,6 +149,25 @@ def correction_warranted(wealth_corrections: dict) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=bool(diagnostics["correction_warranted"]),
         metadata={k: v if isinstance(v, bool) else float(v) for k, v in diagnostics.items()},
+    )
+
+
+@dg.asset_check(asset=wealth_corrections, description="LCC and Tweedie agree on held-out places, and neither is red-flagged.")
+def corrections_agree(wealth_corrections: dict) -> dg.AssetCheckResult:
+    """Warns when the cross-fitted held-out effect slopes of LCC and Tweedie differ (by more than
+    0.1 per unit of effect and beyond their 95% interval), or when the map is strongly shrunk with a
+    skewed density (Tweedie's overshoot case). The page names the correction the diagnostics favour."""
+    trusted = CorrectionDiagnostics.from_dict(wealth_corrections["trust"])
+    return dg.AssetCheckResult(
+        passed=trusted.agree and not trusted.overshoot_risk,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=trusted.verdict,
+        metadata={
+            "favoured": trusted.favoured,
+            "disagreement": trusted.disagreement,
+            "disagreement_se": trusted.disagreement_se,
+            "overshoot_risk": trusted.overshoot_risk,
+        },
     )
 
 
@@ -259,9 +292,13 @@ def wealth_effects(
     study_inputs: StudyManifest,
 ) -> dg.Output:
     """The trial's ATE on mapped wealth by naive use, LCC and Tweedie (intervals include the
-    calibration step), and, where the simulator knows each unit's wealth, the oracle and PPI on a
-    labelled share. On the demo the true effect on wealth is 0: treatment does not change the imagery.
-    Without a survey the table is empty and ``skipped`` says why."""
+    calibration step); where the simulator knows each unit's wealth, the oracle and PPI++ on a
+    labelled share; where the trial table has a ``wealth`` column (measured for some units), PPI++
+    on those labels, the honest default then. The page says which method to use and why
+    (``verdict``), the trial's diagnostics (support, LCC vs Tweedie against the trial's SE) and the
+    label budget (labels PPI++ needs for each method's interval width). On the demo the true effect
+    on wealth is 0: treatment does not change the imagery. Without a survey the table is empty and
+    ``skipped`` says why."""
     if skipped := _no_map(
         study_inputs, unit_wealth_predictions if len(unit_wealth_predictions) else None, wealth_corrections, survey_predictions
     ):
@@ -273,6 +310,7 @@ def wealth_effects(
                 "method": "object",
                 "estimate": "float64",
                 "std_error": "float64",
+                "labels": "int64",
                 "true_effect": "float64",
                 "covered": "bool",
             },
@@ -281,21 +319,60 @@ def wealth_effects(
     design = TrialDesign(**config.model_dump())
     calibration, draws = _calibration_draws(survey_predictions, design, tweedie)
     units = unit_wealth_predictions.merge(rct_units.drop(columns="geometry"), on="unit_id")
-    truth = read_unit_truth(study_inputs.truth.units)
+    wealth, true_effect = _unit_wealth(units, study_inputs)
     table = observed_trial(
         context.partition_key,
-        None if truth is None else truth.loc[units["unit_id"], "wealth"].to_numpy(),
+        wealth,
         units["prediction"].to_numpy(),
         units["treatment"].to_numpy(),
         lcc,
         tweedie,
         design,
-        true_effect=np.nan if truth is None else 0.0,
+        true_effect=true_effect,
         draws=draws,
         clusters=units["cluster"].to_numpy() if "cluster" in units else None,
     )
-    meta = {"trial": context.partition_key, "effects": table_md(table), **lineage(imagery_catalog, calibration["survey_id"])}
+    diagnostics = trial_diagnostics(unit_wealth_predictions, table, wealth_corrections)
+    meta = {
+        "trial": context.partition_key,
+        "effects": table_md(table),
+        **diagnostics.metadata(),
+        "verdict": dg.MetadataValue.md(f"**{diagnostics.verdict}**"),
+        "label_budget": table_md(diagnostics.budget),
+        **lineage(imagery_catalog, calibration["survey_id"]),
+    }
     return dg.Output(table, metadata=meta)
+
+
+def _unit_wealth(units: pd.DataFrame, study_inputs: StudyManifest) -> tuple[np.ndarray | None, float]:
+    """Each unit's wealth where it is known, and the true effect on it: the simulator's truth (the
+    demo's treatment does not change the imagery: true effect 0), else a ``wealth`` column of the
+    trial table (measured for some units, empty elsewhere: PPI++'s labels; effect unknown)."""
+    truth = read_unit_truth(study_inputs.truth.units)
+    if truth is not None:
+        return truth.loc[units["unit_id"], "wealth"].to_numpy(), 0.0
+    if "wealth" in units:
+        return pd.to_numeric(units["wealth"], errors="coerce").to_numpy(float), np.nan
+    return None, np.nan
+
+
+@dg.asset_check(
+    asset=wealth_effects,
+    partitions_def=trials,
+    description="LCC's and Tweedie's ATEs differ by less than the trial's standard error.",
+)
+def corrections_agree_in_trial(wealth_effects: pd.DataFrame) -> dg.AssetCheckResult:
+    """Warns when the two corrections' ATEs on this trial differ by more than the smaller of their
+    standard errors: the choice of correction then changes the answer, and the map-level diagnostics
+    (or PPI++ with labels) must decide. Passes with a note when debiasing was skipped."""
+    if wealth_effects.empty:
+        return dg.AssetCheckResult(passed=True, metadata={"skipped": "no debiased outcomes for this trial"})
+    difference, trial_se = corrections_disagreement(wealth_effects)
+    return dg.AssetCheckResult(
+        passed=abs(difference) <= trial_se,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"lcc_tweedie_difference": difference, "trial_se": trial_se},
+    )
 
 
 class TrialOutcomesConfig(Config):

@@ -8,7 +8,8 @@ and Tweedie are fitted once on a held-out calibration split of it. For 50 true e
 fresh trial population is drawn; its ATE is estimated by IPTW with the true propensity from the
 truth (oracle), from f's predictions (naive) and from the corrected predictions. The figure of
 merit is the slope of estimated on true effect (the source study reports naive 0.535, Tweedie
-0.995, LCC 1.007).
+0.995, LCC 1.007). Each seed also records what ``models.debiasing.trust.correction_diagnostics``
+predicts from the calibration split alone (the held-out effect slopes and the favoured correction).
 
 The survey describes the world before any trial (``--survey-effect 0``, the default: Y = C + noise).
 ``--survey-effect 2`` draws it with the trials' treatment at tau = 2 instead, a sensitivity run:
@@ -33,6 +34,7 @@ from torch import nn
 
 from harness import write_results
 from models.debiasing.corrections import LinearCalibrationCorrection, OutOfSupportWarning, TweedieCorrection
+from models.debiasing.trust import correction_diagnostics
 
 EFFECTS = np.linspace(-2, 2, 50)
 
@@ -122,6 +124,8 @@ def run(seed: int, n_train: int, n_calibration: int, n_trial: int, sigma_x: floa
         "outside_calibration_range": float(np.mean(outside)),
     }
     fit |= {f"bandwidth_{rule}": t.bandwidth_ for rule, t in tweedies.items()}
+    trust = correction_diagnostics(pred_calib, calib["y"], seed=seed)  # what the diagnostics predict, before any trial
+    fit |= {f"heldout_slope_{m}": v for m, v in trust.heldout_slope.items()} | {"favoured": trust.favoured, "agree": trust.agree}
     return pd.DataFrame(rows), fit
 
 

@@ -119,6 +119,7 @@ COLUMNS: dict[str, str] = {
     "response": "how the treatment reaches the map: imagery (chips change, the map re-predicts), linear shortcut, or observed",
     "true_effect": "the true ATE on wealth [wealth units]",
     "covered": "whether the 95% interval holds the true effect",
+    "labels": "units whose measured wealth the estimate uses (oracle: all, ppi: its labelled units, map-based methods: 0)",
     "bias": "mean of estimate minus true effect over trials [wealth units]",
     "rmse": "root mean squared error over trials [wealth units]",
     "coverage": "share of trials whose 95% interval holds the true effect [0-1]",

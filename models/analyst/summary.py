@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from models.debiasing.trust import TrialDiagnostics
+
 RATE_THRESHOLD = 1.96  # two-sided 5% on the RATE ratio (estimate / standard error)
 
 
@@ -66,17 +68,21 @@ def drivers_sentence(attribution: pd.DataFrame, alpha: float = 0.05) -> str:
     return f"Land-cover drivers surviving Bonferroni correction at {alpha:.0%} ({len(kept)} of {len(attribution)} terms): {terms}."
 
 
-def debiasing_sentence(wealth_effects: pd.DataFrame, corrections: dict | None, skipped: str | None) -> str:
-    """Whether the debiased outcomes are warranted for this trial, from the map's calibration diagnostics."""
+def debiasing_sentence(
+    wealth_effects: pd.DataFrame, corrections: dict | None, skipped: str | None, diagnostics: TrialDiagnostics | None = None
+) -> str:
+    """Whether the debiased outcomes are warranted for this trial, from the map's calibration
+    diagnostics, and which method to use (``diagnostics.verdict``)."""
     if skipped or corrections is None or wealth_effects.empty:
         return skipped or "Debiased outcomes: not available (the shared wealth map has not been materialized)."
     d = corrections["diagnostics"]
     shrink = f"calibration slope b = {d['slope_b']:.2f} (SE {d['slope_se']:.2f}), variance ratio {d['variance_ratio']:.2f}"
     effects = wealth_effects.set_index("method")
     shown = ", ".join(f"{m} {effects.loc[m, 'estimate']:.3g}" for m in ("naive", "lcc", "tweedie") if m in effects.index)
-    if d["correction_warranted"]:
-        return f"Debiased outcomes are warranted: the map shrinks effects ({shrink}); this trial's effect on mapped wealth: {shown}."
-    return f"Debiased outcomes are not warranted: the map is not measurably shrunk ({shrink}); use the naive outcome ({shown})."
+    if not d["correction_warranted"]:
+        return f"Debiased outcomes are not warranted: the map is not measurably shrunk ({shrink}); use the naive outcome ({shown})."
+    advice = f" {diagnostics.verdict}" if diagnostics is not None else ""
+    return f"Debiased outcomes are warranted: the map shrinks effects ({shrink}); this trial's effect on mapped wealth: {shown}.{advice}"
 
 
 def trial_summary(
@@ -87,6 +93,7 @@ def trial_summary(
     wealth_effects: pd.DataFrame,
     corrections: dict | None = None,
     debiasing_skipped: str | None = None,
+    debiasing: TrialDiagnostics | None = None,
 ) -> list[str]:
     """The report's opening: the ATE, whether heterogeneity is detected and by which data choice
     best, the land-cover drivers that survive multiplicity, and whether debiasing is warranted."""
@@ -95,5 +102,5 @@ def trial_summary(
         heterogeneity_sentence(evaluation),
         best_choice_sentence(evaluation, differences),
         drivers_sentence(attribution),
-        debiasing_sentence(wealth_effects, corrections, debiasing_skipped),
+        debiasing_sentence(wealth_effects, corrections, debiasing_skipped, debiasing),
     ]

@@ -12,7 +12,6 @@ from models.debiasing.corrections import (
     corrections_from_dict,
     debias_map,
     diagnostics,
-    fit_corrections,
     kde_bandwidth,
     kde_score,
     per_place_rmse,
@@ -32,11 +31,21 @@ from models.debiasing.trial_effects import (
     simulate_trials,
     trial_ates,
 )
+from models.debiasing.trust import (
+    CorrectionDiagnostics,
+    TrialDiagnostics,
+    correction_diagnostics,
+    corrections_disagreement,
+    fit_corrections,
+    label_budget,
+    trial_diagnostics,
+)
 from models.debiasing.wealth_map import WealthModel, fit_on_survey, predict_map, predict_places, survey_cube, survey_places
 
 __all__ = [
     "BandwidthRule",
     "CalibrationDraws",
+    "CorrectionDiagnostics",
     "CorrectionError",
     "CoverageWorld",
     "DEBIASED_MAP_PURPOSE",
@@ -45,11 +54,14 @@ __all__ = [
     "OutOfSupportWarning",
     "PostTreatmentImagery",
     "TrialDesign",
+    "TrialDiagnostics",
     "TweedieCorrection",
     "TweedieDensity",
     "WeakCalibrationWarning",
     "WealthModel",
     "corrected_ate",
+    "correction_diagnostics",
+    "corrections_disagreement",
     "corrections_from_dict",
     "coverage_study",
     "debias_map",
@@ -60,6 +72,7 @@ __all__ = [
     "imagery_trials",
     "kde_bandwidth",
     "kde_score",
+    "label_budget",
     "label_units",
     "observed_trial",
     "per_place_rmse",
@@ -73,4 +86,5 @@ __all__ = [
     "survey_places",
     "survey_pool_trials",
     "trial_ates",
+    "trial_diagnostics",
 ]

@@ -10,7 +10,6 @@ import warnings
 from typing import Literal
 
 import numpy as np
-import pandas as pd
 import statsmodels.api as sm
 from scipy import stats
 
@@ -269,21 +268,8 @@ def diagnostics(prediction: np.ndarray, truth: np.ndarray) -> dict:
     }
 
 
-def fit_corrections(calibration: pd.DataFrame, bandwidth: BandwidthRule | float = "scott") -> dict:
-    """LCC, Tweedie and the diagnostics, fitted once on calibration rows (columns prediction, wealth),
-    as one JSON-able record that every trial reuses."""
-    pred, truth = calibration["prediction"].to_numpy(), calibration["wealth"].to_numpy()
-    lcc, tweedie = LinearCalibrationCorrection().fit(pred, truth), TweedieCorrection(bandwidth).fit(pred, truth)
-    return {
-        "lcc": lcc.to_dict(),
-        "tweedie": tweedie.to_dict(),
-        "diagnostics": diagnostics(pred, truth),
-        "calibration_points": len(calibration),
-    }
-
-
 def corrections_from_dict(d: dict) -> tuple[LinearCalibrationCorrection, TweedieCorrection]:
-    """The two fitted corrections back from :func:`fit_corrections`' record."""
+    """The two fitted corrections back from ``models.debiasing.trust.fit_corrections``' record."""
     return LinearCalibrationCorrection.from_dict(d["lcc"]), TweedieCorrection.from_dict(d["tweedie"])
 
 

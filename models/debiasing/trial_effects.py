@@ -183,14 +183,17 @@ class TrialDesign:
     seed: int = 0
 
 
-def trial_rows(trial, estimates: dict[str, Estimate], true_effect: float) -> list[dict]:
-    """One row per method: estimate, standard error, the true effect and whether the 95% CI covers it."""
+def trial_rows(trial, estimates: dict[str, Estimate], true_effect: float, labels: dict[str, int] | None = None) -> list[dict]:
+    """One row per method: estimate, standard error, the units whose wealth it used (``labels``;
+    0 for the map-based methods), the true effect and whether the 95% CI covers it."""
+    labels = labels or {}
     return [
         {
             "trial": trial,
             "method": m,
             "estimate": e.estimate,
             "std_error": e.se,
+            "labels": int(labels.get(m, 0)),
             "true_effect": true_effect,
             "covered": e.ci[0] <= true_effect <= e.ci[1],
         }
@@ -228,7 +231,7 @@ def draw_trials(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", OutOfSupportWarning)
                 estimates = trial_ates(truth[idx] + effect * t, prediction, t, lcc, tweedie, labeled, design.tweedie_density, draws)
-            rows += trial_rows(trial, estimates, effect)
+            rows += trial_rows(trial, estimates, effect, {"oracle": len(idx), "ppi": int(labeled.sum())})
     return pd.DataFrame(rows).assign(response=response)
 
 
@@ -261,15 +264,28 @@ def observed_trial(
     draws: CalibrationDraws | None = None,
     clusters: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """One real (or demo) trial's ATE on the mapped outcome by every method; PPI labels a random
-    ``design.labeled_share`` of its units. Without ``truth`` (a real trial with no measured wealth)
-    only the map-based methods: naive, LCC and Tweedie; ``covered`` is then undefined (False)."""
+    """One real (or demo) trial's ATE on the mapped outcome by every method it has data for.
+
+    ``truth``: every unit's wealth (the simulator's): the oracle, and PPI++ on a random
+    ``design.labeled_share``; wealth measured for some units only (NaN elsewhere): PPI++ on those
+    labels, no oracle; None: only the map-based methods (naive, LCC, Tweedie). ``covered`` is
+    False where the true effect is unknown (NaN)."""
+    estimates = map_ates(prediction, t, lcc, tweedie, design.tweedie_density, draws, clusters)
     if truth is None:
-        estimates = map_ates(prediction, t, lcc, tweedie, design.tweedie_density, draws, clusters)
         return pd.DataFrame(trial_rows(name, estimates, true_effect))
-    labeled = label_units(t, design.labeled_share, np.random.default_rng(design.seed))
-    estimates = trial_ates(truth, prediction, t, lcc, tweedie, labeled, design.tweedie_density, draws, clusters)
-    return pd.DataFrame(trial_rows(name, estimates, true_effect))
+    truth = np.asarray(truth, float)
+    if np.isfinite(truth).all():
+        labeled = label_units(t, design.labeled_share, np.random.default_rng(design.seed))
+        estimates = {"oracle": difference_in_means(truth, t, clusters), **estimates}
+        labels = {"oracle": len(t)}
+    else:
+        labeled, labels = np.isfinite(truth), {}
+    per_arm = [int(np.sum(labeled & (t == arm))) for arm in (0, 1)]
+    if min(per_arm) < 2:
+        warnings.warn(f"PPI++ left out: it needs 2 labelled units per arm, the trial has {per_arm} (control, treated)", stacklevel=2)
+        return pd.DataFrame(trial_rows(name, estimates, true_effect, labels))
+    estimates["ppi"] = ppi_ate(np.where(labeled, truth, 0.0), prediction, t, labeled, clusters)
+    return pd.DataFrame(trial_rows(name, estimates, true_effect, labels | {"ppi": int(labeled.sum())}))
 
 
 def evaluate(trials: pd.DataFrame) -> pd.DataFrame:

@@ -32,6 +32,13 @@ def test_wealth_map_corrections_and_evaluation(evidence):
             assert np.isfinite(src.read(1)).mean() > 0.8
     corrections = json.loads((tmp_path / "wealth_corrections.json").read_text())
     assert 0 < corrections["lcc"]["b"] < 1 and corrections["diagnostics"]["correction_warranted"]
+    trust = corrections["trust"]  # which correction to trust, on the asset page and in the check
+    assert trust["favoured"] in ("lcc", "tweedie") and set(trust["heldout_slope"]) == {"naive", "lcc", "tweedie"}
+    page = result.asset_materializations_for_node("wealth_corrections")[0].metadata
+    assert page["favoured_correction"].value == trust["favoured"] and "held-out effect slopes" in page["trust"].value
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert checks["corrections_agree"].passed == (trust["agree"] and not trust["overshoot_risk"])
+    assert "corrections_agree_in_trial" in checks
     table = pd.read_parquet(tmp_path / "debiasing_evaluation.parquet")
     assert set(table["response"]) == {"imagery", "linear shortcut"}
     imagery = table[table["response"] == "imagery"].set_index(["method", "true_effect"])
@@ -67,7 +74,11 @@ def test_wealth_map_corrections_and_evaluation(evidence):
     effects = pd.read_parquet(tmp_path / "wealth_effects" / "west.parquet").set_index("method")
     assert list(effects.index) == ["oracle", "naive", "lcc", "tweedie", "ppi"] and (effects["true_effect"] == 0).all()
     assert (effects["trial"] == "west").all() and abs(effects.loc["oracle", "estimate"]) < 4 * effects.loc["oracle", "std_error"]
+    assert effects.loc["ppi", "labels"] > 0 and effects.loc["lcc", "labels"] == 0
     lineage = result.asset_materializations_for_node("wealth_effects")[0].metadata
+    # the simulator knows every unit's wealth, so PPI++ has labels: the honest default, with its budget
+    assert lineage["recommended"].value == "ppi" and "PPI++" in lineage["verdict"].value
+    assert "ppi_labels_for_same_width" in lineage["label_budget"].value
     assert lineage["imagery_scenes"].value == 3 and len(lineage["calibration_split_digest"].value) == 12
     # the pages say what the corrected map is for, and show the calibration and the estimates' spread
     debiased = result.asset_materializations_for_node("debiased_wealth_map")[0].metadata

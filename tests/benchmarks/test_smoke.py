@@ -20,6 +20,7 @@ TINY = {
     "study2_simulation": ["--seeds", "0", "--n-train", "500", "--n-calibration", "300", "--n-trial", "500"],
     "landcover": ["--large-px", "256", "--demo-px", "256", "--demo-dates", "2"],
     "landcover_real_labels": ["--seeds", "0"],
+    "correction_diagnostics": ["--seeds", "0"],
 }
 
 
