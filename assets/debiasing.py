@@ -8,7 +8,7 @@ import xarray as xr
 
 from assets.metadata import figure_md, lineage, source_version, table_md
 from assets.partitions import trials
-from models.analyst.plots import estimate_distributions, metric_bars, raster_panels, wealth_calibration
+from models.analyst.plots import bias_by_response, estimate_distributions, metric_bars, raster_panels, wealth_calibration
 from models.debiasing import corrections, imagery_study, trial_effects, trust
 from models.debiasing.corrections import (
     DEBIASED_MAP_PURPOSE,
@@ -19,7 +19,16 @@ from models.debiasing.corrections import (
     per_place_rmse,
 )
 from models.debiasing.imagery_study import PostTreatmentImagery, survey_pool_trials
-from models.debiasing.trial_effects import METHODS, CalibrationDraws, TrialDesign, TweedieDensity, evaluate, observed_trial, simulate_trials
+from models.debiasing.trial_effects import (
+    METHODS,
+    CalibrationDraws,
+    TrialDesign,
+    TweedieDensity,
+    evaluate,
+    observed_trial,
+    response_ratios,
+    simulate_trials,
+)
 from models.debiasing.trust import CorrectionDiagnostics, corrections_disagreement, fit_corrections, trial_diagnostics
 from models.debiasing.wealth_map import WealthModel, fit_on_survey, predict_map, predict_places, survey_places
 from models.io.manifest import StudyManifest
@@ -418,10 +427,9 @@ def trial_outcomes(
     test = survey_predictions[survey_predictions["split"] == "test"]
     rows = [simulate_trials(test.rename(columns={"wealth": "truth"}), lcc, tweedie, design, draws)]
     post_treatment = study_inputs.truth.post_treatment
-    if post_treatment:
-        imagery = PostTreatmentImagery.read(post_treatment)
+    for imagery in PostTreatmentImagery.read(post_treatment) if post_treatment else ():
         if left_out := [e for e in design.effects if e != 0 and e not in imagery.scenes]:
-            context.log.warning(f"no post-treatment imagery for effects {left_out}: they get the linear shortcut only")
+            context.log.warning(f"{imagery.setting}: no post-treatment imagery for effects {left_out}; they are left out")
         with storage.staging() as stage:
             rows.append(
                 survey_pool_trials(
@@ -438,7 +446,7 @@ def trial_outcomes(
                     compute.torch_device(),
                 )
             )
-    rows = [r.assign(trial="sim_" + r["response"].str.split().str[0] + "_" + r["trial"].astype(str)) for r in rows]
+    rows = [r.assign(trial="sim_" + r["response"].str.replace(r"\W+", "_", regex=True) + "_" + r["trial"].astype(str)) for r in rows]
     table = pd.concat(rows, ignore_index=True)
     return dg.Output(
         table,
@@ -454,24 +462,30 @@ def trial_outcomes(
 @dg.asset(group_name=GROUP, kinds={"parquet"}, code_version=source_version(trial_effects), automation_condition=FOLLOW_THE_MAP)
 def debiasing_evaluation(trial_outcomes: pd.DataFrame, wealth_corrections: dict) -> dg.Output:
     """Bias, RMSE and CI coverage of each method per true effect over the simulated trials, and each
-    method's slope of estimated on true effect. Naive estimates should be attenuated by about the
-    calibration slope b; LCC and Tweedie not."""
+    method's slope of estimated on true effect, per response setting (how the treatment reaches the
+    map: each simulator change setting, and the linear shortcut). ``response_ratio`` is the map's
+    treatment response (the naive slope) over its calibration slope b: LCC and Tweedie assume 1, and
+    the plot shows their bias as the ratio falls. Naive estimates are attenuated by about b times
+    the ratio; LCC and Tweedie by the ratio."""
     simulated = trial_outcomes[trial_outcomes["trial"].str.startswith("sim_")]
     summary = evaluate(simulated)
     b = wealth_corrections["lcc"]["b"]
+    summary["response_ratio"] = summary["response"].map(response_ratios(summary, b))
     summary["expected_naive_estimate"] = np.where(summary["method"] == "naive", b * summary["true_effect"], np.nan)
     errors = simulated.assign(
         error=simulated["estimate"] - simulated["true_effect"], effect=simulated["true_effect"].map("effect {:+.2f}".format)
     )
     plot = metric_bars(errors, "error", "method", "effect", "estimate - true effect (mean, sd over trials)")
     distributions = figure_md(estimate_distributions(simulated), "trial estimates by method")
-    slopes = summary.drop_duplicates("method")[["method", "slope"]]
+    slopes = summary.drop_duplicates(["response", "method"]).pivot(index="response", columns="method", values="slope")
+    slopes = slopes.assign(response_ratio=slopes.index.map(response_ratios(summary, b))).reset_index()
     return dg.Output(
         summary,
         metadata={
             "evaluation": table_md(summary),
             "slopes": table_md(slopes),
             "calibration_slope_b": float(b),
+            "bias_by_response": figure_md(bias_by_response(summary), "bias vs the map's treatment response"),
             "errors": figure_md(plot, "errors"),
             "estimates": distributions,
             "methods": ", ".join(METHODS),

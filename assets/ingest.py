@@ -51,7 +51,9 @@ GROUP = "ingest"
 
 class DemoStudyConfig(Config):
     """Size and strength of the simulated demo study (used only when no trials folder is configured):
-    ``n_units`` per trial, one trial per strip of the region (``trials``, west to east)."""
+    ``n_units`` per trial, one trial per strip of the region (``trials``, west to east); the trials
+    start ``trial_dates`` dates before the end, and the post-treatment imagery shows their change in
+    each of ``change_patterns`` (beside the last date only, scattered)."""
 
     n_units: int = SimulationConfig.n_units
     trials: list[str] = list(SimulationConfig.trials)
@@ -64,6 +66,8 @@ class DemoStudyConfig(Config):
     noise: float = SimulationConfig.noise
     treat_prob: float = SimulationConfig.treat_prob
     stratified: bool = SimulationConfig.stratified
+    trial_dates: int = SimulationConfig.trial_dates
+    change_patterns: list[str] = list(SimulationConfig.change_patterns)  # of CHANGE_PATTERNS
     seed: int = SimulationConfig.seed
 
 
@@ -80,7 +84,7 @@ def study_inputs(
     with retry_transient_io(context):
         if not source.is_demo:
             return StudyManifest.create("user", source.trials, source.imagery, source.survey_table)
-        sim = SimulationConfig(**config.model_dump() | {"trials": tuple(config.trials)})
+        sim = SimulationConfig(**config.model_dump() | {"trials": tuple(config.trials), "change_patterns": tuple(config.change_patterns)})
         root = storage.path("demo_study")
         started = time.perf_counter()
         with atomic_path(root) as tmp:

@@ -29,13 +29,15 @@ def trial_figures(root: Path, trial: str) -> str:
 
 
 def map_figures(root: Path) -> str:
-    lcc = json.loads((root / "wealth_corrections.json").read_text())["lcc"]
+    corrections = json.loads((root / "wealth_corrections.json").read_text())
+    lcc, trust = corrections["lcc"], corrections.get("trust", {})
     evaluation = pd.read_parquet(root / "debiasing_evaluation.parquet")
     numeric = evaluation[[c for c in evaluation.columns if evaluation[c].dtype != object or c in ("method", "response")]]
     comparison = pd.read_parquet(root / "simulation_comparison.parquet")
     return "\n".join(
         [
             "lcc " + str({k: round(v, 4) for k, v in lcc.items() if isinstance(v, float)}),
+            "trust " + trust.get("verdict", "(no diagnostics)"),
             numeric.round(4).to_string(index=False),
             comparison.round(4).to_string(index=False),
         ]

@@ -21,7 +21,16 @@ REGION_PX = 192
 CONFIG: dict = {
     "resources": {"cross_fitting": {"config": {"folds": 2}}},
     "ops": {
-        "study_inputs": {"config": {"n_units": UNITS, "n_survey": 300, "n_dates": 3, "region_px": REGION_PX, "chip_size": 16}},
+        "study_inputs": {
+            "config": {
+                "n_units": UNITS,
+                "n_survey": 300,
+                "n_dates": 3,
+                "region_px": REGION_PX,
+                "chip_size": 16,
+                "change_patterns": ["ring"],
+            }
+        },
         "map_encoder": {"config": {"epochs": 1}},
         "survey_image_sequences": {"config": {"chip_size": 16}},
         "unit_image_sequences": {"config": {"chip_size": 16}},

@@ -3,6 +3,7 @@
 from models.analyst.data_dictionary import describe, field_metadata, markdown, unit_of, with_descriptions
 from models.analyst.database import build_database
 from models.analyst.plots import (
+    bias_by_response,
     cate_map,
     coefficient_plot,
     confusion_plot,
@@ -24,6 +25,7 @@ from models.analyst.report import write_report
 from models.analyst.summary import trial_summary
 
 __all__ = [
+    "bias_by_response",
     "build_database",
     "cate_map",
     "coefficient_plot",

@@ -184,6 +184,27 @@ def metric_bars(table: pd.DataFrame, metric: str, by: str, hue: str, title: str)
     return fig
 
 
+def bias_by_response(summary: pd.DataFrame, title: str = "bias per unit of effect vs the map's treatment response") -> Figure:
+    """Each method's slope of estimated on true effect minus 1 (0 = unbiased) against the response
+    ratio (the map's treatment response over its calibration slope), one point per response setting
+    (columns response, method, slope, response_ratio). LCC and Tweedie assume a ratio of 1."""
+    rows = summary.drop_duplicates(["response", "method"]).sort_values("response_ratio")
+    fig = Figure(figsize=(6.5, 3.8))
+    ax = fig.subplots()
+    for method, part in rows[rows["method"] != "oracle"].groupby("method", sort=False):
+        ax.plot(part["response_ratio"], part["slope"] - 1, marker="o", label=method)
+    for _, row in rows.drop_duplicates("response").iterrows():
+        ax.annotate(row["response"], (row["response_ratio"], -1), fontsize=6, rotation=60, xytext=(0, 4), textcoords="offset points")
+    ax.axhline(0, color="grey", lw=0.8, ls="--")
+    ax.axvline(1, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("map's treatment response / calibration slope b")
+    ax.set_ylabel("slope of estimate on true effect - 1")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def wealth_calibration(predictions: pd.DataFrame, title: str = "wealth map: predicted vs surveyed") -> Figure:
     """Predicted against surveyed wealth, one panel per split (columns split, prediction, wealth),
     with the diagonal and the least-squares line of prediction on truth: its slope is the

@@ -199,6 +199,20 @@ def rate_comparison(
     return rules_table, pd.DataFrame(diffs).rename(columns={"estimate": "difference"})
 
 
+def _pooled_over_folds(priority: np.ndarray, folds: np.ndarray, statistic) -> dict:
+    """grf's ``rate_cv`` pooling: ``statistic(selection)`` -> (estimate, t) on every fold whose units
+    have a priority (from a model fitted on earlier folds); the pooled sum(t_k) / sqrt(number of
+    folds) is standard normal under no heterogeneity, as each fold's statistic is independent of
+    the data its priorities came from. A fold whose statistic is undefined (a constant priority has
+    no differential, no spread) is left out. Returns the mean estimate, the pooled t and its one-sided p."""
+    ok = ~np.isnan(np.asarray(priority, float))
+    folds = np.asarray(folds)
+    parts = [part for k in np.unique(folds[ok]) if np.isfinite((part := statistic(ok & (folds == k)))[1])]
+    t = float(np.sum([t for _, t in parts]) / np.sqrt(len(parts))) if parts else np.nan
+    estimate = float(np.mean([e for e, _ in parts])) if parts else np.nan
+    return {"estimate": estimate, "t": t, "p_one_sided": float(stats.norm.sf(t))}
+
+
 def sequential_rate(
     priority: np.ndarray,
     gamma: np.ndarray,
@@ -210,19 +224,33 @@ def sequential_rate(
 ) -> dict:
     """grf's cross-fitted RATE for small trials (the ``rate_cv`` vignette): with priorities from
     ``models.causal.cate.sequential_cate`` (fold k ranked by a model fitted on earlier folds; NaN for the
-    first), the RATE of each later fold and its t-statistic; the pooled statistic sum(t_k) / sqrt(K - 1)
-    is standard normal under no heterogeneity, as every unit serves as evaluation data once and
-    as training data for later folds. Returns the mean fold RATE, the pooled t and its one-sided p."""
-    ok = ~np.isnan(np.asarray(priority, float))
-    codes = cluster_codes(clusters, len(gamma))
-    stats_k, estimates = [], []
-    for k in np.unique(np.asarray(folds)[ok]):
-        sel = ok & (np.asarray(folds) == k)
-        est = rate(np.asarray(priority)[sel], np.asarray(gamma)[sel], target, codes[sel], n_boot, seed)
-        estimates.append(est.estimate)
-        stats_k.append(est.ratio)
-    t = float(np.sum(stats_k) / np.sqrt(len(stats_k))) if stats_k else np.nan
-    return {"estimate": float(np.mean(estimates)) if estimates else np.nan, "t": t, "p_one_sided": float(stats.norm.sf(t))}
+    first), the RATE of each later fold and its t-statistic, pooled (``_pooled_over_folds``).
+    Pooling out-of-fold priorities over all folds instead (``rate`` on ``tau``) ranks units by
+    models fitted on each other's outcomes, and its interval under-covers (tests/models/causal/test_cluster_folds.py)."""
+    priority, gamma, codes = np.asarray(priority, float), np.asarray(gamma, float), cluster_codes(clusters, len(gamma))
+
+    def fold_rate(sel: np.ndarray) -> tuple[float, float]:
+        est = rate(priority[sel], gamma[sel], target, codes[sel], n_boot, seed)
+        return est.estimate, est.ratio
+
+    return _pooled_over_folds(priority, folds, fold_rate)
+
+
+def sequential_calibration_test(
+    priority: np.ndarray, gamma: np.ndarray, folds: np.ndarray, clusters: np.ndarray | None = None, cluster_vcov: str = "CR3"
+) -> dict:
+    """The calibration test's differential coefficient in the same sequential scheme as
+    ``sequential_rate``: per fold, ``calibration_test`` on its units' sequential priorities, the t
+    statistics pooled. Returns the mean coefficient, the pooled t and its one-sided p."""
+    priority, gamma = np.asarray(priority, float), np.asarray(gamma, float)
+    clusters = None if clusters is None else np.asarray(clusters)
+
+    def fold_blp(sel: np.ndarray) -> tuple[float, float]:
+        blp = calibration_test(priority[sel], gamma[sel], None if clusters is None else clusters[sel], cluster_vcov)
+        row = blp.set_index("term").loc["differential_forest_prediction"]
+        return float(row["estimate"]), float(row["t_value"])
+
+    return _pooled_over_folds(priority, folds, fold_blp)
 
 
 def toc_band(
@@ -412,6 +440,8 @@ def evaluate_choices(
             if "tau_sequential" in part:
                 seq = sequential_rate(sub["tau_sequential"].to_numpy(), gamma, sub["fold"].to_numpy(), "AUTOC", cl, n_boot, seed)
                 row |= {"autoc_sequential": seq["estimate"], "autoc_sequential_t": seq["t"], "autoc_sequential_p": seq["p_one_sided"]}
+                blp_seq = sequential_calibration_test(sub["tau_sequential"].to_numpy(), gamma, sub["fold"].to_numpy(), cl, cluster_vcov)
+                row |= {"blp_sequential_t": blp_seq["t"], "blp_sequential_p": blp_seq["p_one_sided"]}
             row |= {
                 "blp_mean": blp.loc["mean_forest_prediction", "estimate"],
                 "blp_mean_se": blp.loc["mean_forest_prediction", "std_error"],

@@ -28,6 +28,7 @@ from models.debiasing.trial_effects import (
     label_units,
     observed_trial,
     ppi_ate,
+    response_ratios,
     simulate_trials,
     trial_ates,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "observed_trial",
     "per_place_rmse",
     "ppi_ate",
+    "response_ratios",
     "predict_map",
     "predict_places",
     "silverman_bandwidth",

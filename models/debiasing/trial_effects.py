@@ -315,3 +315,11 @@ def evaluate(trials: pd.DataFrame) -> pd.DataFrame:
     return summary.sort_values(
         ["response", "method", "true_effect"], key=lambda c: c.map(order) if c.name == "method" else c, ignore_index=True
     )
+
+
+def response_ratios(summary: pd.DataFrame, calibration_slope: float) -> pd.Series:
+    """Per response setting, the map's treatment response (the naive slope of estimated on true
+    effect) over its cross-sectional calibration slope b: 1 when a treatment moves the map as wealth
+    differences across places do (LCC's assumption), below 1 when the map sees a treatment less."""
+    naive = summary[summary["method"] == "naive"].drop_duplicates("response").set_index("response")["slope"]
+    return naive / calibration_slope

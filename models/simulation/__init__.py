@@ -2,9 +2,12 @@
 
 from models.simulation.simulator import (
     BANDS,
+    CHANGE_PATTERNS,
     COVARIATES,
     HETEROGENEITY_DRIVERS,
     SPECTRA,
+    ChangePattern,
+    ChangeSetting,
     Heterogeneity,
     SimulationConfig,
     StudyPaths,
@@ -18,7 +21,10 @@ from models.simulation.study import EncoderChoice, StudyGrid, compare_choices, r
 
 __all__ = [
     "BANDS",
+    "CHANGE_PATTERNS",
     "COVARIATES",
+    "ChangePattern",
+    "ChangeSetting",
     "EncoderChoice",
     "HETEROGENEITY_DRIVERS",
     "Heterogeneity",

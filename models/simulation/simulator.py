@@ -10,8 +10,10 @@ Data-generating process (see docs/simulator.md for the full description):
 * one RCT table per trial (``trials``, strips of the region west to east) in EPSG:4326 whose true CATE depends on the land-cover level at baseline, on the
   land-cover change over the sequence and on a covariate; the truth goes to a separate file;
 * a survey table whose wealth index depends on the landscape;
-* post-treatment imagery for the many-trials evaluation: the last date again, as it would look if
-  every surveyed place's wealth had changed by each of ``post_treatment_effects``.
+* post-treatment imagery for the many-trials evaluation: the dates after a trial's start again, as
+  they would look if every surveyed place's wealth had changed by each of ``post_treatment_effects``,
+  for each change setting (``ChangeSetting``: which dates carry the change, and its spatial pattern
+  around a place: scattered pixels, patches, or a growth ring around an unchanged core).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import pandas as pd
 import rasterio
 from pyproj import Transformer
 from rasterio.transform import from_origin
-from scipy import ndimage
+from scipy import ndimage, stats
 
 from models.interpretation.landcover import colormap
 from models.io.manifest import StudyManifest, StudyTruth
@@ -52,6 +54,27 @@ UNIT_WEIGHT = {10: 0.3, 20: 1.0, 30: 1.0, 40: 3.0, 50: 3.0, 60: 0.5, 80: 0.0, 90
 COVARIATES = ("age_head", "female_head", "hh_size", "education_years", "baseline_assets")
 Heterogeneity = Literal["both", "static", "change", "none"]
 HETEROGENEITY_DRIVERS: tuple[Heterogeneity, ...] = ("both", "static", "change", "none")
+ChangePattern = Literal["scattered", "patchy", "ring"]
+CHANGE_PATTERNS: tuple[ChangePattern, ...] = ("scattered", "patchy", "ring")
+
+
+@dataclass(frozen=True)
+class ChangeSetting:
+    """How a treatment's wealth change shows in the imagery: on the last ``dates`` dates (the trial
+    starts at the first of them; 1 = the last date only) and laid out around each place as
+    ``pattern``: ``scattered`` pixels, ``patchy`` blobs a few pixels wide, or a growth ``ring``
+    spreading outward from an unchanged core."""
+
+    pattern: ChangePattern = "scattered"
+    dates: int = 1
+
+    @property
+    def name(self) -> str:
+        return f"{self.pattern}, last date" if self.dates == 1 else f"{self.pattern}, last {self.dates} dates"
+
+    @property
+    def slug(self) -> str:
+        return f"{self.pattern}_{self.dates}"
 
 
 @dataclass(frozen=True)
@@ -76,7 +99,24 @@ class SimulationConfig:
     noise: float = 1.0  # outcome noise sd
     cloud_fraction: float = 0.04
     post_treatment_effects: tuple[float, ...] = (-0.5, 0.5, 1.0)  # wealth changes with post-treatment imagery
+    trial_dates: int = 4  # dates from the trials' start on (counted from the last); they carry the change
+    change_patterns: tuple[ChangePattern, ...] = CHANGE_PATTERNS
     seed: int = 0
+
+    def __post_init__(self):
+        unknown = [p for p in self.change_patterns if p not in CHANGE_PATTERNS]
+        if unknown:
+            raise ValueError(f"unknown change pattern(s) {unknown}: choose from {list(CHANGE_PATTERNS)}")
+        if self.trial_dates < 1:
+            raise ValueError(f"trial_dates must be at least 1 (the last date), got {self.trial_dates}")
+
+    @property
+    def change_settings(self) -> tuple[ChangeSetting, ...]:
+        """The last date only with scattered change (the first setting studied, kept as a row), then
+        every pattern on every date from the trials' start on."""
+        dates = min(self.trial_dates, self.n_dates)
+        settings = [ChangeSetting("scattered", 1), *(ChangeSetting(p, dates) for p in self.change_patterns)]
+        return tuple(dict.fromkeys(settings))
 
 
 @dataclass(frozen=True)
@@ -359,13 +399,15 @@ def simulate_study(cfg: SimulationConfig, root: str | Path) -> StudyPaths:
     paths.imagery_dir.mkdir(parents=True, exist_ok=True)
     paths.landcover_dir.mkdir(parents=True, exist_ok=True)
     labels_first = labels_last = None
+    replay = {}  # per date: the generator state and invalid mask, replayed for the post-treatment scenes
     for t, date in enumerate(dates):
         labels = landscape.classes(t)
         write_landcover(paths.landcover_dir / f"landcover_{date}.tif", labels, cfg)
-        last_date_state = copy.deepcopy(rng.bit_generator.state)  # replayed for the post-treatment scenes
+        state = copy.deepcopy(rng.bit_generator.state)
         reflectance = _reflectance(labels, texture, t, rng)
         invalid = _invalid_mask(labels.shape, cfg, rng)
         write_scene(paths.imagery_dir / f"scene_{date}.tif", reflectance, invalid, cfg, date)
+        replay[t] = (state, invalid)
         labels_first = labels if t == 0 else labels_first
         labels_last = labels
     classes = tuple(SPECTRA)
@@ -377,43 +419,83 @@ def simulate_study(cfg: SimulationConfig, root: str | Path) -> StudyPaths:
     write_json({"share_per_wealth": response}, paths.wealth_response)
     _write_units(paths, cfg, labels_last, first, last, wealth, rng)
     survey_rows, survey_cols = _write_survey(paths, cfg, labels_last, wealth, rng)
-    windows = place_windows(labels_last.shape, survey_rows, survey_cols, cfg.chip_size)
-    _write_post_treatment(paths, cfg, labels_last, windows, response, texture, last_date_state, invalid, dates[-1])
+    places = PostTreatmentPlaces(survey_rows, survey_cols, cfg.chip_size, labels_last.shape)
+    _write_post_treatment(paths, cfg, landscape, places, response, texture, replay, dates)
     write_json({"config": dataclasses.asdict(cfg), "dates": dates, "bands": BANDS}, paths.root / "simulation.json")
     return paths
 
 
-def _last_date_scene(labels: np.ndarray, texture: np.ndarray, t: int, state: dict) -> np.ndarray:
-    """The last date's reflectance for other labels, with that date's own gains and noise (its
+def _replayed_scene(labels: np.ndarray, texture: np.ndarray, t: int, state: dict) -> np.ndarray:
+    """Date ``t``'s reflectance for other labels, with that date's own gains and noise (its
     generator state replayed): unchanged pixels come out bit for bit as in the observed scene."""
     replay = np.random.Generator(np.random.PCG64())
     replay.bit_generator.state = state
     return _reflectance(labels, texture, t, replay)
 
 
+@dataclass(frozen=True)
+class PostTreatmentPlaces:
+    """The surveyed places whose surroundings a treatment changes: their pixels and chip windows."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    size: int
+    shape: tuple[int, int]
+
+    @property
+    def windows(self) -> np.ndarray:
+        return place_windows(self.shape, self.rows, self.cols, self.size)
+
+    def order(self, pattern: ChangePattern, seed: int) -> np.ndarray:
+        """Per pixel, a value in [0, 1]: pixels below a share s switch when a change of share s
+        happens (``switch_land_cover``), so each pattern switches about s of a window.
+
+        scattered: independent uniforms; patchy: a smooth field (3 px) mapped to uniforms; ring: the
+        annulus area between an unchanged core (a sixth of the window wide) and the distance to the
+        nearest place, as a share of the window, so change spreads outward from the core."""
+        rng = np.random.default_rng([seed, 1])  # own stream: the observed study stays as it was
+        scattered = rng.random(self.shape)  # drawn first, so scattered change is the same as before patterns existed
+        if pattern == "scattered":
+            return scattered
+        if pattern == "patchy":
+            return stats.norm.cdf(gaussian_field(self.shape, 3, rng))
+        centres = np.ones(self.shape, bool)
+        centres[np.clip(self.rows, 0, self.shape[0] - 1), np.clip(self.cols, 0, self.shape[1] - 1)] = False
+        distance, half = ndimage.distance_transform_edt(centres), self.size / 2
+        core = half / 3
+        return np.where(distance < core, 1.0, np.clip(np.pi * (distance**2 - core**2) / (4 * half**2), 0.0, 1.0))
+
+
 def _write_post_treatment(
     paths: StudyPaths,
     cfg: SimulationConfig,
-    labels: np.ndarray,
-    windows: np.ndarray,
+    landscape: Landscape,
+    places: PostTreatmentPlaces,
     response: dict[int, float],
     texture: np.ndarray,
-    last_date_state: dict,
-    invalid: np.ndarray,
-    date: str,
+    replay: dict[int, tuple[dict, np.ndarray]],
+    dates: list[str],
 ) -> None:
-    """For each effect, the last date's scene with every surveyed place's surroundings changed as
-    a wealth change of that size changes places (``treatment_gains``), and a JSON index of them."""
-    u = np.random.default_rng([cfg.seed, 1]).random(labels.shape)  # own stream: the study stays as before
+    """For each change setting and effect, the scenes of the setting's dates with every surveyed
+    place's surroundings changed as a wealth change of that size changes places
+    (``treatment_gains``), laid out by the setting's pattern; and a JSON index of them."""
     paths.post_treatment.parent.mkdir(parents=True, exist_ok=True)
-    scenes = {}
-    for effect in cfg.post_treatment_effects:
-        path = paths.post_treatment.parent / f"effect_{effect:+.2f}" / f"scene_{date}.tif"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        changed = switch_land_cover(labels, windows, u, treatment_gains(response, effect))
-        write_scene(path, _last_date_scene(changed, texture, cfg.n_dates - 1, last_date_state), invalid, cfg, date)
-        scenes[f"{effect:+.2f}"] = str(path.relative_to(paths.post_treatment.parent))  # the study may move
-    write_json({"date": date, "window_px": cfg.chip_size, "scenes": scenes}, paths.post_treatment)
+    windows, index = places.windows, {}
+    for setting in cfg.change_settings if cfg.post_treatment_effects else ():
+        order = places.order(setting.pattern, cfg.seed)
+        post = range(cfg.n_dates - setting.dates, cfg.n_dates)
+        scenes = {}
+        for effect in cfg.post_treatment_effects:
+            folder = paths.post_treatment.parent / setting.slug / f"effect_{effect:+.2f}"
+            folder.mkdir(parents=True, exist_ok=True)
+            gains = treatment_gains(response, effect)
+            for t in post:
+                changed = switch_land_cover(landscape.classes(t), windows, order, gains)
+                state, invalid = replay[t]
+                write_scene(folder / f"scene_{dates[t]}.tif", _replayed_scene(changed, texture, t, state), invalid, cfg, dates[t])
+            scenes[f"{effect:+.2f}"] = str(folder.relative_to(paths.post_treatment.parent))  # the study may move
+        index[setting.name] = {"pattern": setting.pattern, "dates": [dates[t] for t in post], "scenes": scenes}
+    write_json({"window_px": cfg.chip_size, "settings": index}, paths.post_treatment)
 
 
 def _write_float_raster(path: Path, values: np.ndarray, cfg: SimulationConfig) -> None:

@@ -72,6 +72,8 @@ def test_evaluation_ate_and_checks(causal_run):
     assert 0 <= coverage["min_unit_interval_coverage"].value <= 1 and 0 <= coverage["min_gates_coverage"].value <= 1
     assert (evaluation["autoc_lower"] <= evaluation["autoc"]).all() and (evaluation["autoc"] <= evaluation["autoc_upper"]).all()
     assert evaluation["autoc_sequential_t"].notna().all() and evaluation["autoc_sequential_p"].between(0, 1).all()
+    assert evaluation["blp_sequential_t"].notna().all() and evaluation["blp_sequential_p"].between(0, 1).all()
+    assert checks["rate_is_significant"].metadata["test"].value == "sequential"  # the test whose level holds
     differences = pd.read_parquet(root / "rate_differences" / "west.parquet")
     assert len(differences) == 2 * 2 * 6  # two targets x two learners x the six pairs of four data choices
     assert set(differences["data_choice_a"]) | set(differences["data_choice_b"]) == set(evaluation["data_choice"])

@@ -40,12 +40,19 @@ def test_wealth_map_corrections_and_evaluation(evidence):
     assert checks["corrections_agree"].passed == (trust["agree"] and not trust["overshoot_risk"])
     assert "corrections_agree_in_trial" in checks
     table = pd.read_parquet(tmp_path / "debiasing_evaluation.parquet")
-    assert set(table["response"]) == {"imagery", "linear shortcut"}
-    imagery = table[table["response"] == "imagery"].set_index(["method", "true_effect"])
+    settings = ["scattered, last date", "scattered, last 3 dates", "patchy, last 3 dates", "ring, last 3 dates"]
+    assert set(table["response"]) == {*(f"imagery: {s}" for s in settings), "linear shortcut"}
+    imagery = table[table["response"] == "imagery: scattered, last date"].set_index(["method", "true_effect"])
     # the treatment reaches the map through the chips far more weakly than the calibration slope says
     # (the map's encoder, contrastive across dates, is nearly blind to a change on the last date)
     assert imagery.loc[("naive", 1.0), "mean_estimate"] < 0.5 * corrections["lcc"]["b"]
     assert imagery.loc[("naive", 0.0), "mean_estimate"] == pytest.approx(0.0, abs=0.15)
+    # change laid out in patches or a growth ring reaches the map far better than scattered pixels
+    ratio = table.drop_duplicates("response").set_index("response")["response_ratio"]
+    for coherent in ("patchy", "ring"):
+        assert ratio[f"imagery: {coherent}, last 3 dates"] > ratio["imagery: scattered, last 3 dates"] + 0.15, ratio
+    lcc_slopes = table[table["method"] == "lcc"].drop_duplicates("response").set_index("response")["slope"]
+    np.testing.assert_allclose(lcc_slopes, ratio[lcc_slopes.index], rtol=0.05)  # LCC's slope is the response ratio
     shortcut = table[table["response"] == "linear shortcut"].set_index(["method", "true_effect"])
     assert imagery.loc[("naive", 1.0), "slope"] < shortcut.loc[("naive", 1.0), "slope"]
     table = table[table["response"] == "linear shortcut"]
@@ -94,3 +101,4 @@ def test_wealth_map_corrections_and_evaluation(evidence):
     }
     assert "data:image/png;base64" in pages["survey_predictions"]["calibration_plot"].value
     assert "data:image/png;base64" in pages["debiasing_evaluation"]["estimates"].value
+    assert "data:image/png;base64" in pages["debiasing_evaluation"]["bias_by_response"].value

@@ -73,8 +73,8 @@ def test_cli_materializes_the_whole_graph(tiny_demo):
     evaluation = pd.read_parquet(data / "debiasing_evaluation.parquet")  # response x method x true effect
     assert (
         (data / "debiased_wealth_map.tif").exists()
-        and len(evaluation) == 2 * 5 * 2
-        and set(evaluation["response"]) == {"imagery", "linear shortcut"}
+        and len(evaluation) == 3 * 5 * 2
+        and set(evaluation["response"]) == {"imagery: scattered, last date", "imagery: ring, last 3 dates", "linear shortcut"}
     )
     assert list((data / ".staging").iterdir()) == []  # scratch cubes and staged outputs are all gone
     assert list((data / ".runs").iterdir()) == []  # every run succeeded: no step outputs kept for a re-execution

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import rasterio
 from pyproj import Transformer
+from scipy import ndimage
 
 from models.debiasing.corrections import LinearCalibrationCorrection, TweedieCorrection
 from models.debiasing.imagery_study import PostTreatmentImagery, imagery_trials
@@ -15,7 +16,9 @@ from models.debiasing.trial_effects import TrialDesign, evaluate
 from models.ingest.catalog import build_catalog
 from models.simulation.simulator import SPECTRA, SimulationConfig, place_windows, simulate_study, switch_land_cover, treatment_gains
 
-CONFIG = SimulationConfig(n_units=20, n_survey=40, n_dates=3, region_px=160, chip_size=16, post_treatment_effects=(-0.5, 0.5, 1.0))
+CONFIG = SimulationConfig(
+    n_units=20, n_survey=40, n_dates=3, region_px=160, chip_size=16, post_treatment_effects=(-0.5, 0.5, 1.0), trial_dates=2
+)
 
 
 @pytest.fixture(scope="module")
@@ -28,29 +31,65 @@ def _read(path):
         return src.read(), src.profile, src.tags(), src
 
 
-def test_post_treatment_scenes_change_only_the_surveyed_places_surroundings(study):
-    imagery = PostTreatmentImagery.read(study.post_treatment)
-    assert sorted(imagery.scenes) == [-0.5, 0.5, 1.0] and imagery.date == pd.Timestamp("2018-07-15")
-    observed, profile, tags, src = _read(study.imagery_dir / "scene_2018-07-15.tif")
+def _settings(study) -> dict[str, PostTreatmentImagery]:
+    return {imagery.setting: imagery for imagery in PostTreatmentImagery.read(study.post_treatment)}
+
+
+def _places(study, profile, shape):
     survey = pd.read_csv(study.survey_table)
     x, y = Transformer.from_crs("EPSG:4326", profile["crs"], always_xy=True).transform(survey["lon"], survey["lat"])
     rows, cols = rasterio.transform.rowcol(profile["transform"], x, y)
-    windows = place_windows(observed.shape[1:], np.asarray(rows), np.asarray(cols), CONFIG.chip_size)
-    assert 0.05 < windows.mean() < 0.95  # the check below has pixels on both sides
-    changed_share = {}
-    for effect, path in imagery.scenes.items():
-        scene, scene_profile, scene_tags, _ = _read(path)
-        assert scene_profile["crs"] == profile["crs"] and scene_profile["transform"] == profile["transform"]
-        assert scene.dtype == observed.dtype and scene_tags["ACQUISITION_DATE"] == tags["ACQUISITION_DATE"]
-        differs = (scene != observed).any(axis=0)
-        assert not differs[~windows].any()  # outside every window: bit for bit the observed scene
-        assert ((scene == profile["nodata"]) == (observed == profile["nodata"])).all()  # same clouds and swath
-        changed_share[effect] = differs[windows].mean()
-    assert 0 < changed_share[0.5] < changed_share[1.0] < 0.6
-    scene = _read(imagery.scenes[1.0])[0] * 1e-4
-    differs = (scene != observed * 1e-4).any(axis=0) & windows
+    return np.asarray(rows), np.asarray(cols), place_windows(shape, np.asarray(rows), np.asarray(cols), CONFIG.chip_size)
+
+
+def test_post_treatment_scenes_change_only_the_surveyed_places_surroundings_on_every_date_after_the_start(study):
+    settings = _settings(study)
+    assert list(settings) == ["scattered, last date", "scattered, last 2 dates", "patchy, last 2 dates", "ring, last 2 dates"]
+    assert settings["scattered, last date"].dates == (pd.Timestamp("2018-07-15"),)
+    assert settings["ring, last 2 dates"].dates == (pd.Timestamp("2017-07-15"), pd.Timestamp("2018-07-15"))
+    for name, imagery in settings.items():
+        assert sorted(imagery.scenes) == [-0.5, 0.5, 1.0], name
+        for date in imagery.dates:
+            observed, profile, tags, _ = _read(study.imagery_dir / f"scene_{date:%Y-%m-%d}.tif")
+            _, _, windows = _places(study, profile, observed.shape[1:])
+            assert 0.05 < windows.mean() < 0.95  # the check below has pixels on both sides
+            changed_share = {}
+            for effect, folder in imagery.scenes.items():
+                scene, scene_profile, scene_tags, _ = _read(folder / f"scene_{date:%Y-%m-%d}.tif")
+                assert scene_profile["crs"] == profile["crs"] and scene_profile["transform"] == profile["transform"]
+                assert scene.dtype == observed.dtype and scene_tags["ACQUISITION_DATE"] == tags["ACQUISITION_DATE"]
+                differs = (scene != observed).any(axis=0)
+                assert not differs[~windows].any(), (name, date)  # outside every window: bit for bit the observed scene
+                assert ((scene == profile["nodata"]) == (observed == profile["nodata"])).all()  # same clouds and swath
+                changed_share[effect] = differs[windows].mean()
+            assert 0 < changed_share[0.5] < changed_share[1.0] < 0.6, (name, date)
+    observed = _read(study.imagery_dir / "scene_2018-07-15.tif")[0] * 1e-4
+    scene = _read(settings["scattered, last date"].scenes[1.0] / "scene_2018-07-15.tif")[0] * 1e-4
+    differs = (scene != observed).any(axis=0)
     built = np.abs(scene - np.asarray(SPECTRA[50])[:, None, None]).max(axis=0) < 0.05
     assert built[differs].mean() > 0.3  # a wealth gain builds up land
+
+
+def _changed(study, setting: str) -> tuple[np.ndarray, np.ndarray]:
+    observed, profile, _, _ = _read(study.imagery_dir / "scene_2018-07-15.tif")
+    scene = _read(_settings(study)[setting].scenes[1.0] / "scene_2018-07-15.tif")[0]
+    rows, cols, _ = _places(study, profile, observed.shape[1:])
+    centres = np.ones(observed.shape[1:], bool)
+    centres[rows, cols] = False
+    return (scene != observed).any(axis=0), ndimage.distance_transform_edt(centres)
+
+
+def test_the_change_patterns_lay_the_change_out_differently(study):
+    def neighbours_changed(changed):  # share of changed pixels whose right-hand neighbour changed too
+        return (changed[:, :-1] & changed[:, 1:]).sum() / changed[:, :-1].sum()
+
+    scattered, _ = _changed(study, "scattered, last 2 dates")
+    patchy, _ = _changed(study, "patchy, last 2 dates")
+    ring, distance = _changed(study, "ring, last 2 dates")
+    assert neighbours_changed(patchy) > neighbours_changed(scattered) + 0.2  # blobs, not salt and pepper
+    core = CONFIG.chip_size / 6
+    assert not ring[distance < core - 1].any()  # the core is left as it was
+    assert np.median(distance[ring]) < np.median(distance[scattered])  # the ring hugs the places
 
 
 def test_land_cover_switches_by_the_gains_and_nests_across_effects():
@@ -68,17 +107,20 @@ def test_land_cover_switches_by_the_gains_and_nests_across_effects():
     assert (poorer[where] == 60).mean() == pytest.approx(0.1, abs=0.02)
 
 
-def test_the_post_treatment_catalog_replaces_only_the_last_date(study):
+def test_the_post_treatment_catalog_replaces_the_settings_dates_only(study):
     observed = build_catalog(study.imagery_dir)
-    imagery = PostTreatmentImagery.read(study.post_treatment)
-    catalog = imagery.catalog(observed, 0.5)
-    assert list(catalog["date"]) == list(observed["date"])
-    assert list(catalog["paths"].iloc[:-1]) == list(observed["paths"].iloc[:-1])
-    assert catalog["paths"].iloc[-1] == [str(imagery.scenes[0.5])]
+    settings = _settings(study)
+    last = settings["scattered, last date"].catalog(observed, 0.5)
+    assert list(last["date"]) == list(observed["date"])
+    assert list(last["paths"].iloc[:-1]) == list(observed["paths"].iloc[:-1])
+    assert last["paths"].iloc[-1] == [str(settings["scattered, last date"].scenes[0.5] / "scene_2018-07-15.tif")]
+    ring = settings["ring, last 2 dates"].catalog(observed, 0.5)
+    assert ring["paths"].iloc[0] == observed["paths"].iloc[0]
+    assert all("ring_2" in p[0] for p in ring["paths"].iloc[1:])
     with pytest.raises(KeyError, match=r"\+2.00"):
-        imagery.catalog(observed, 2.0)
+        settings["scattered, last date"].catalog(observed, 2.0)
     with pytest.raises(ValueError, match="2018-07-15"):
-        imagery.catalog(observed.iloc[:-1], 0.5)
+        settings["ring, last 2 dates"].catalog(observed.iloc[:-1], 0.5)
 
 
 def test_imagery_trials_take_treated_outcomes_from_post_treatment_predictions():
@@ -103,7 +145,7 @@ def test_imagery_trials_take_treated_outcomes_from_post_treatment_predictions():
 def test_writing_post_treatment_imagery_leaves_the_observed_study_as_it_was(study, tmp_path):
     plain = simulate_study(dataclasses.replace(CONFIG, post_treatment_effects=()), tmp_path)
     observed = [p.relative_to(study.root) for p in sorted(study.root.rglob("*")) if p.is_file() and "post_treatment" not in p.parts]
-    assert len(observed) > 8 and json.loads(plain.post_treatment.read_text())["scenes"] == {}
+    assert len(observed) > 8 and json.loads(plain.post_treatment.read_text())["settings"] == {}
     for rel in observed:
         if rel.name != "simulation.json":  # records the config, which differs
             assert (study.root / rel).read_bytes() == (plain.root / rel).read_bytes(), rel
