@@ -24,7 +24,7 @@ from models.causal.cate import (
     shared_scores,
 )
 from models.causal.heterogeneity import ate_table, evaluate_choices, gates_by_choice, toc_by_choice
-from models.ingest.design import standardized_differences, trial_frame, unit_clusters
+from models.ingest.design import cluster_groups, standardized_differences, trial_frame, unit_clusters
 from models.io.manifest import StudyManifest
 from models.io.truth import read_unit_truth
 from pipelines.resources import Config, CrossFittingResource, StudySource
@@ -63,7 +63,7 @@ def plan_cate_fits(
     cross_fitting: CrossFittingResource,
 ):
     """The units every data choice has, their folds (checked against the cross-fitted encoders'),
-    and one design table (unit_id, treatment, outcome, propensity, fold, f000...) for the shared DR
+    and one design table (unit_id, treatment, outcome, propensity, fold, cluster if any, f000...) for the shared DR
     scores and for each data choice x learner: a fit step each."""
     received = (embeddings_tabular, embeddings_image, embeddings_image_sequence, embeddings_image_sequence_tabular)
     tables = dict(zip(DATA_CHOICES, received, strict=True))
@@ -73,7 +73,7 @@ def plan_cate_fits(
     ids = trial["unit_id"].to_numpy()
     trial["fold"] = cross_fitting.scheme().check(ids, tables, unit_clusters(rct_units))  # whole clusters per fold
     check_arm_sizes(trial["treatment"].to_numpy(), trial["fold"].to_numpy())  # before 12 fits fail one by one
-    base = trial[["unit_id", "treatment", "outcome", "propensity", "fold"]]
+    base = trial[["unit_id", "treatment", "outcome", "propensity", "fold", *(["cluster"] if "cluster" in trial else [])]]
 
     def design(choice: str) -> pd.DataFrame:
         X = feature_matrix(tables[choice], ids)
@@ -97,7 +97,9 @@ def score_units(config: CateConfig, scoring: pd.DataFrame) -> pd.DataFrame:
 def fit_cate(context: dg.OpExecutionContext, config: CateConfig, design: pd.DataFrame) -> pd.DataFrame:
     """One data choice x learner (the step's mapping key, ``<choice>__<learner>``) fitted out of fold."""
     choice, learner = context.get_mapping_key().split("__")
-    est, record = fit_choice(learner, *_arrays(design), _learner_config(config), sequential=config.sequential_rate)
+    est, record = fit_choice(
+        learner, *_arrays(design), _learner_config(config), sequential=config.sequential_rate, groups=cluster_groups(design)
+    )
     context.log.info(f"{choice} x {learner}: {record['seconds']:.1f}s")
     return est.assign(unit_id=design["unit_id"].to_numpy(), data_choice=choice, learner=learner, seconds=record["seconds"])
 

@@ -11,7 +11,7 @@ from assets.partitions import trials
 from models.analyst.plots import cate_map as cate_map_figure
 from models.causal.cate import Learner, LearnerConfig, feature_matrix, fit_full
 from models.generalization.prediction import cate_map as predict_cate_map
-from models.ingest.design import trial_frame
+from models.ingest.design import cluster_groups, trial_frame
 from models.io.manifest import StudyManifest
 from models.io.truth import read_unit_truth
 from models.representation.grid import GridEmbedding
@@ -48,7 +48,8 @@ def cate_map(
     trial = trial_frame(rct_units, source.outcomes[0], embeddings_image_sequence["unit_id"])
     X = feature_matrix(embeddings_image_sequence, trial["unit_id"])
     cfg = LearnerConfig(n_estimators=config.n_estimators, seed=config.seed)
-    model = fit_full(config.learner, X, trial["treatment"].to_numpy(), trial["outcome"].to_numpy(), trial["propensity"].to_numpy(), cfg)
+    T, Y, propensity = (trial[c].to_numpy() for c in ("treatment", "outcome", "propensity"))
+    model = fit_full(config.learner, X, T, Y, propensity, cfg, cluster_groups(trial))
     with storage.staging() as stage:
         grid = GridEmbedding.from_dataset(grid_embeddings)
         result = predict_cate_map(model, X, grid)

@@ -15,7 +15,7 @@ from assets.retries import retry_transient_io
 from models.analyst.plots import coefficient_plot, confusion_plot, example_chips, land_cover_panel
 from models.causal.cate import SCORE_CHOICE, LearnerConfig, fit_full
 from models.ingest.chips import CHIP_SIZE
-from models.ingest.design import trial_frame
+from models.ingest.design import cluster_groups, trial_frame
 from models.interpretation.attribution import attenuation_vs_truth, attribute, quantile_table
 from models.interpretation.classifier import classify_scenes
 from models.interpretation.landcover import WORLDCOVER, labels_for_scenes, land_cover_chips, map_files, unit_fractions
@@ -198,6 +198,7 @@ def heterogeneity_attribution(
         trial["outcome"].to_numpy(),
         trial["propensity"].to_numpy(),
         LearnerConfig(n_estimators=config.n_estimators, seed=config.seed),
+        cluster_groups(trial),
     )
     importance = pd.DataFrame({"term": design.columns, "importance": forest.feature_importances_}).sort_values(
         "importance", ascending=False

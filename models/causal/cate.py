@@ -161,9 +161,17 @@ def uses_design_propensity(model) -> bool:
     return isinstance(first_stage, KnownPropensity)
 
 
-def fit_learner(model, X: np.ndarray, T: np.ndarray, Y: np.ndarray, propensity: np.ndarray):
-    """Fit any econml learner; the design propensity reaches those that read it as ``W``'s last column."""
-    return model.fit(Y, T, X=X, W=propensity[:, None]) if uses_design_propensity(model) else model.fit(Y, T, X=X)
+def fit_learner(model, X: np.ndarray, T: np.ndarray, Y: np.ndarray, propensity: np.ndarray, groups: np.ndarray | None = None):
+    """Fit any econml learner; the design propensity reaches those that read it as ``W``'s last
+    column. With ``groups`` (the trial's clusters) econml's own nuisance cross-fitting keeps every
+    cluster in one of its folds (GroupKFold); the T-learner has no such cross-fitting."""
+    if not uses_design_propensity(model):
+        return model.fit(Y, T, X=X)
+    return model.fit(Y, T, X=X, W=propensity[:, None], groups=groups)
+
+
+def _part(groups: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
+    return None if groups is None else groups[rows]
 
 
 def effect_with_interval(model, X: np.ndarray, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -184,6 +192,7 @@ def cross_fit_cate(
     folds: np.ndarray,
     cfg: LearnerConfig = LearnerConfig(),
     make: MakeLearner = make_learner,
+    groups: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Out-of-fold CATE per unit: the model that predicts unit i never saw it.
 
@@ -195,7 +204,7 @@ def cross_fit_cate(
     out = pd.DataFrame({"tau": np.nan, "lower": np.nan, "upper": np.nan, "fold": folds}, index=range(len(T)))
     for k in np.unique(folds):
         test, train = folds == k, folds != k
-        model = fit_learner(make(name, cfg), X[train], T[train], Y[train], propensity[train])
+        model = fit_learner(make(name, cfg), X[train], T[train], Y[train], propensity[train], _part(groups, train))
         out.loc[test, ["tau", "lower", "upper"]] = np.column_stack(effect_with_interval(model, X[test]))
     out["se"] = (out["upper"] - out["lower"]) / (2 * Z95)
     return out[["tau", "se", "lower", "upper", "fold"]]
@@ -210,6 +219,7 @@ def sequential_cate(
     folds: np.ndarray,
     cfg: LearnerConfig = LearnerConfig(),
     make: MakeLearner = make_learner,
+    groups: np.ndarray | None = None,
 ) -> np.ndarray:
     """grf's ``rate_cv`` scheme for small trials: fold k's units are predicted by a model fitted on
     folds 0..k-1 only (NaN for fold 0). Each fold's RATE then tests a model that is independent of
@@ -219,14 +229,22 @@ def sequential_cate(
         train, test = folds < k, folds == k
         if len(np.unique(T[train])) < 2:
             continue
-        tau[test] = fit_learner(make(name, cfg), X[train], T[train], Y[train], propensity[train]).effect(X[test])
+        tau[test] = fit_learner(make(name, cfg), X[train], T[train], Y[train], propensity[train], _part(groups, train)).effect(X[test])
     return tau
 
 
-def fit_full(name: Learner, X: np.ndarray, T: np.ndarray, Y: np.ndarray, propensity: np.ndarray, cfg: LearnerConfig = LearnerConfig()):
-    """One model on every unit, for predicting new places (the CATE map)."""
+def fit_full(
+    name: Learner,
+    X: np.ndarray,
+    T: np.ndarray,
+    Y: np.ndarray,
+    propensity: np.ndarray,
+    cfg: LearnerConfig = LearnerConfig(),
+    groups: np.ndarray | None = None,
+):
+    """One model on every unit, for predicting new places (the CATE map); ``groups`` as in ``fit_learner``."""
     check_trial_arrays(X, T, Y, propensity)
-    return fit_learner(make_learner(name, cfg), X, T, Y, propensity)
+    return fit_learner(make_learner(name, cfg), X, T, Y, propensity, groups)
 
 
 def outcome_predictions(
@@ -262,14 +280,15 @@ def fit_choice(
     cfg: LearnerConfig = LearnerConfig(),
     make: MakeLearner = make_learner,
     sequential: bool = False,
+    groups: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """One learner on one data choice, out of fold: its estimates (tau, se, lower, upper, fold, and
     with ``sequential`` the ``sequential_cate`` priorities ``tau_sequential``) and its fit record
     (learner, seconds, mean_tau, sd_tau). Fits are independent: a step each in the asset graph."""
     started = time.perf_counter()
-    est = cross_fit_cate(learner, X, T, Y, propensity, folds, cfg, make)
+    est = cross_fit_cate(learner, X, T, Y, propensity, folds, cfg, make, groups)
     if sequential:
-        est["tau_sequential"] = sequential_cate(learner, X, T, Y, propensity, folds, cfg, make)
+        est["tau_sequential"] = sequential_cate(learner, X, T, Y, propensity, folds, cfg, make, groups)
     record = {"learner": learner, "seconds": time.perf_counter() - started, "mean_tau": est["tau"].mean(), "sd_tau": est["tau"].std()}
     return est, record
 

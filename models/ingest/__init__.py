@@ -19,7 +19,7 @@ from models.ingest.chips import (
     scenes_from_catalog,
     write_sequence_cube,
 )
-from models.ingest.design import randomization_test, standardized_differences, trial_frame, unit_clusters
+from models.ingest.design import cluster_groups, randomization_test, standardized_differences, trial_frame, unit_clusters
 from models.ingest.folds import CrossFitting, fold_of, split_of
 from models.ingest.trial_folder import LOOKED_FOR, TrialFolder, TrialFolderError, scan_trials, table_digest, trial_table, trial_tables
 from models.ingest.units import (
@@ -35,6 +35,7 @@ from models.ingest.units import (
 )
 
 __all__ = [
+    "cluster_groups",
     "CHIP_SIZE",
     "CHUNK_PX",
     "CatalogError",

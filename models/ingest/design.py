@@ -25,6 +25,12 @@ def unit_clusters(units: pd.DataFrame) -> pd.Series | None:
     return units.set_index("unit_id")["cluster"] if "cluster" in units else None
 
 
+def cluster_groups(frame: pd.DataFrame) -> np.ndarray | None:
+    """A trial frame's cluster column as econml's ``groups`` (its nuisance folds keep each whole),
+    or None when the trial is not clustered."""
+    return frame["cluster"].to_numpy() if "cluster" in frame else None
+
+
 def trial_frame(units: pd.DataFrame, outcome: str, unit_ids=None) -> pd.DataFrame:
     """unit_id, treatment, outcome, propensity (the design's), cluster (if any); in ``unit_ids`` order if given."""
     frame = pd.DataFrame(

@@ -8,8 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.linear_model import LinearRegression
+from sklearn.model_selection import GroupKFold
 from sklearn.neighbors import KNeighborsRegressor
 
+from models.causal.cate import LearnerConfig, fit_choice, make_learner
 from models.causal.heterogeneity import Z95, calibration_test, dr_scores, rate, sequential_calibration_test, sequential_rate
 from models.ingest.folds import CrossFitting
 
@@ -78,3 +80,41 @@ def test_cluster_whole_folds_keep_rate_and_blp_intervals_at_their_level():
     assert coverage[2] >= 0.85 and coverage[3] >= 0.88, coverage  # the sequential tests hold their level
     assert coverage[0] >= 0.8 and coverage[1] >= 0.8, coverage
     assert split[:, 0].mean() <= 0.3 and split[:, 1].mean() <= 0.3, split.mean(axis=0)  # the village's shock leaks
+
+
+class _RecordingGroupKFold(GroupKFold):
+    """GroupKFold that keeps the train / test splits it made, to look at econml's nuisance folds."""
+
+    def __init__(self, n_splits: int):
+        super().__init__(n_splits)
+        self.made: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def split(self, X, y=None, groups=None):
+        assert groups is not None, "econml's nuisance folds were drawn without the clusters"
+        for train, test in super().split(X, y, groups):
+            self.made.append((train, test, np.asarray(groups)))
+            yield train, test
+
+
+@pytest.mark.parametrize("learner", ["causal_forest", "dr_learner"])
+def test_econmls_own_nuisance_folds_keep_clusters_whole(learner):
+    rng = np.random.default_rng(0)
+    village = np.repeat(np.arange(40), 6)
+    X, t = rng.standard_normal((240, 3)), np.repeat(rng.permutation(np.arange(40) % 2), 6)
+    y = t + np.repeat(rng.standard_normal(40), 6) + rng.standard_normal(240)
+    ids = np.array([f"u{i}" for i in range(240)])
+    folds = CrossFitting(2, seed=0).assign(ids, pd.Series(village, index=ids))
+    splitters = []
+
+    def make(name, cfg):
+        model = make_learner(name, cfg)
+        model.cv = _RecordingGroupKFold(2)
+        splitters.append(model.cv)
+        return model
+
+    cfg = LearnerConfig(n_estimators=8, n_jobs=1)
+    fit_choice(learner, X, t, y, np.full(240, 0.5), folds, cfg, make, groups=village)
+    made = [split for splitter in splitters for split in splitter.made]
+    assert len(made) == 2 * 2  # two outer folds, two inner folds each
+    for train, test, groups in made:
+        assert not set(groups[train]) & set(groups[test])
