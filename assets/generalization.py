@@ -11,6 +11,7 @@ from assets.partitions import trials
 from models.analyst.plots import cate_map as cate_map_figure
 from models.causal.cate import Learner, LearnerConfig, feature_matrix, fit_full
 from models.generalization.prediction import cate_map as predict_cate_map
+from models.generalization.prediction import training_sample
 from models.ingest.design import cluster_groups, trial_frame
 from models.io.manifest import StudyManifest
 from models.io.truth import read_unit_truth
@@ -21,10 +22,12 @@ GROUP = "generalization"
 
 
 class CateMapConfig(Config):
-    """The learner (the grid is ``grid_embeddings``'s)."""
+    """The learner (the grid is ``grid_embeddings``'s), and at most how many trial units it is
+    fitted on (a seeded sample of whole clusters above that; 0 = every unit)."""
 
     learner: Learner = "causal_forest"
     n_estimators: int = LearnerConfig.n_estimators
+    max_fit_units: int = 20_000
     seed: int = LearnerConfig.seed
 
 
@@ -43,13 +46,16 @@ def cate_map(
     The image-sequence model is used because covariates are unknown off-trial. Each cell of
     ``grid_embeddings`` is embedded by every fold encoder, and its predictions averaged.
     ``extrapolation_ratio`` > 1 (``outside_support`` = 1) marks cells farther from the nearest
-    trial unit in feature space than 95% of trial units are from theirs.
+    trial unit in feature space than 95% of trial units are from theirs. Above ``max_fit_units``
+    the model is fitted on a sample (``fit_units``); the extrapolation measure uses every unit.
     """
     trial = trial_frame(rct_units, source.outcomes[0], embeddings_image_sequence["unit_id"])
     X = feature_matrix(embeddings_image_sequence, trial["unit_id"])
     cfg = LearnerConfig(n_estimators=config.n_estimators, seed=config.seed)
-    T, Y, propensity = (trial[c].to_numpy() for c in ("treatment", "outcome", "propensity"))
-    model = fit_full(config.learner, X, T, Y, propensity, cfg, cluster_groups(trial))
+    rows = training_sample(len(trial), config.max_fit_units, config.seed, cluster_groups(trial))
+    fit = trial.iloc[rows]
+    T, Y, propensity = (fit[c].to_numpy() for c in ("treatment", "outcome", "propensity"))
+    model = fit_full(config.learner, X[rows], T, Y, propensity, cfg, cluster_groups(fit))
     with storage.staging() as stage:
         grid = GridEmbedding.from_dataset(grid_embeddings)
         result = predict_cate_map(model, X, grid)
@@ -70,6 +76,7 @@ def cate_map(
             staged,
             metadata={
                 "cells": tau.size,
+                "fit_units": len(fit),
                 "cells_with_imagery": len(grid.cells),
                 "share_outside_support": float(np.nanmean(outside)),
                 "cate_range": dg.MetadataValue.json([float(np.nanmin(tau)), float(np.nanmax(tau))]),

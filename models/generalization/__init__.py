@@ -1,5 +1,5 @@
 """Generalization: a fitted CATE model carried beyond the trial, as a map."""
 
-from models.generalization.prediction import cate_map
+from models.generalization.prediction import cate_map, training_sample
 
-__all__ = ["cate_map"]
+__all__ = ["cate_map", "training_sample"]

@@ -18,6 +18,24 @@ def extrapolation_ratio(trial: np.ndarray, new: np.ndarray, quantile: float = 0.
     return nn.kneighbors(new_z, n_neighbors=1)[0][:, 0] / np.quantile(within, quantile)
 
 
+def training_sample(n: int, max_units: int, seed: int = 0, groups: np.ndarray | None = None) -> np.ndarray:
+    """Sorted row indices of the units the map's model is fitted on: every unit when the trial has
+    at most ``max_units`` (or ``max_units`` <= 0), else a seeded random sample of about that many,
+    drawn as whole clusters when ``groups`` are given. A forest's fit time grows faster than
+    linearly in units, while its map changes little past a few tens of thousands of units
+    (benchmarks/cate.py ``--max-fit-units``)."""
+    if max_units <= 0 or n <= max_units:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        return np.sort(rng.choice(n, max_units, replace=False))
+    labels, codes = np.unique(np.asarray(groups), return_inverse=True)
+    order = rng.permutation(len(labels))
+    sizes = np.bincount(codes)[order]
+    chosen = order[: int(np.searchsorted(np.cumsum(sizes), max_units, side="right")) or 1]
+    return np.flatnonzero(np.isin(codes, chosen))
+
+
 def cate_map(model, X_trial: np.ndarray, grid: GridEmbedding) -> GridMap:
     """Layers ``cate``, ``extrapolation_ratio`` and ``outside_support`` (ratio > 1) over the grid.
 

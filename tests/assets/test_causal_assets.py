@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::sklearn.exce
 
 OPS = {
     "cate_estimates": CateConfig(learners=["causal_forest", "t_learner"], n_estimators=50),
-    "cate_map": CateMapConfig(n_estimators=50),
+    "cate_map": CateMapConfig(n_estimators=50, max_fit_units=150),  # a sample of the 240 units
     "unit_land_cover": interpretation.UnitLandCoverConfig(chip_size=16),
     "heterogeneity_attribution": interpretation.AttributionConfig(n_estimators=50),
 }
@@ -96,6 +96,7 @@ def test_cate_map_is_a_georeferenced_grid(causal_run):
     finite = np.isfinite(layers[0])
     assert finite.mean() > 0.8 and set(np.unique(layers[2][finite])) <= {0.0, 1.0}
     np.testing.assert_array_equal(layers[2][finite], (layers[1][finite] > 1).astype(float))
+    assert result.asset_materializations_for_node("cate_map")[0].metadata["fit_units"].value == 150
 
 
 def test_balance_check_fails_on_an_unbalanced_trial(causal_run):
