@@ -472,10 +472,9 @@ def debiasing_evaluation(trial_outcomes: pd.DataFrame, wealth_corrections: dict)
     b = wealth_corrections["lcc"]["b"]
     summary["response_ratio"] = summary["response"].map(response_ratios(summary, b))
     summary["expected_naive_estimate"] = np.where(summary["method"] == "naive", b * summary["true_effect"], np.nan)
-    errors = simulated.assign(
-        error=simulated["estimate"] - simulated["true_effect"], effect=simulated["true_effect"].map("effect {:+.2f}".format)
-    )
-    plot = metric_bars(errors, "error", "method", "effect", "estimate - true effect (mean, sd over trials)")
+    largest = simulated["true_effect"].max()
+    errors = simulated[simulated["true_effect"] == largest].assign(error=lambda t: t["estimate"] - t["true_effect"])
+    plot = metric_bars(errors, "error", "response", "method", f"estimate - true effect at effect {largest:+.2f} (mean, sd over trials)")
     distributions = figure_md(estimate_distributions(simulated), "trial estimates by method")
     slopes = summary.drop_duplicates(["response", "method"]).pivot(index="response", columns="method", values="slope")
     slopes = slopes.assign(response_ratio=slopes.index.map(response_ratios(summary, b))).reset_index()

@@ -193,14 +193,17 @@ def bias_by_response(summary: pd.DataFrame, title: str = "bias per unit of effec
     ax = fig.subplots()
     for method, part in rows[rows["method"] != "oracle"].groupby("method", sort=False):
         ax.plot(part["response_ratio"], part["slope"] - 1, marker="o", label=method)
-    for _, row in rows.drop_duplicates("response").iterrows():
-        ax.annotate(row["response"], (row["response_ratio"], -1), fontsize=6, rotation=60, xytext=(0, 4), textcoords="offset points")
+    low = float((rows["slope"] - 1).min())
+    ax.set_ylim(low - 1.0, max(0.3, float((rows["slope"] - 1).max()) + 0.1))
+    for _, row in rows.drop_duplicates("response").iterrows():  # the settings' names below the lines
+        name = row["response"].removeprefix("imagery: ")
+        ax.annotate(name, (row["response_ratio"], low - 0.95), fontsize=6, rotation=90, va="bottom", ha="center")
     ax.axhline(0, color="grey", lw=0.8, ls="--")
     ax.axvline(1, color="grey", lw=0.8, ls=":")
     ax.set_xlabel("map's treatment response / calibration slope b")
     ax.set_ylabel("slope of estimate on true effect - 1")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     return fig
 
