@@ -29,8 +29,9 @@ from models.debiasing.trial_effects import (
     response_ratios,
     simulate_trials,
 )
-from models.debiasing.trust import CorrectionDiagnostics, corrections_disagreement, fit_corrections, trial_diagnostics
+from models.debiasing.trust import CorrectionDiagnostics, corrections_disagreement, fit_corrections, measured_wealth, trial_diagnostics
 from models.debiasing.wealth_map import WealthModel, fit_on_survey, predict_map, predict_places, survey_places
+from models.ingest.units import MEASURED_WEALTH
 from models.io.manifest import StudyManifest
 from models.io.rasters import Raster
 from models.io.tables import read_table
@@ -360,8 +361,8 @@ def _unit_wealth(units: pd.DataFrame, study_inputs: StudyManifest) -> tuple[np.n
     truth = read_unit_truth(study_inputs.truth.units)
     if truth is not None:
         return truth.loc[units["unit_id"], "wealth"].to_numpy(), 0.0
-    if "wealth" in units:
-        return pd.to_numeric(units["wealth"], errors="coerce").to_numpy(float), np.nan
+    if MEASURED_WEALTH in units:
+        return measured_wealth(units), np.nan
     return None, np.nan
 
 

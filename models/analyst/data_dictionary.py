@@ -113,7 +113,7 @@ COLUMNS: dict[str, str] = {
     "per_10pp_lower": f"lower end of the {_CI} of per_10pp [outcome units]",
     "per_10pp_upper": f"upper end of the {_CI} of per_10pp [outcome units]",
     # wealth map and many trials
-    "wealth": "surveyed (or true) wealth index [wealth units]",
+    "wealth": "surveyed (or true) wealth index; in a trial table, wealth measured for some units (PPI++'s labels) [wealth units]",
     "prediction": "the wealth map's prediction [wealth units]",
     "trial": "the trial's key (its partition: the trial table's file name), or a simulated trial (sim_<response>_<n>)",
     "lcc": "predicted wealth after the linear calibration correction: for effect estimation, not one place's wealth [wealth units]",

@@ -39,6 +39,7 @@ from models.debiasing.trust import (
     corrections_disagreement,
     fit_corrections,
     label_budget,
+    measured_wealth,
     trial_diagnostics,
 )
 from models.debiasing.wealth_map import WealthModel, fit_on_survey, predict_map, predict_places, survey_cube, survey_places
@@ -75,6 +76,7 @@ __all__ = [
     "kde_score",
     "label_budget",
     "label_units",
+    "measured_wealth",
     "observed_trial",
     "per_place_rmse",
     "ppi_ate",

@@ -43,6 +43,7 @@ from models.debiasing.corrections import (
     diagnostics,
 )
 from models.ingest.folds import fold_of
+from models.ingest.units import MEASURED_WEALTH
 
 SKEWED = 0.5  # |skewness| of the predictions above which the density counts as skewed
 SLOPE_TOLERANCE = 0.1  # a held-out effect slope within this of 1 (or within its 95% interval) passes
@@ -247,6 +248,21 @@ class TrialDiagnostics:
             "ppi_labels": self.labels,
             "verdict": self.verdict,
         }
+
+
+def measured_wealth(units: pd.DataFrame) -> np.ndarray:
+    """A trial table's ``wealth`` column as PPI++'s labels: numbers where measured, NaN where empty.
+    Text that is not a number is an error naming the units, not a silently missing label."""
+    raw = units[MEASURED_WEALTH]
+    values = pd.to_numeric(raw, errors="coerce")
+    bad = units.loc[raw.notna() & values.isna(), "unit_id"]
+    if len(bad):
+        examples = ", ".join(f"{u}={w!r}" for u, w in zip(bad.head(5), raw[bad.index].head(5), strict=True))
+        raise ValueError(
+            f"the trial table's wealth column (measured wealth, PPI++'s labels) has {len(bad)} value(s) that are not numbers: "
+            f"{examples}. Leave unmeasured units empty"
+        )
+    return values.to_numpy(float)
 
 
 def label_budget(effects: pd.DataFrame, units: int) -> pd.DataFrame:

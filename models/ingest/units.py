@@ -15,6 +15,7 @@ import pandas as pd
 from pyproj import Transformer
 
 RESERVED = {"unit_id", "lon", "lat", "treatment", "stratum", "cluster", "assignment_probability", "geometry", "x", "y"}
+MEASURED_WEALTH = "wealth"  # optional: wealth measured for some units, PPI++'s labels for the mapped outcome
 
 
 class RCTValidationError(ValueError):
@@ -78,6 +79,8 @@ def covariate_choice(table: pd.DataFrame, spec: RCTSpec) -> tuple[list[str], dic
         values = table[col]
         if col in spec.outcomes:
             excluded[col] = "a configured outcome"
+        elif col == MEASURED_WEALTH:
+            excluded[col] = "measured wealth: PPI++'s labels for the mapped outcome, not a covariate"
         elif not pd.api.types.is_numeric_dtype(values):
             excluded[col] = f"not numeric ({values.dtype})"
         elif _tokens(col) & ID_TOKENS:

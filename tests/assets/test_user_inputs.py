@@ -21,6 +21,7 @@ def test_auto_detected_covariates_leave_out_ids_codes_and_post_treatment_columns
         hh_id=np.arange(1000, 1060),
         serial=np.arange(60),
         hh_size=np.tile([3, 4, 5], 20),
+        wealth=np.where(np.arange(60) % 3 == 0, np.arange(60.0), np.nan),  # measured for some units: PPI++'s labels
     )
     taken, excluded = covariate_choice(table, RCTSpec())
     assert taken == ["age", "hh_size"]
@@ -30,6 +31,7 @@ def test_auto_detected_covariates_leave_out_ids_codes_and_post_treatment_columns
         "village_code": "its name looks like an id or a code",
         "hh_id": "its name looks like an id or a code",
         "serial": "integers, all distinct: looks like an identifier",
+        "wealth": "measured wealth: PPI++'s labels for the mapped outcome, not a covariate",
     }
     assert list(tabular_matrix(table).columns) == ["unit_id", "age", "hh_size"]
     assert covariate_choice(table, RCTSpec(covariates=("serial",))) == (["serial"], {})  # a list is taken as it is

@@ -149,3 +149,14 @@ def test_writing_post_treatment_imagery_leaves_the_observed_study_as_it_was(stud
     for rel in observed:
         if rel.name != "simulation.json":  # records the config, which differs
             assert (study.root / rel).read_bytes() == (plain.root / rel).read_bytes(), rel
+
+
+def test_bad_change_settings_and_an_old_index_are_named(tmp_path):
+    with pytest.raises(ValueError, match="unknown change pattern.*spiral"):
+        SimulationConfig(change_patterns=("spiral",))
+    with pytest.raises(ValueError, match="trial_dates must be at least 1"):
+        SimulationConfig(trial_dates=0)
+    old = tmp_path / "scenes.json"
+    old.write_text(json.dumps({"date": "2018-07-15", "scenes": {"+1.00": "effect_+1.00/scene.tif"}}))
+    with pytest.raises(ValueError, match="before change settings: simulate the demo study again"):
+        PostTreatmentImagery.read(old)

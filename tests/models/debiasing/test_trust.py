@@ -95,3 +95,12 @@ def test_a_trial_with_wealth_measured_for_some_units_gets_ppi_on_those_labels_an
     with pytest.warns(UserWarning, match="2 labelled units per arm"):
         few = observed_trial("x", np.where(np.arange(200) == 0, wealth, np.nan), wealth, t, lcc, tweedie, TrialDesign())
     assert "ppi" not in set(few["method"])
+
+
+def test_measured_wealth_keeps_empty_cells_as_missing_and_names_text_that_is_not_a_number():
+    from models.debiasing.trust import measured_wealth
+
+    units = pd.DataFrame({"unit_id": ["a", "b", "c"], "wealth": [1.5, None, "2"]})
+    np.testing.assert_array_equal(measured_wealth(units), [1.5, np.nan, 2.0])
+    with pytest.raises(ValueError, match=r"1 value\(s\) that are not numbers: b='rich'"):
+        measured_wealth(pd.DataFrame({"unit_id": ["a", "b"], "wealth": [1.0, "rich"]}))
