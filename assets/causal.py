@@ -23,7 +23,7 @@ from models.causal.cate import (
     fit_choice,
     shared_scores,
 )
-from models.causal.heterogeneity import ate_table, evaluate_choices, gates_by_choice, toc_by_choice
+from models.causal.heterogeneity import ate_table, evaluate_choices, gates_by_choice, heterogeneity_statistic, toc_by_choice
 from models.ingest.design import cluster_groups, standardized_differences, trial_frame, unit_clusters
 from models.io.manifest import StudyManifest
 from models.io.truth import read_unit_truth
@@ -264,16 +264,15 @@ def rate_is_significant(heterogeneity_evaluation: pd.DataFrame) -> dg.AssetCheck
     """The best data choice's RATE against the two-sided 5% normal threshold: its cross-fitted
     sequential t (grf's rate_cv) when computed, the test whose level holds; else the pooled ratio."""
     best = heterogeneity_evaluation.iloc[0]
-    sequential = best.get("autoc_sequential_t", np.nan)
-    value = sequential if np.isfinite(sequential) else best["autoc_ratio"]
+    test, value = heterogeneity_statistic(best)
     return dg.AssetCheckResult(
         passed=bool(value > 1.96),
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
             "best": f"{best['data_choice']} / {best['learner']}",
             "autoc_ratio": float(best["autoc_ratio"]),
-            "autoc_sequential_t": float(sequential),
-            "test": "sequential" if np.isfinite(sequential) else "pooled",
+            "statistic": value,
+            "test": test,
         },
     )
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
+from models.causal.heterogeneity import heterogeneity_statistic
 from models.debiasing.trust import TrialDiagnostics
 
 RATE_THRESHOLD = 1.96  # two-sided 5% on the RATE ratio (estimate / standard error)
@@ -34,12 +34,10 @@ def heterogeneity_sentence(evaluation: pd.DataFrame) -> str:
     the pooled out-of-fold RATE ratio ranks the choices but its interval under-covers."""
     best = _strongest(evaluation)
     found = f"{best['data_choice']} with the {best['learner']}: AUTOC {best['autoc']:.3g} [{best['autoc_lower']:.3g}, {best['autoc_upper']:.3g}], RATE ratio {best['autoc_ratio']:.2f}"
-    sequential = best.get("autoc_sequential_t", np.nan)
-    if np.isfinite(sequential):
-        test, value = "sequential RATE (grf's rate_cv)", sequential
-        found += f", sequential t {sequential:.2f}"
-    else:
-        test, value = "RATE", best["autoc_ratio"]
+    kind, value = heterogeneity_statistic(best)
+    test = "sequential RATE (grf's rate_cv)" if kind == "sequential" else "RATE"
+    if kind == "sequential":
+        found += f", sequential t {value:.2f}"
     if value > RATE_THRESHOLD:
         return f"Heterogeneity detected ({test}, two-sided 5%): strongest with {found}."
     return f"No heterogeneity detected at 5% ({test}): the strongest is {found}, below {RATE_THRESHOLD}."

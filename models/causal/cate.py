@@ -7,6 +7,7 @@ estimated from features: it reaches econml's first stage as the last column of `
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -165,9 +166,10 @@ def fit_learner(model, X: np.ndarray, T: np.ndarray, Y: np.ndarray, propensity: 
     """Fit any econml learner; the design propensity reaches those that read it as ``W``'s last
     column. With ``groups`` (the trial's clusters) econml's own nuisance cross-fitting keeps every
     cluster in one of its folds (GroupKFold); the T-learner has no such cross-fitting."""
-    if not uses_design_propensity(model):
-        return model.fit(Y, T, X=X)
-    return model.fit(Y, T, X=X, W=propensity[:, None], groups=groups)
+    kwargs = {"groups": groups} if groups is not None and "groups" in inspect.signature(model.fit).parameters else {}
+    if uses_design_propensity(model):
+        kwargs["W"] = propensity[:, None]
+    return model.fit(Y, T, X=X, **kwargs)
 
 
 def _part(groups: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:

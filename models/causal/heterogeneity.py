@@ -213,6 +213,14 @@ def _pooled_over_folds(priority: np.ndarray, folds: np.ndarray, statistic) -> di
     return {"estimate": estimate, "t": t, "p_one_sided": float(stats.norm.sf(t))}
 
 
+def heterogeneity_statistic(row: pd.Series) -> tuple[str, float]:
+    """Which statistic decides whether a data choice finds heterogeneity, and its value: the
+    sequential RATE t (grf's rate_cv), whose level holds, when it was computed; else the pooled
+    out-of-fold RATE ratio, whose interval under-covers (tests/models/causal/test_cluster_folds.py)."""
+    sequential = row.get("autoc_sequential_t", np.nan)
+    return ("sequential", float(sequential)) if np.isfinite(sequential) else ("pooled", float(row["autoc_ratio"]))
+
+
 def sequential_rate(
     priority: np.ndarray,
     gamma: np.ndarray,

@@ -204,7 +204,6 @@ def fit_corrections(calibration: pd.DataFrame, bandwidth: BandwidthRule | float 
 class TrialDiagnostics:
     """One trial's view of the corrections: support, agreement, and what labels would buy."""
 
-    units: int
     outside_support: float  # share of the trial's predictions outside the calibration predictions' range
     disagreement: float  # Tweedie's ATE minus LCC's
     trial_se: float  # the smaller of the two corrected ATEs' standard errors
@@ -246,7 +245,6 @@ class TrialDiagnostics:
             "trial_se": self.trial_se,
             "outside_calibration_support": self.outside_support,
             "ppi_labels": self.labels,
-            "verdict": self.verdict,
         }
 
 
@@ -297,7 +295,6 @@ def trial_diagnostics(predictions: pd.DataFrame, effects: pd.DataFrame, correcti
     labels = int(rows.loc["ppi", "labels"]) if "ppi" in rows.index and "labels" in rows else 0
     disagreement, trial_se = corrections_disagreement(effects)
     return TrialDiagnostics(
-        units=len(z),
         outside_support=float(np.mean((z < low) | (z > high))),
         disagreement=disagreement,
         trial_se=trial_se,

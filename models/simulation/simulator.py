@@ -484,13 +484,14 @@ def _write_post_treatment(
     for setting in cfg.change_settings if cfg.post_treatment_effects else ():
         order = places.order(setting.pattern, cfg.seed)
         post = range(cfg.n_dates - setting.dates, cfg.n_dates)
+        observed = {t: landscape.classes(t) for t in post}
         scenes = {}
         for effect in cfg.post_treatment_effects:
             folder = paths.post_treatment.parent / setting.slug / f"effect_{effect:+.2f}"
             folder.mkdir(parents=True, exist_ok=True)
             gains = treatment_gains(response, effect)
             for t in post:
-                changed = switch_land_cover(landscape.classes(t), windows, order, gains)
+                changed = switch_land_cover(observed[t], windows, order, gains)
                 state, invalid = replay[t]
                 write_scene(folder / f"scene_{dates[t]}.tif", _replayed_scene(changed, texture, t, state), invalid, cfg, dates[t])
             scenes[f"{effect:+.2f}"] = str(folder.relative_to(paths.post_treatment.parent))  # the study may move

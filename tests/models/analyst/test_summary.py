@@ -25,7 +25,7 @@ def test_the_heterogeneity_verdict_uses_the_sequential_rate_when_it_was_computed
 def test_the_debiasing_sentence_carries_the_trials_recommendation():
     effects = pd.DataFrame({"method": ["naive", "lcc", "tweedie"], "estimate": [0.5, 0.7, 0.8]})
     corrections = {"diagnostics": {"slope_b": 0.7, "slope_se": 0.02, "variance_ratio": 0.6, "correction_warranted": True}}
-    diagnostics = TrialDiagnostics(10, 0.0, 0.01, 0.1, "lcc", 0, pd.DataFrame())
+    diagnostics = TrialDiagnostics(outside_support=0.0, disagreement=0.01, trial_se=0.1, favoured="lcc", labels=0, budget=pd.DataFrame())
     text = debiasing_sentence(effects, corrections, None, diagnostics)
     assert text.startswith("Debiased outcomes are warranted") and text.endswith(diagnostics.verdict)
     assert "Use lcc" in diagnostics.verdict

@@ -118,3 +118,13 @@ def test_econmls_own_nuisance_folds_keep_clusters_whole(learner):
     assert len(made) == 2 * 2  # two outer folds, two inner folds each
     for train, test, groups in made:
         assert not set(groups[train]) & set(groups[test])
+
+
+def test_a_learner_without_nuisance_folds_fits_a_clustered_trial():
+    rng = np.random.default_rng(1)
+    village = np.repeat(np.arange(30), 4)
+    X, t = rng.standard_normal((120, 2)), np.repeat(rng.permutation(np.arange(30) % 2), 4)
+    y = t + rng.standard_normal(120)
+    folds = np.repeat(np.arange(30) % 2, 4)
+    est, _ = fit_choice("t_learner", X, t, y, np.full(120, 0.5), folds, LearnerConfig(n_jobs=1), groups=village)
+    assert est["tau"].notna().all()  # the T-learner's fit takes no groups: they are not passed
