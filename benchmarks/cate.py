@@ -6,6 +6,8 @@
     python benchmarks/cate.py --units 10000 --settings eotrials   # re-fit one side only after a change
     python benchmarks/cate.py --units 50000 --learners causal_forest --settings eotrials --max-fit-units 20000
                                                             # the CATE map's sampled fit: time and PEHE cost
+    python benchmarks/cate.py --units 10000 --learners causal_forest --settings eotrials --learner-json '{"max_samples": 0.2}'
+                                                            # an econml forest argument changed: time and PEHE
 
 Synthetic data: 64-dimensional Gaussian 'embeddings', randomized treatment (p = 0.5), a CATE that
 depends non-linearly on three dimensions, a linear prognostic part, outcome noise sd 1; PEHE on
@@ -25,6 +27,7 @@ TLearner has no default model, so scikit-learn's GradientBoostingRegressor, as i
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -60,14 +63,17 @@ def econml_default(name: str, seed: int = 0):
     }[name]()
 
 
-def _fit(name: str, variant: str, n: int, seed: int, fit_units: int = 0) -> dict:
+def _fit(name: str, variant: str, n: int, seed: int, fit_units: int = 0, overrides: dict | None = None) -> dict:
     """One fit on ``n`` units, or on the first ``fit_units`` of them (the units are i.i.d., so that
-    is a random sample: the CATE map's ``max_fit_units``)."""
+    is a random sample: the CATE map's ``max_fit_units``), with the learner's ``overrides``
+    (econml constructor arguments, e.g. ``max_samples``) set before fitting."""
     X, T, Y, _ = dgp(n, seed)
     if 0 < fit_units < n:
         X, T, Y = X[:fit_units], T[:fit_units], Y[:fit_units]
     Xt, _, _, tau_t = dgp(2000, 1000 + seed)
     model = make_learner(name, LearnerConfig(seed=seed)) if variant == "eotrials" else econml_default(name, seed)
+    for key, value in (overrides or {}).items():
+        setattr(model, key, value)
     started = time.perf_counter()
     fit_learner(model, X, T, Y, np.full(len(T), 0.5))
     return {"fit_s": round(time.perf_counter() - started, 1), "pehe": round(_pehe(model.effect(Xt), tau_t), 3)}
@@ -139,6 +145,7 @@ def main() -> None:
     parser.add_argument(
         "--max-fit-units", type=int, default=0, help="also fit on a sample of this many units (the CATE map's max_fit_units)"
     )
+    parser.add_argument("--learner-json", default="{}", help="econml constructor arguments to override, as JSON")
     parser.add_argument("--out", default="benchmarks/results/cate.json")
     parser.add_argument(
         "--simulator-data", default=None, help="a materialized demo data folder (make demo): compare PEHE on the simulator instead"
@@ -178,7 +185,7 @@ def main() -> None:
                                 "seed": seed,
                                 "learner": name,
                                 "settings": label,
-                                **measure(_fit, name, variant, n, seed, fit_units, limit=args.limit),
+                                **measure(_fit, name, variant, n, seed, fit_units, json.loads(args.learner_json), limit=args.limit),
                             }
                         )
                         print(rows[-1], flush=True)
