@@ -43,12 +43,14 @@ ui: install
 	mkdir -p $(DAGSTER_HOME)
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1
 
-# Every benchmark at its documented default except the CATE one, which runs 1k and 10k units here
-# (its 50k rows take about an hour: `python benchmarks/cate.py --units 50000`).
+# Every benchmark at its documented default except the CATE ones, which run 1k and 10k units here
+# (`python benchmarks/cate.py --units 50000`: about 45 minutes, nearly all of it econml's defaults;
+# `python benchmarks/cate_estimates.py --units 100000`: about an hour).
 bench: install
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/encoder.py
 	$(BIN)/python benchmarks/cate.py --units 1000 10000
+	$(BIN)/python benchmarks/cate_estimates.py --units 1000 10000
 	$(BIN)/python benchmarks/debias.py
 	$(BIN)/python benchmarks/landcover.py
 	$(BIN)/python benchmarks/landcover_real_labels.py

@@ -14,14 +14,13 @@ the survey stays at 3,000 places (the map is fitted once, whatever the trial). T
 is left out: it simulates its own trials and does not grow with the trial (its cost is in
 benchmarks/results/simulation_default_grid.md).
 
-Above ``--shrink-above`` units (default 10,000) two things stop growing, and the row says so
-(``shrunk``): the region stays at its 10,000-unit size (the units grow denser), because the
-simulated imagery, the land-cover maps and both grids grow with area, not with the trial; and
-``cate_estimates`` fits the T-learner only, without grf's sequential scheme, because the causal
-forest and DR-learner take about 8 and 5 minutes per data choice at 50,000 units on 2 cores
-(benchmarks/results/cate_50k.json), hours for four data choices at 100,000. The encoders train on
-at most ``max_train_units`` (20,000, their default) and embed every unit streamed. Exponents use
-the sizes run at the same settings only.
+Above ``--shrink-above`` units (default 10,000) the region stops growing, and the row says so
+(``shrunk``): it stays at its 10,000-unit size (the units grow denser), because the simulator
+holds the whole region in memory, and the simulated imagery, the land-cover maps and both grids grow
+with area, not with the trial. ``cate_estimates`` fits every learner at every size (it fitted the
+T-learner only above 10,000 units before the forests split on quantile bins with every core:
+benchmarks/cate_estimates.py). The encoders train on at most ``max_train_units`` (20,000, their
+default) and embed every unit streamed. Exponents use the sizes run at the same settings only.
 
 Per-group time is the sum of its steps' durations (on the multiprocess executor steps of different
 groups run side by side, so they add up to more than the wall time). The growth exponent of a group
@@ -56,14 +55,12 @@ EXECUTORS = ("multiprocess", "in_process", "celery")
 
 
 def run_config(units: int, executor: str, processes: int, shrink_above: int, extra_ops: dict | None = None) -> dict:
-    """Demo settings for a trial of ``units``; above ``shrink_above`` the region stops growing and
-    the CATE step fits the T-learner only (see the module docstring). ``extra_ops`` (op config, as in
+    """Demo settings for a trial of ``units``; above ``shrink_above`` the region stops growing (see
+    the module docstring). ``extra_ops`` (op config, as in
     run config) is merged under the size's own settings: a smoke run's fewer epochs, say."""
     region_px = int(1024 * math.sqrt(min(units, shrink_above) / 1000) // 64 * 64)
     ops: dict = {name: {"config": dict(value.get("config", {}))} for name, value in (extra_ops or {}).items()}
     ops.setdefault("study_inputs", {"config": {}})["config"].update({"n_units": units, "region_px": region_px, "trials": [TRIAL]})
-    if units > shrink_above:
-        ops["cate_estimates"] = {"config": {"learners": ["t_learner"], "sequential_rate": False}}
     config: dict = {"ops": ops}
     if executor != "celery":  # Celery's executor is chosen by EOTRIALS_CELERY_BROKER and configured in pipelines/executors.py
         chosen = {"in_process": {}} if executor == "in_process" else {"multiprocess": {"max_concurrent": processes}}
@@ -170,7 +167,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2, help="the multiprocess executor's max_concurrent")
     parser.add_argument("--executor", choices=EXECUTORS, default="in_process", help="the executor of the scaling runs")
     parser.add_argument("--executors", nargs="+", choices=EXECUTORS, default=[], help="executors to compare at --executor-units")
-    parser.add_argument("--shrink-above", type=int, default=10_000, help="units above which the region and the CATE learners stop growing")
+    parser.add_argument("--shrink-above", type=int, default=10_000, help="units above which the region stops growing")
     parser.add_argument(
         "--executor-units", type=int, nargs="*", default=[1000], help="sizes run on every executor in --executors (others: --executor only)"
     )

@@ -16,6 +16,7 @@ TINY = {
     "ingest": ["--units", "100", "--naive-sample", "10", "--region-px", "256", "--repeats", "1"],
     "encoder": ["--device", "cpu", "--capacities", "small", "--units", "64", "--epochs", "1", "--batch-size", "32"],
     "cate": ["--units", "300", "--learners", "t_learner", "--limit", "300", "--max-fit-units", "200", "--learner-json", '{"n_jobs": 1}'],
+    "cate_estimates": ["--units", "300", "--no-sequential", "--learner-json", '{"n_estimators": 8}'],
     "debias": ["--cells", "20000", "--calibration", "300", "--direct-sample", "2000"],
     "study2_simulation": ["--seeds", "0", "--n-train", "500", "--n-calibration", "300", "--n-trial", "500"],
     "landcover": ["--large-px", "256", "--demo-px", "256", "--demo-dates", "2"],

@@ -26,7 +26,7 @@ def test_environment_names_the_code_and_the_machine():
     assert "torch" in env["threads"]
 
 
-def test_the_pipeline_benchmark_shrinks_only_above_its_threshold_and_its_config_is_valid():
+def test_the_pipeline_benchmark_shrinks_only_the_region_above_its_threshold_and_its_config_is_valid():
     import dagster as dg
     from pipeline import run_config
 
@@ -35,6 +35,6 @@ def test_the_pipeline_benchmark_shrinks_only_above_its_threshold_and_its_config_
     job = defs.resolve_job_def("eotrials_job")
     small, large = run_config(10_000, "in_process", 2, 10_000), run_config(100_000, "in_process", 2, 10_000)
     assert small["ops"]["study_inputs"]["config"]["region_px"] == large["ops"]["study_inputs"]["config"]["region_px"] == 3200
-    assert "cate_estimates" not in small["ops"] and large["ops"]["cate_estimates"]["config"]["learners"] == ["t_learner"]
+    assert "cate_estimates" not in small["ops"] and "cate_estimates" not in large["ops"]  # every learner at every size
     for config in (small, large):
         assert dg.validate_run_config(job, config)["ops"]["study_inputs"]["config"]["n_units"] in (10_000, 100_000)

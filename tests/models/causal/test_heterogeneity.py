@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from models.causal.cate import LearnerConfig, cross_fit_cate, outcome_model, outcome_predictions, sequential_cate
+from models.causal.cate import LearnerConfig, cross_fit_cate, make_learner, outcome_model, outcome_predictions, sequential_cate
 from models.causal.heterogeneity import (
     ate,
     calibration_test,
@@ -121,3 +121,36 @@ def test_sequential_rate_pools_folds_fitted_on_earlier_folds(strength, expect_he
         assert result["t"] > 3 and result["p_one_sided"] < 0.01 and result["estimate"] > 0
     else:
         assert abs(result["t"]) < 2.5
+
+
+@pytest.mark.parametrize("learner", ["causal_forest", "t_learner"])
+def test_sequential_scheme_reuses_the_cross_fitted_last_fold_model(learner):
+    """The last fold's cross-fitted model was fitted on exactly the earlier folds: reusing its
+    estimates gives what refitting gives, one fit fewer."""
+    X, T, Y, e, folds, _ = _trial(1.0, n=400, seed=5)
+    cfg = LearnerConfig(n_estimators=20)
+    cross = cross_fit_cate(learner, X, T, Y, e, folds, cfg)["tau"].to_numpy()
+    refitted = sequential_cate(learner, X, T, Y, e, folds, cfg)
+    reused = sequential_cate(learner, X, T, Y, e, folds, cfg, cross_fitted=cross)
+    np.testing.assert_allclose(reused, refitted, equal_nan=True)
+    assert np.isfinite(reused[folds == folds.max()]).all()
+
+
+def test_max_tree_units_caps_each_trees_share_only_when_it_binds():
+    cfg = LearnerConfig(max_tree_units=25_000)
+    assert cfg.for_units(40_000) is cfg  # 0.45 x 40,000 = 18,000 units per tree: below the cap
+    assert cfg.for_units(100_000).max_samples == pytest.approx(0.25)
+    assert LearnerConfig().for_units(10**7).max_samples == 0.45
+
+
+def test_forests_split_on_quantile_bins_only_when_there_are_units_enough_per_bin():
+    cfg = LearnerConfig(histogram_bins=16)
+    assert cfg.for_units(100).featurizer() is None
+    bins = cfg.for_units(1000).featurizer()
+    X = np.column_stack([np.random.default_rng(0).standard_normal(1000), np.tile([0.0, 1.0], 500)])
+    binned = bins.fit_transform(X)
+    assert len(np.unique(binned[:, 0])) == 16 and len(np.unique(binned[:, 1])) == 2  # a binary feature keeps two
+    assert (np.diff(binned[np.argsort(X[:, 0]), 0]) >= 0).all()  # monotone: the forest's splits keep their order
+    for learner in ("causal_forest", "dr_learner"):
+        assert make_learner(learner, cfg.for_units(1000)).featurizer.n_bins == 16
+        assert make_learner(learner, cfg.for_units(100)).featurizer is None
