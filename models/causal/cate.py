@@ -224,8 +224,10 @@ def fit_learner(model, X: np.ndarray, T: np.ndarray, Y: np.ndarray, propensity: 
     return model.fit(Y, T, X=X, **kwargs)
 
 
-def _part(groups: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
-    return None if groups is None else groups[rows]
+def _fit_rows(name: Learner, make: MakeLearner, cfg: LearnerConfig, rows: np.ndarray, X, T, Y, propensity, groups):
+    """``make``'s learner fitted on the units in ``rows``, with settings sized to them (``LearnerConfig.for_units``)."""
+    part = None if groups is None else groups[rows]
+    return fit_learner(make(name, cfg.for_units(int(rows.sum()))), X[rows], T[rows], Y[rows], propensity[rows], part)
 
 
 def effect_with_interval(model, X: np.ndarray, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -258,7 +260,7 @@ def cross_fit_cate(
     out = pd.DataFrame({"tau": np.nan, "lower": np.nan, "upper": np.nan, "fold": folds}, index=range(len(T)))
     for k in np.unique(folds):
         test, train = folds == k, folds != k
-        model = fit_learner(make(name, cfg.for_units(train.sum())), X[train], T[train], Y[train], propensity[train], _part(groups, train))
+        model = _fit_rows(name, make, cfg, train, X, T, Y, propensity, groups)
         out.loc[test, ["tau", "lower", "upper"]] = np.column_stack(effect_with_interval(model, X[test]))
     out["se"] = (out["upper"] - out["lower"]) / (2 * Z95)
     return out[["tau", "se", "lower", "upper", "fold"]]
@@ -290,9 +292,7 @@ def sequential_cate(
         if k == ks[-1] and cross_fitted is not None:
             tau[test] = cross_fitted[test]
         elif len(np.unique(T[train])) == 2:
-            model = fit_learner(
-                make(name, cfg.for_units(train.sum())), X[train], T[train], Y[train], propensity[train], _part(groups, train)
-            )
+            model = _fit_rows(name, make, cfg, train, X, T, Y, propensity, groups)
             tau[test] = model.effect(X[test])
     return tau
 
