@@ -5,6 +5,8 @@ one process (in-process), and Celery workers on Redis with PostgreSQL storage (d
     python benchmarks/pipeline.py                                   # 1,000 and 3,000 units, in-process
     python benchmarks/pipeline.py --units 1000 10000 100000 --limit 3300
     python benchmarks/pipeline.py --units 1000 --executors multiprocess in_process celery --executor-units 1000
+    python benchmarks/pipeline.py --units 100000 --shrink-above 100000 --executor multiprocess \
+        --select '+key:"land_cover_maps" or +key:"grid_embeddings" or +key:"map_grid_embeddings"'  # the region's steps
 
 Each size runs `dagster asset materialize -m pipelines.definitions --partition west` in a fresh
 DAGSTER_HOME and data root (the trial registered first, as the trials sensor would), with
@@ -15,9 +17,10 @@ is left out: it simulates its own trials and does not grow with the trial (its c
 benchmarks/results/simulation_default_grid.md).
 
 Above ``--shrink-above`` units (default 10,000) the region stops growing, and the row says so
-(``shrunk``): it stays at its 10,000-unit size (the units grow denser), because the simulator
-holds the whole region in memory, and the simulated imagery, the land-cover maps and both grids grow
-with area, not with the trial. ``cate_estimates`` fits every learner at every size (it fitted the
+(``shrunk``): it stays at its 10,000-unit size (the units grow denser), because the simulated
+imagery, the land-cover maps and both grids grow with area, not with the trial: a 100,000-unit
+region (10,240 px) is about 7 GB of compressed imagery. ``--shrink-above 100000`` grows it (the
+simulator writes it strip by strip; ``pipeline_region.json``, the region's steps alone). ``cate_estimates`` fits every learner at every size (it fitted the
 T-learner only above 10,000 units before the forests split on quantile bins with every core:
 benchmarks/cate_estimates.py). The encoders train on at most ``max_train_units`` (20,000, their
 default) and embed every unit streamed. Exponents use the sizes run at the same settings only.
@@ -25,7 +28,9 @@ default) and embed every unit streamed. Exponents use the sizes run at the same 
 Per-group time is the sum of its steps' durations (on the multiprocess executor steps of different
 groups run side by side, so they add up to more than the wall time). The growth exponent of a group
 is the slope of log(time) on log(units) across the sizes. Peak memory is sampled every 0.5 s over
-the run's process tree and, on Celery, the workers' trees.
+the run's process tree and, on Celery, the workers' trees, and per process: each step's row in
+``steps`` has its duration and the peak of the process it ran in (its own on the multiprocess
+executor, so ``--executor multiprocess`` gives every step's peak memory).
 """
 
 from __future__ import annotations
@@ -68,47 +73,48 @@ def run_config(units: int, executor: str, processes: int, shrink_above: int, ext
     return config
 
 
-def sample_peaks(proc: psutil.Popen, others: list[int], started: float, limit: float) -> tuple[float, float]:
-    """Peak RSS of the run's process tree plus ``others``' trees (Celery workers), and of the largest process."""
-    tree_peak = single_peak = 0.0
+def sample_peaks(proc: psutil.Popen, others: list[int], started: float, limit: float) -> tuple[float, dict[int, float]]:
+    """Peak RSS (MB) of the run's process tree plus ``others``' trees (Celery workers), and of each
+    process by pid (a step's pid is in its events: ``step_table``)."""
+    tree_peak, per_pid = 0.0, {}
     while proc.poll() is None and time.perf_counter() - started < limit:
         try:
             roots = [proc, *(psutil.Process(pid) for pid in others)]
-            rss = [p.memory_info().rss for root in roots for p in [root, *root.children(recursive=True)]]
+            rss = {p.pid: p.memory_info().rss / 2**20 for root in roots for p in [root, *root.children(recursive=True)]}
         except psutil.Error:
             continue
-        tree_peak, single_peak = max(tree_peak, sum(rss) / 2**20), max(single_peak, max(rss) / 2**20)
+        tree_peak = max(tree_peak, sum(rss.values()))
+        per_pid |= {pid: max(mb, per_pid.get(pid, 0.0)) for pid, mb in rss.items()}
         time.sleep(0.5)
-    return tree_peak, single_peak
+    return tree_peak, per_pid
 
 
 def materialize(
-    units: int, executor: str, processes: int, shrink_above: int, env: dict, workers: list[int], limit: float, extra_ops: dict | None = None
+    units: int,
+    executor: str,
+    processes: int,
+    shrink_above: int,
+    env: dict,
+    workers: list[int],
+    limit: float,
+    extra_ops: dict | None = None,
+    selection: str = SELECTION,
 ) -> dict:
-    """Register the trial, run the graph once; wall time and peak RSS."""
+    """Register the trial, run the ``selection`` once; wall time, peak RSS, and per process (pid) its peak RSS."""
     register = f"import dagster as dg; dg.DagsterInstance.get().add_dynamic_partitions('trials', ['{TRIAL}'])"
     subprocess.run([sys.executable, "-c", register], cwd=ROOT, env=env, check=True, capture_output=True)
-    cmd = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "pipelines.definitions", "--select", SELECTION]
+    cmd = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "pipelines.definitions", "--select", selection]
     cmd += ["--partition", TRIAL, "--config-json", json.dumps(run_config(units, executor, processes, shrink_above, extra_ops))]
     stderr = Path(env["EOTRIALS_DATA"]).parent / "stderr.log"
     started = time.perf_counter()
     proc = psutil.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(stderr, "w"))  # noqa: SIM115
-    tree_peak, single_peak = sample_peaks(proc, workers, started, limit)
+    tree_peak, per_pid = sample_peaks(proc, workers, started, limit)
+    peaks = {"tree_peak_rss_mb": tree_peak, "max_process_rss_mb": max(per_pid.values(), default=0.0)}
     if proc.poll() is None:
         proc.kill()
-        return {
-            "status": f"stopped after {limit:.0f} s",
-            "wall_seconds": limit,
-            "tree_peak_rss_mb": tree_peak,
-            "max_process_rss_mb": single_peak,
-        }
+        return {"status": f"stopped after {limit:.0f} s", "wall_seconds": limit, **peaks}, per_pid
     status = "ok" if proc.returncode == 0 else f"failed: {stderr.read_text()[-300:]}"
-    return {
-        "status": status,
-        "wall_seconds": time.perf_counter() - started,
-        "tree_peak_rss_mb": tree_peak,
-        "max_process_rss_mb": single_peak,
-    }
+    return {"status": status, "wall_seconds": time.perf_counter() - started, **peaks}, per_pid
 
 
 @contextlib.contextmanager
@@ -125,29 +131,31 @@ def environment(executor: str, workdir: Path):
         yield env, [proc.pid for proc, _ in servers.running if "worker" in " ".join(proc.args)]
 
 
-def group_seconds(env: dict) -> dict[str, float]:
-    """Sum of step durations per asset group, from the run's event log."""
+def step_table(env: dict, per_pid: dict[int, float]) -> pd.DataFrame:
+    """Every step that succeeded, from the run's event log: its group, duration and the peak RSS of
+    the process it ran in (its own process on the multiprocess executor; the run's or a worker's,
+    shared with other steps, on the others)."""
     import dagster as dg
 
     from pipelines.definitions import defs
 
     graph = defs.resolve_asset_graph()
     group_of = {a.node_def.name: graph.get(next(iter(a.keys))).group_name for a in graph.assets_defs if a.keys}
-    totals: dict[str, float] = {}
+    rows, starts = [], {}
     os.environ.update({k: v for k, v in env.items() if k.startswith("DAGSTER_PG_")})
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         run = instance.get_runs(limit=1)[0]
-        starts = {}
         for event in instance.all_logs(run.run_id):
             if event.step_key is None or event.dagster_event is None:
                 continue
             kind = event.dagster_event.event_type
             if kind == dg.DagsterEventType.STEP_START:
-                starts[event.step_key] = event.timestamp
+                starts[event.step_key] = (event.timestamp, event.dagster_event.pid)
             elif kind == dg.DagsterEventType.STEP_SUCCESS and event.step_key in starts:
+                started, pid = starts[event.step_key]
                 group = group_of.get(event.step_key.split(".")[0], "checks")
-                totals[group] = totals.get(group, 0.0) + event.timestamp - starts[event.step_key]
-    return totals
+                rows.append({"step": event.step_key, "group": group, "seconds": event.timestamp - started, "peak_rss_mb": per_pid.get(pid)})
+    return pd.DataFrame(rows, columns=["step", "group", "seconds", "peak_rss_mb"])
 
 
 def exponents(table: pd.DataFrame) -> pd.DataFrame:
@@ -173,28 +181,31 @@ def main() -> None:
     )
     parser.add_argument("--limit", type=float, default=3600, help="seconds before a run is stopped")
     parser.add_argument("--ops-json", default="{}", help="extra op config merged under each size's (e.g. fewer epochs for a smoke run)")
+    parser.add_argument("--select", default=SELECTION, help="the assets run (Dagster's selection syntax)")
     parser.add_argument("--out", default="benchmarks/results/pipeline.json")
     args = parser.parse_args()
-    runs, groups = [], []
+    runs, groups, steps = [], [], []
     for units in args.units:
         for executor in dict.fromkeys([args.executor, *(args.executors if units in args.executor_units else [])]):
             with tempfile.TemporaryDirectory() as tmp, environment(executor, Path(tmp)) as (env, workers):
-                measured = materialize(
-                    units, executor, args.processes, args.shrink_above, env, workers, args.limit, json.loads(args.ops_json)
+                measured, per_pid = materialize(
+                    units, executor, args.processes, args.shrink_above, env, workers, args.limit, json.loads(args.ops_json), args.select
                 )
                 row = {"units": units, "executor": executor, "shrunk": units > args.shrink_above, **measured}
                 if executor == args.executor:  # a stopped run keeps the steps that finished
-                    groups += [{"units": units, "group": g, "seconds": s} for g, s in group_seconds(env).items()]
+                    table = step_table(env, per_pid).assign(units=units)
+                    steps += table.to_dict("records")
+                    groups += [{"units": units, "group": g, "seconds": s} for g, s in table.groupby("group")["seconds"].sum().items()]
             runs.append(row)
             print(json.dumps(row), flush=True)
-            write_results(args.out, runs, vars(args), groups=groups)  # so far: a long run stopped late keeps what finished
+            write_results(args.out, runs, vars(args), groups=groups, steps=steps)  # so far: a run stopped late keeps what finished
     runs_table, groups_table = pd.DataFrame(runs), pd.DataFrame(groups)
     growth = exponents(groups_table[groups_table["units"] <= args.shrink_above]) if len(groups_table) else pd.DataFrame()
     print(runs_table.round(1).to_markdown(index=False))
     if len(groups_table):
         print(groups_table.pivot(index="group", columns="units", values="seconds").round(1).to_markdown())
         print(growth.to_markdown(index=False))
-    write_results(args.out, runs, vars(args), groups=groups, exponents=growth.to_dict("records"))
+    write_results(args.out, runs, vars(args), groups=groups, steps=steps, exponents=growth.to_dict("records"))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import math
+import os
 from pathlib import Path
 
 import rasterio
@@ -37,8 +38,10 @@ def _gdal_type(dtype: str) -> str:
     }[dtype]
 
 
-def write_mosaic(bands: list[list[tuple[str, int]]], path: str | Path) -> Path:
-    """A VRT at ``path`` whose band k mosaics the (file, band index) sources in ``bands[k]``."""
+def write_mosaic(bands: list[list[tuple[str, int]]], path: str | Path, relative: bool = False) -> Path:
+    """A VRT at ``path`` whose band k mosaics the (file, band index) sources in ``bands[k]``, later
+    sources over earlier ones except where they are nodata; each band named as its first source's.
+    With ``relative`` the sources are named relative to the VRT, so a folder holding both can move."""
     files = sorted({f for sources in bands for f, _ in sources})
     meta = {}
     for f in files:
@@ -52,6 +55,7 @@ def write_mosaic(bands: list[list[tuple[str, int]]], path: str | Path) -> Path:
                 "nodata": ds.nodatavals,
                 "scales": ds.scales,
                 "offsets": ds.offsets,
+                "descriptions": ds.descriptions,
             }
     first = meta[files[0]]
     crs, res_x, res_y = first["crs"], first["transform"].a, -first["transform"].e
@@ -66,7 +70,8 @@ def write_mosaic(bands: list[list[tuple[str, int]]], path: str | Path) -> Path:
     right = max(meta[f]["transform"].c + meta[f]["width"] * res_x for f in files)
     bottom = min(meta[f]["transform"].f - meta[f]["height"] * res_y for f in files)
     width, height = round((right - left) / res_x), round((top - bottom) / res_y)
-    band_xml = [_band_xml(k + 1, sources, meta, left, top, res_x, res_y) for k, sources in enumerate(bands)]
+    folder = Path(path).resolve().parent if relative else None
+    band_xml = [_band_xml(k + 1, sources, meta, left, top, res_x, res_y, folder) for k, sources in enumerate(bands)]
     xml = (
         f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">\n'
         f"  <SRS>{html.escape(CRS.from_user_input(crs).to_wkt())}</SRS>\n"
@@ -82,11 +87,23 @@ def _band_key(m: dict, b: int) -> tuple:
     return m["dtypes"][b - 1], "nan" if nodata is not None and math.isnan(nodata) else nodata, m["scales"][b - 1], m["offsets"][b - 1]
 
 
-def _band_xml(band: int, sources: list[tuple[str, int]], meta: dict, left: float, top: float, res_x: float, res_y: float) -> str:
+def _source_xml(path: str, folder: Path | None) -> str:
+    """A source's name: absolute, or relative to the VRT's ``folder``."""
+    if folder is None:
+        return f'<SourceFilename relativeToVRT="0">{html.escape(str(Path(path).resolve()))}</SourceFilename>'
+    return f'<SourceFilename relativeToVRT="1">{html.escape(os.path.relpath(Path(path).resolve(), folder))}</SourceFilename>'
+
+
+def _band_xml(
+    band: int, sources: list[tuple[str, int]], meta: dict, left: float, top: float, res_x: float, res_y: float, folder: Path | None
+) -> str:
     first, first_band = sources[0]
     dtype, nodata = meta[first]["dtypes"][first_band - 1], meta[first]["nodata"][first_band - 1]
     scale, offset = meta[first]["scales"][first_band - 1], meta[first]["offsets"][first_band - 1]
+    description = meta[first]["descriptions"][first_band - 1]
     parts = [f'  <VRTRasterBand dataType="{_gdal_type(dtype)}" band="{band}">\n']
+    if description:
+        parts.append(f"    <Description>{html.escape(description)}</Description>\n")
     if nodata is not None:
         parts.append(f"    <NoDataValue>{nodata!r}</NoDataValue>\n")
     parts.append(f"    <Scale>{scale!r}</Scale>\n    <Offset>{offset!r}</Offset>\n")
@@ -104,7 +121,7 @@ def _band_xml(band: int, sources: list[tuple[str, int]], meta: dict, left: float
         nodata_xml = f"      <NODATA>{nodata!r}</NODATA>\n" if nodata is not None else ""
         parts.append(
             "    <ComplexSource>\n"
-            f'      <SourceFilename relativeToVRT="0">{html.escape(str(Path(f).resolve()))}</SourceFilename>\n'
+            f"      {_source_xml(f, folder)}\n"
             f"      <SourceBand>{b}</SourceBand>\n"
             f'      <SrcRect xOff="0" yOff="0" xSize="{m["width"]}" ySize="{m["height"]}"/>\n'
             f'      <DstRect xOff="{round(col)}" yOff="{round(row)}" xSize="{m["width"]}" ySize="{m["height"]}"/>\n'

@@ -18,8 +18,10 @@ Data-generating process (see docs/simulator.md for the full description):
 
 from __future__ import annotations
 
+import collections
 import copy
 import dataclasses
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -29,8 +31,10 @@ import pandas as pd
 import rasterio
 from pyproj import Transformer
 from rasterio.transform import from_origin
+from rasterio.windows import Window
 from scipy import ndimage, stats
 
+from models.ingest.mosaic import write_mosaic
 from models.interpretation.landcover import colormap
 from models.io.manifest import StudyManifest, StudyTruth
 from models.io.storage import atomic_path, write_json
@@ -38,6 +42,10 @@ from models.io.storage import atomic_path, write_json
 BANDS = ("blue", "green", "red", "nir", "swir1", "swir2")
 REFLECTANCE_SCALE = 1e-4
 REFLECTANCE_NODATA = -9999
+# Rows of the region generated and written at a time: a scene's noise is drawn strip by strip, so a
+# large region never holds a float64 copy of its six bands, and a region of at most this many rows
+# (the demo's 1,024) draws exactly as one whole-region draw.
+STRIP_PX = 1024
 
 # Mean surface reflectance per class and band (blue, green, red, NIR, SWIR1, SWIR2).
 SPECTRA: dict[int, tuple[float, ...]] = {
@@ -167,7 +175,18 @@ class StudyPaths:
 def gaussian_field(shape: tuple[int, int], scale: float, rng: np.random.Generator) -> np.ndarray:
     """Zero-mean, unit-variance random field with correlation length ``scale`` pixels."""
     field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma=scale, mode="wrap")
-    return (field - field.mean()) / field.std()
+    field -= field.mean()  # in place: a large region's fields are a GB each
+    field /= field.std()
+    return field
+
+
+def _rate(top: float, field: np.ndarray) -> np.ndarray:
+    """``top / (1 + exp(-2 field))`` as float32, computed in ``field``'s memory."""
+    np.multiply(field, -2, out=field)
+    np.exp(field, out=field)
+    field += 1
+    np.divide(top, field, out=field)
+    return field.astype(np.float32)
 
 
 def _quantile_threshold(field: np.ndarray, share: float) -> float:
@@ -175,19 +194,24 @@ def _quantile_threshold(field: np.ndarray, share: float) -> float:
 
 
 class Landscape:
-    """Land cover over time from latent fields; ``classes(t)`` is the WorldCover map at date t."""
+    """Land cover over time from latent fields; ``classes(t)`` is the WorldCover map at date t.
+
+    The thresholded fields stay float64 (rounding them flips a pixel of the demo); the rates are
+    float32, promoted when used."""
 
     def __init__(self, cfg: SimulationConfig, rng: np.random.Generator):
         shape = (cfg.region_px, cfg.region_px)
         self.n_dates = cfg.n_dates
+        # Kept as float32 (half the memory of a large region; the demo's classes come out the same).
         self.moisture = gaussian_field(shape, 40, rng)
-        self.human = gaussian_field(shape, 25, rng) + 0.3 * gaussian_field(shape, 4, rng)
+        self.human = gaussian_field(shape, 25, rng)
+        self.human += 0.3 * gaussian_field(shape, 4, rng)
         self.vegetation = gaussian_field(shape, 20, rng)
         self.soil = gaussian_field(shape, 15, rng)
         # Smooth, region-varying rates of each change process, in units of field sd per sequence.
-        self.urban_rate = 0.9 / (1 + np.exp(-2 * gaussian_field(shape, 150, rng)))
-        self.crop_rate = 1.2 / (1 + np.exp(-2 * gaussian_field(shape, 150, rng)))
-        self.loss_rate = 1.2 / (1 + np.exp(-2 * gaussian_field(shape, 150, rng)))
+        self.urban_rate = _rate(0.9, gaussian_field(shape, 150, rng))
+        self.crop_rate = _rate(1.2, gaussian_field(shape, 150, rng))
+        self.loss_rate = _rate(1.2, gaussian_field(shape, 150, rng))
         self.t_water = _quantile_threshold(self.moisture, 0.04)
         self.t_wet = _quantile_threshold(self.moisture, 0.07)
         self.t_built = _quantile_threshold(self.human, 0.05)
@@ -196,9 +220,9 @@ class Landscape:
 
     def classes(self, t: int) -> np.ndarray:
         progress = t / max(self.n_dates - 1, 1)
-        built = self.human > self.t_built - self.urban_rate * progress
-        crop = self.human > self.t_crop - self.crop_rate * progress
-        tree = self.vegetation > self.t_tree + self.loss_rate * progress
+        built = self.human > self.t_built - self.urban_rate * np.float64(progress)
+        crop = self.human > self.t_crop - self.crop_rate * np.float64(progress)
+        tree = self.vegetation > self.t_tree + self.loss_rate * np.float64(progress)
         out = np.where(self.soil > 1.2, 60, np.where(self.soil > 0.0, 30, 20)).astype(np.uint8)
         out[tree] = 10
         out[crop] = 40
@@ -208,29 +232,53 @@ class Landscape:
         return out
 
 
-def neighbourhood_fractions(labels: np.ndarray, classes: tuple[int, ...], size: int) -> dict[int, np.ndarray]:
-    """Share of each class in the ``size`` x ``size`` window around every pixel."""
-    return {c: ndimage.uniform_filter((labels == c).astype(np.float32), size=size, mode="nearest") for c in classes}
+def land_cover_sequence(cfg: SimulationConfig, rng: np.random.Generator) -> np.ndarray:
+    """(dates, H, W) uint8 WorldCover maps of a new ``Landscape``, whose latent fields (seven
+    region-sized arrays) are let go once the maps are drawn."""
+    landscape = Landscape(cfg, rng)
+    return np.stack([landscape.classes(t) for t in range(cfg.n_dates)])
+
+
+class NeighbourhoodFractions(Mapping[int, np.ndarray]):
+    """Share of each class in the ``size`` x ``size`` window around every pixel, computed when asked
+    for and not kept: a large region never holds all sixteen layers (first and last date) at once."""
+
+    def __init__(self, labels: np.ndarray, classes: tuple[int, ...], size: int):
+        self.labels, self.classes, self.size = labels, classes, size
+
+    def __getitem__(self, code: int) -> np.ndarray:
+        if code not in self.classes:
+            raise KeyError(code)
+        return ndimage.uniform_filter((self.labels == code).astype(np.float32), size=self.size, mode="nearest")
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.classes)
 
 
 def _zscore(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return (values - reference.mean()) / (reference.std() + 1e-9)
 
 
-def _reflectance(labels: np.ndarray, texture: np.ndarray, t: int, rng: np.random.Generator) -> np.ndarray:
-    """(6, H, W) reflectance for one date: class spectra x texture x date factor + noise."""
+def reflectance_strips(labels: np.ndarray, texture: np.ndarray, rng: np.random.Generator) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, (6, rows, W) reflectance) for one date, ``STRIP_PX`` rows at a time: class spectra
+    x texture x the date's gain + noise, the noise drawn strip by strip as the strips are consumed."""
     lut = np.zeros((256, len(BANDS)), dtype=np.float32)
     for code, spectrum in SPECTRA.items():
         lut[code] = spectrum
-    date_gain = 1.0 + 0.04 * rng.standard_normal(len(BANDS))
-    refl = lut[labels].transpose(2, 0, 1) * (1.0 + 0.08 * texture)[None] * date_gain[:, None, None].astype(np.float32)
-    refl += 0.008 * rng.standard_normal(refl.shape).astype(np.float32)
-    return np.clip(refl, 0.0, 1.0)
+    date_gain = (1.0 + 0.04 * rng.standard_normal(len(BANDS)))[:, None, None].astype(np.float32)
+    for row0 in range(0, labels.shape[0], STRIP_PX):
+        rows = slice(row0, row0 + STRIP_PX)
+        refl = lut[labels[rows]].transpose(2, 0, 1) * (1.0 + 0.08 * texture[rows])[None] * date_gain
+        refl += 0.008 * rng.standard_normal(refl.shape).astype(np.float32)
+        yield row0, np.clip(refl, 0.0, 1.0)
 
 
 def _invalid_mask(shape: tuple[int, int], cfg: SimulationConfig, rng: np.random.Generator) -> np.ndarray:
     """Nodata swath edge on one side plus cloud blobs (cloud-masked pixels are written as nodata)."""
-    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]]
+    rows, cols = np.ogrid[0 : shape[0], 0 : shape[1]]
     slope = rng.uniform(-0.3, 0.3)
     width = rng.uniform(0.0, 0.06) * shape[1]
     edge = cols < width + slope * (rows - shape[0] / 2) if rng.random() < 0.5 else cols > shape[1] - width + slope * (rows - shape[0] / 2)
@@ -255,15 +303,18 @@ def _geotiff_profile(cfg: SimulationConfig, count: int, dtype: str, nodata: floa
         "compress": "deflate",
         "predictor": 2,
         "interleave": "pixel",
+        "num_threads": "all_cpus",
     }
 
 
-def write_scene(path: Path, reflectance: np.ndarray, invalid: np.ndarray, cfg: SimulationConfig, date: str) -> None:
-    """Write one date as an int16 GeoTIFF scaled by 1e-4 (like Landsat/Sentinel-2 L2 products)."""
-    dn = np.round(reflectance / REFLECTANCE_SCALE).astype(np.int16)
-    dn[:, invalid] = REFLECTANCE_NODATA
+def write_scene(path: Path, strips: Iterator[tuple[int, np.ndarray]], invalid: np.ndarray, cfg: SimulationConfig, date: str) -> None:
+    """Write one date's reflectance strips (``reflectance_strips``) as an int16 GeoTIFF scaled by 1e-4
+    (like Landsat/Sentinel-2 L2 products), strip by strip into its tiles."""
     with atomic_path(path) as tmp, rasterio.open(tmp, "w", **_geotiff_profile(cfg, len(BANDS), "int16", REFLECTANCE_NODATA)) as dst:
-        dst.write(dn)
+        for row0, reflectance in strips:
+            dn = np.round(reflectance / REFLECTANCE_SCALE).astype(np.int16)
+            dn[:, invalid[row0 : row0 + dn.shape[1]]] = REFLECTANCE_NODATA
+            dst.write(dn, window=Window(0, row0, dn.shape[2], dn.shape[1]))
         dst.descriptions = BANDS
         dst.scales = (REFLECTANCE_SCALE,) * len(BANDS)
         dst.update_tags(ACQUISITION_DATE=date)
@@ -332,7 +383,7 @@ def true_cate(landscape_terms: dict[str, np.ndarray], covariates: pd.DataFrame, 
     return cfg.ate + cfg.effect_strength * h / norm
 
 
-def _landscape_terms(first: dict, last: dict, rows: np.ndarray, cols: np.ndarray) -> dict[str, np.ndarray]:
+def _landscape_terms(first: Mapping, last: Mapping, rows: np.ndarray, cols: np.ndarray) -> dict[str, np.ndarray]:
     """Standardized landscape drivers at the given pixels (z-scored against the whole region)."""
     growth = last[50] - first[50]
     loss = first[10] - last[10]
@@ -343,7 +394,7 @@ def _landscape_terms(first: dict, last: dict, rows: np.ndarray, cols: np.ndarray
     }
 
 
-def wealth_surface(first: dict, last: dict, smooth: np.ndarray) -> np.ndarray:
+def wealth_surface(first: Mapping, last: Mapping, smooth: np.ndarray) -> np.ndarray:
     """True wealth index everywhere: settlements, growth and cropland raise it, bare land lowers it."""
     growth = last[50] - first[50]
     w = 1.0 * _zscore(last[50], last[50]) + 0.5 * _zscore(growth, growth) + 0.4 * _zscore(last[40], last[40])
@@ -351,7 +402,7 @@ def wealth_surface(first: dict, last: dict, smooth: np.ndarray) -> np.ndarray:
     return ((w - w.mean()) / w.std()).astype(np.float32)
 
 
-def wealth_response(fractions: dict[int, np.ndarray], wealth: np.ndarray, step: int = 4) -> dict[int, float]:
+def wealth_response(fractions: Mapping[int, np.ndarray], wealth: np.ndarray, step: int = 4) -> dict[int, float]:
     """How land cover differs with wealth across the region: the OLS slope of each class's chip-scale
     share on the wealth index (every ``step``-th pixel). Richer places have more built-up land and
     cropland; a treated unit's wealth gain changes its surroundings by these slopes times the gain
@@ -393,26 +444,23 @@ def simulate_study(cfg: SimulationConfig, root: str | Path) -> StudyPaths:
     """Write a complete demo study under ``root`` and return its paths."""
     paths = StudyPaths.under(root)
     rng = np.random.default_rng(cfg.seed)
-    landscape = Landscape(cfg, rng)
+    land_cover = land_cover_sequence(cfg, rng)
     texture = gaussian_field((cfg.region_px,) * 2, 2, rng).astype(np.float32)
     dates = [f"{cfg.start_year + t}-07-15" for t in range(cfg.n_dates)]
     paths.imagery_dir.mkdir(parents=True, exist_ok=True)
     paths.landcover_dir.mkdir(parents=True, exist_ok=True)
-    labels_first = labels_last = None
     replay = {}  # per date: the generator state and invalid mask, replayed for the post-treatment scenes
     for t, date in enumerate(dates):
-        labels = landscape.classes(t)
+        labels = land_cover[t]
         write_landcover(paths.landcover_dir / f"landcover_{date}.tif", labels, cfg)
         state = copy.deepcopy(rng.bit_generator.state)
-        reflectance = _reflectance(labels, texture, t, rng)
+        collections.deque(reflectance_strips(labels, texture, rng), maxlen=0)  # the noise is drawn before the mask
         invalid = _invalid_mask(labels.shape, cfg, rng)
-        write_scene(paths.imagery_dir / f"scene_{date}.tif", reflectance, invalid, cfg, date)
+        write_scene(paths.imagery_dir / f"scene_{date}.tif", _replayed_scene(labels, texture, state), invalid, cfg, date)
         replay[t] = (state, invalid)
-        labels_first = labels if t == 0 else labels_first
-        labels_last = labels
-    classes = tuple(SPECTRA)
-    first = neighbourhood_fractions(labels_first, classes, cfg.chip_size)
-    last = neighbourhood_fractions(labels_last, classes, cfg.chip_size)
+    classes, labels_first, labels_last = tuple(SPECTRA), land_cover[0], land_cover[-1]
+    first = NeighbourhoodFractions(labels_first, classes, cfg.chip_size)
+    last = NeighbourhoodFractions(labels_last, classes, cfg.chip_size)
     wealth = wealth_surface(first, last, gaussian_field(labels_last.shape, 60, rng))
     _write_float_raster(paths.wealth_truth, wealth, cfg)
     response = wealth_response(last, wealth)
@@ -420,17 +468,17 @@ def simulate_study(cfg: SimulationConfig, root: str | Path) -> StudyPaths:
     _write_units(paths, cfg, labels_last, first, last, wealth, rng)
     survey_rows, survey_cols = _write_survey(paths, cfg, labels_last, wealth, rng)
     places = PostTreatmentPlaces(survey_rows, survey_cols, cfg.chip_size, labels_last.shape)
-    _write_post_treatment(paths, cfg, landscape, places, response, texture, replay, dates)
+    _write_post_treatment(paths, cfg, land_cover, places, response, texture, replay, dates)
     write_json({"config": dataclasses.asdict(cfg), "dates": dates, "bands": BANDS}, paths.root / "simulation.json")
     return paths
 
 
-def _replayed_scene(labels: np.ndarray, texture: np.ndarray, t: int, state: dict) -> np.ndarray:
-    """Date ``t``'s reflectance for other labels, with that date's own gains and noise (its
+def _replayed_scene(labels: np.ndarray, texture: np.ndarray, state: dict) -> Iterator[tuple[int, np.ndarray]]:
+    """A date's reflectance strips for other labels, with that date's own gains and noise (its
     generator state replayed): unchanged pixels come out bit for bit as in the observed scene."""
     replay = np.random.Generator(np.random.PCG64())
     replay.bit_generator.state = state
-    return _reflectance(labels, texture, t, replay)
+    return reflectance_strips(labels, texture, replay)
 
 
 @dataclass(frozen=True)
@@ -469,7 +517,7 @@ class PostTreatmentPlaces:
 def _write_post_treatment(
     paths: StudyPaths,
     cfg: SimulationConfig,
-    landscape: Landscape,
+    land_cover: np.ndarray,
     places: PostTreatmentPlaces,
     response: dict[int, float],
     texture: np.ndarray,
@@ -478,13 +526,17 @@ def _write_post_treatment(
 ) -> None:
     """For each change setting and effect, the scenes of the setting's dates with every surveyed
     place's surroundings changed as a wealth change of that size changes places
-    (``treatment_gains``), laid out by the setting's pattern; and a JSON index of them."""
+    (``treatment_gains``), laid out by the setting's pattern; and a JSON index of them.
+
+    A scene is a VRT (``scene_<date>.vrt``) of the observed scene under an overlay
+    (``changes/scene_<date>.tif``) that holds the places' windows only, nodata elsewhere: a few
+    percent of a scene's size, however large the region."""
     paths.post_treatment.parent.mkdir(parents=True, exist_ok=True)
     windows, index = places.windows, {}
     for setting in cfg.change_settings if cfg.post_treatment_effects else ():
         order = places.order(setting.pattern, cfg.seed)
         post = range(cfg.n_dates - setting.dates, cfg.n_dates)
-        observed = {t: landscape.classes(t) for t in post}
+        observed = {t: land_cover[t] for t in post}
         scenes = {}
         for effect in cfg.post_treatment_effects:
             folder = paths.post_treatment.parent / setting.slug / f"effect_{effect:+.2f}"
@@ -493,7 +545,15 @@ def _write_post_treatment(
             for t in post:
                 changed = switch_land_cover(observed[t], windows, order, gains)
                 state, invalid = replay[t]
-                write_scene(folder / f"scene_{dates[t]}.tif", _replayed_scene(changed, texture, t, state), invalid, cfg, dates[t])
+                overlay = folder / "changes" / f"scene_{dates[t]}.tif"
+                overlay.parent.mkdir(exist_ok=True)
+                write_scene(overlay, _replayed_scene(changed, texture, state), invalid | ~windows, cfg, dates[t])
+                scene = paths.imagery_dir / f"scene_{dates[t]}.tif"
+                write_mosaic(
+                    [[(str(scene), b), (str(overlay), b)] for b in range(1, len(BANDS) + 1)],
+                    folder / f"scene_{dates[t]}.vrt",
+                    relative=True,
+                )
             scenes[f"{effect:+.2f}"] = str(folder.relative_to(paths.post_treatment.parent))  # the study may move
         index[setting.name] = {"pattern": setting.pattern, "dates": [dates[t] for t in post], "scenes": scenes}
     write_json({"window_px": cfg.chip_size, "settings": index}, paths.post_treatment)
@@ -510,7 +570,8 @@ def _write_units(paths: StudyPaths, cfg, labels_last, first, last, wealth, rng) 
     n = cfg.n_units * len(cfg.trials)
     rows, cols = _sample_pixels(labels_last, n, rng)
     lon, lat = _pixel_to_lonlat(rows, cols, cfg, rng)
-    cov = _covariates(n, last[50][rows, cols], last[50], rng)
+    built = last[50]
+    cov = _covariates(n, built[rows, cols], built, rng)
     terms = _landscape_terms(first, last, rows, cols)
     tau = true_cate(terms, cov, cfg)
     mu0 = 2.0 + 0.8 * terms["crop_level"] + 0.5 * cov["baseline_assets"].to_numpy() + 0.05 * (cov["education_years"].to_numpy() - 6)

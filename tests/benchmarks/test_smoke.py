@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.tiny_demo import CONFIG
@@ -46,6 +47,11 @@ def test_pipeline_benchmark_runs_the_graph_at_a_tiny_size(tmp_path):
     ops = {name: value for name, value in CONFIG["ops"].items() if name != "simulation_study"}
     result = run_benchmark("pipeline", ["--units", "60", "--ops-json", json.dumps(ops), "--limit", "600"], tmp_path)
     assert [row["status"] for row in result["rows"]] == ["ok"] and result["groups"]
+    steps = pd.DataFrame(result["steps"])
+    assert {"study_inputs", "cate_estimates.fit_cate"} <= {s.split("[")[0] for s in steps["step"]}
+    assert (steps["peak_rss_mb"] > 100).all()  # the step's process (here the run's own), found by its pid
+    by_group = steps.groupby("group")["seconds"].sum()
+    assert {g["group"]: round(g["seconds"], 6) for g in result["groups"]} == by_group.round(6).to_dict()
 
 
 def test_demo_figures_read_the_tiny_demo(tiny_demo):

@@ -14,7 +14,7 @@ from models.debiasing.corrections import LinearCalibrationCorrection, TweedieCor
 from models.debiasing.imagery_study import PostTreatmentImagery, imagery_trials
 from models.debiasing.trial_effects import TrialDesign, evaluate
 from models.ingest.catalog import build_catalog
-from models.simulation.simulator import SPECTRA, SimulationConfig, place_windows, simulate_study, switch_land_cover, treatment_gains
+from models.simulation.simulator import BANDS, SPECTRA, SimulationConfig, place_windows, simulate_study, switch_land_cover, treatment_gains
 
 CONFIG = SimulationConfig(
     n_units=20, n_survey=40, n_dates=3, region_px=160, chip_size=16, post_treatment_effects=(-0.5, 0.5, 1.0), trial_dates=2
@@ -55,16 +55,18 @@ def test_post_treatment_scenes_change_only_the_surveyed_places_surroundings_on_e
             assert 0.05 < windows.mean() < 0.95  # the check below has pixels on both sides
             changed_share = {}
             for effect, folder in imagery.scenes.items():
-                scene, scene_profile, scene_tags, _ = _read(folder / f"scene_{date:%Y-%m-%d}.tif")
+                with rasterio.open(folder / f"scene_{date:%Y-%m-%d}.vrt") as src:
+                    scene, scene_profile, named = src.read(), src.profile, (src.descriptions, src.scales)
                 assert scene_profile["crs"] == profile["crs"] and scene_profile["transform"] == profile["transform"]
-                assert scene.dtype == observed.dtype and scene_tags["ACQUISITION_DATE"] == tags["ACQUISITION_DATE"]
+                assert scene.dtype == observed.dtype and named == (BANDS, (1e-4,) * len(BANDS))
+                assert _read(folder / "changes" / f"scene_{date:%Y-%m-%d}.tif")[2]["ACQUISITION_DATE"] == tags["ACQUISITION_DATE"]
                 differs = (scene != observed).any(axis=0)
                 assert not differs[~windows].any(), (name, date)  # outside every window: bit for bit the observed scene
                 assert ((scene == profile["nodata"]) == (observed == profile["nodata"])).all()  # same clouds and swath
                 changed_share[effect] = differs[windows].mean()
             assert 0 < changed_share[0.5] < changed_share[1.0] < 0.6, (name, date)
     observed = _read(study.imagery_dir / "scene_2018-07-15.tif")[0] * 1e-4
-    scene = _read(settings["scattered, last date"].scenes[1.0] / "scene_2018-07-15.tif")[0] * 1e-4
+    scene = _read(settings["scattered, last date"].scenes[1.0] / "scene_2018-07-15.vrt")[0] * 1e-4
     differs = (scene != observed).any(axis=0)
     built = np.abs(scene - np.asarray(SPECTRA[50])[:, None, None]).max(axis=0) < 0.05
     assert built[differs].mean() > 0.3  # a wealth gain builds up land
@@ -72,7 +74,7 @@ def test_post_treatment_scenes_change_only_the_surveyed_places_surroundings_on_e
 
 def _changed(study, setting: str) -> tuple[np.ndarray, np.ndarray]:
     observed, profile, _, _ = _read(study.imagery_dir / "scene_2018-07-15.tif")
-    scene = _read(_settings(study)[setting].scenes[1.0] / "scene_2018-07-15.tif")[0]
+    scene = _read(_settings(study)[setting].scenes[1.0] / "scene_2018-07-15.vrt")[0]
     rows, cols, _ = _places(study, profile, observed.shape[1:])
     centres = np.ones(observed.shape[1:], bool)
     centres[rows, cols] = False
@@ -113,7 +115,7 @@ def test_the_post_treatment_catalog_replaces_the_settings_dates_only(study):
     last = settings["scattered, last date"].catalog(observed, 0.5)
     assert list(last["date"]) == list(observed["date"])
     assert list(last["paths"].iloc[:-1]) == list(observed["paths"].iloc[:-1])
-    assert last["paths"].iloc[-1] == [str(settings["scattered, last date"].scenes[0.5] / "scene_2018-07-15.tif")]
+    assert last["paths"].iloc[-1] == [str(settings["scattered, last date"].scenes[0.5] / "scene_2018-07-15.vrt")]
     ring = settings["ring, last 2 dates"].catalog(observed, 0.5)
     assert ring["paths"].iloc[0] == observed["paths"].iloc[0]
     assert all("ring_2" in p[0] for p in ring["paths"].iloc[1:])

@@ -79,3 +79,29 @@ def test_stratified_assignment_balances_strata(tmp_path):
     rct = pd.read_csv(simulate_study(cfg, tmp_path).trial_table("trial"))
     for _, group in rct.groupby("stratum"):
         assert abs(group["treatment"].sum() - 0.5 * len(group)) <= 0.5
+
+
+def test_a_region_written_in_strips_keeps_its_land_cover_masks_tables_and_replayed_scenes(tmp_path, monkeypatch):
+    """Strips change only which pixel gets which noise draw: the same normals in another order."""
+    from models.simulation import simulator
+
+    cfg = SimulationConfig(n_units=30, n_survey=30, n_dates=2, region_px=160, chip_size=16, post_treatment_effects=(1.0,), trial_dates=1)
+    whole = simulate_study(cfg, tmp_path / "whole")
+    monkeypatch.setattr(simulator, "STRIP_PX", 64)  # three strips, the last one short
+    strips = simulate_study(cfg, tmp_path / "strips")
+    land_cover = "landcover_2017-07-15.tif"
+    with rasterio.open(whole.landcover_dir / land_cover) as a, rasterio.open(strips.landcover_dir / land_cover) as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+    pd.testing.assert_frame_equal(pd.read_parquet(whole.unit_truth), pd.read_parquet(strips.unit_truth))
+    pd.testing.assert_frame_equal(pd.read_csv(whole.survey_table), pd.read_csv(strips.survey_table))
+    scene = "scene_2017-07-15.tif"
+    with rasterio.open(whole.imagery_dir / scene) as a, rasterio.open(strips.imagery_dir / scene) as b:
+        ra, rb, nodata = a.read(), b.read(), a.nodata
+    np.testing.assert_array_equal(ra == nodata, rb == nodata)
+    diff = np.abs(ra.astype(int) - rb.astype(int))[ra != nodata]
+    assert 30 < diff.mean() < 300  # other draws of the 0.008 noise (x 1e4), the same spectra under them
+    moved = tmp_path / "moved"
+    strips.root.rename(moved)  # the post-treatment scenes name their sources relative to themselves
+    with rasterio.open(moved / "truth" / "post_treatment" / "scattered_1" / "effect_+1.00" / scene.replace(".tif", ".vrt")) as post:
+        changed = (post.read() != rb).any(axis=0)
+    assert 0 < changed.mean() < 0.5  # the replayed strips match the observed scene outside the changed places
