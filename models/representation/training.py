@@ -22,7 +22,7 @@ import xarray as xr
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from models.ingest.folds import CrossFitting
 from models.io.storage import atomic_path
@@ -102,15 +102,19 @@ def load_sequences(
     time_idx = _time_index(cube, frames)
     mean, std = stats if stats is not None else band_statistics(cube, frames, block)
     index = np.arange(cube.sizes["unit"]) if units is None else np.asarray(units)
-    xs, vs = [], []
+    x = torch.empty((len(index), len(time_idx), *cube["reflectance"].shape[2:]), dtype=torch.float32)  # filled in place: no second copy
+    valid = torch.empty((len(index), len(time_idx), *cube["valid"].shape[2:]), dtype=torch.bool)
+    start = 0
     for part in _blocks(index, block):
-        x = torch.from_numpy(_reflectance(cube, part, time_idx))
-        xs.append(torch.nan_to_num((x - mean.view(1, 1, -1, 1, 1)) / std.view(1, 1, -1, 1, 1), nan=0.0))
-        vs.append(torch.from_numpy(np.ascontiguousarray(cube["valid"].isel(unit=part, time=time_idx).values)))
+        raw = torch.from_numpy(_reflectance(cube, part, time_idx))
+        rows = slice(start, start + len(raw))
+        torch.nan_to_num((raw - mean.view(1, 1, -1, 1, 1)) / std.view(1, 1, -1, 1, 1), nan=0.0, out=x[rows])
+        valid[rows] = torch.from_numpy(np.ascontiguousarray(cube["valid"].isel(unit=part, time=time_idx).values))
+        start += len(raw)
     dates = cube["time"].values[time_idx].astype("datetime64[D]").astype(np.int64)
     years = torch.tensor((dates - cube["time"].values[0].astype("datetime64[D]").astype(np.int64)) / 365.25, dtype=torch.float32)
     ids = np.asarray(cube["unit"].values.tolist(), dtype=object)[index]
-    return SequenceData(ids, torch.cat(xs), torch.cat(vs), years, mean, std)
+    return SequenceData(ids, x, valid, years, mean, std)
 
 
 def training_sample(n: int, max_units: int | None, seed: int = 0) -> np.ndarray | None:
@@ -181,13 +185,14 @@ def train_encoder(
     if objective == "random":
         return encoder.eval(), []
     heads = _Heads(spec.dim)
-    tensors = [data.x, data.valid]
+    dataset = TensorDataset(data.x, data.valid)
     if objective == "prognostic":
         if target is None:
             raise ValueError("the prognostic objective needs a target")
         keep = np.isfinite(target)
-        y = torch.tensor((target[keep] - target[keep].mean()) / (target[keep].std() + 1e-9), dtype=torch.float32)
-        tensors = [data.x[keep], data.valid[keep], y]
+        y = torch.zeros(len(target), dtype=torch.float32)
+        y[keep] = torch.tensor((target[keep] - target[keep].mean()) / (target[keep].std() + 1e-9), dtype=torch.float32)
+        dataset = Subset(TensorDataset(data.x, data.valid, y), np.flatnonzero(keep).tolist())  # rows by index, not copied
     cuda = device.type == "cuda"
     encoder.to(device)
     heads.to(device)
@@ -195,10 +200,10 @@ def train_encoder(
         encoder.to(memory_format=torch.channels_last)
     step_model = torch.compile(encoder) if cfg.compile else encoder
     loader = DataLoader(
-        TensorDataset(*tensors),
+        dataset,
         batch_size=cfg.batch_size,
         shuffle=True,
-        drop_last=len(tensors[0]) > cfg.batch_size,
+        drop_last=len(dataset) > cfg.batch_size,
         pin_memory=cuda and cfg.fast,
         generator=torch.Generator().manual_seed(cfg.seed),
     )
@@ -311,17 +316,18 @@ def fit_encoders(
 ) -> FittedEncoders:
     """Fit the encoder(s). Supervised objectives are cross-fitted: the model of fold k never sees
     the targets of fold k's units (of fold k's clusters, when ``clusters`` labels the units), and
-    ``transform`` embeds each unit with its own fold's model."""
+    ``transform`` embeds each unit with its own fold's model. Each model gets the whole ``data``
+    with the other folds' targets only (NaN elsewhere; the trainer uses units with a target), so
+    no fold's copy of the chips is made."""
     started = time.perf_counter()
     models, histories = [], []
     k = cross_fitting.folds if objective == "prognostic" else 1
     assignment = cross_fitting.assign(data.unit_ids, clusters) if k > 1 else np.zeros(len(data.unit_ids), dtype=np.int64)
     for fold in range(k):
-        train_idx = np.flatnonzero(assignment != fold) if k > 1 else np.arange(len(data.unit_ids))
-        fold_target = None if target is None or objective != "prognostic" else target[train_idx]
-        model, history = trainer(
-            spec, data.subset(train_idx), objective, cfg, device, fold_target, lambda row, f=fold: log({"fold": f, **row})
-        )
+        fold_target = None if target is None or objective != "prognostic" else np.asarray(target, dtype=float)
+        if fold_target is not None and k > 1:
+            fold_target = np.where(assignment != fold, fold_target, np.nan)
+        model, history = trainer(spec, data, objective, cfg, device, fold_target, lambda row, f=fold: log({"fold": f, **row}))
         models.append(model.cpu())
         histories.append(history)
     meta = {

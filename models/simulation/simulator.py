@@ -174,8 +174,9 @@ class StudyPaths:
 
 def gaussian_field(shape: tuple[int, int], scale: float, rng: np.random.Generator) -> np.ndarray:
     """Zero-mean, unit-variance random field with correlation length ``scale`` pixels."""
-    field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma=scale, mode="wrap")
-    field -= field.mean()  # in place: a large region's fields are a GB each
+    field = rng.standard_normal(shape)
+    ndimage.gaussian_filter(field, sigma=scale, mode="wrap", output=field)  # in place: a large region's fields are a GB each
+    field -= field.mean()
     field /= field.std()
     return field
 
@@ -202,7 +203,6 @@ class Landscape:
     def __init__(self, cfg: SimulationConfig, rng: np.random.Generator):
         shape = (cfg.region_px, cfg.region_px)
         self.n_dates = cfg.n_dates
-        # Kept as float32 (half the memory of a large region; the demo's classes come out the same).
         self.moisture = gaussian_field(shape, 40, rng)
         self.human = gaussian_field(shape, 25, rng)
         self.human += 0.3 * gaussian_field(shape, 4, rng)
@@ -219,16 +219,25 @@ class Landscape:
         self.t_tree = _quantile_threshold(self.vegetation, 0.45)
 
     def classes(self, t: int) -> np.ndarray:
-        progress = t / max(self.n_dates - 1, 1)
-        built = self.human > self.t_built - self.urban_rate * np.float64(progress)
-        crop = self.human > self.t_crop - self.crop_rate * np.float64(progress)
-        tree = self.vegetation > self.t_tree + self.loss_rate * np.float64(progress)
-        out = np.where(self.soil > 1.2, 60, np.where(self.soil > 0.0, 30, 20)).astype(np.uint8)
+        """The map at date t, ``STRIP_PX`` rows at a time (the float64 temporaries stay strip-sized)."""
+        out = np.empty(self.human.shape, dtype=np.uint8)
+        for row0 in range(0, out.shape[0], STRIP_PX):
+            rows = slice(row0, row0 + STRIP_PX)
+            out[rows] = self._classes(t, rows)
+        return out
+
+    def _classes(self, t: int, rows: slice) -> np.ndarray:
+        progress = np.float64(t / max(self.n_dates - 1, 1))
+        human, soil, moisture = self.human[rows], self.soil[rows], self.moisture[rows]
+        built = human > self.t_built - self.urban_rate[rows] * progress
+        crop = human > self.t_crop - self.crop_rate[rows] * progress
+        tree = self.vegetation[rows] > self.t_tree + self.loss_rate[rows] * progress
+        out = np.where(soil > 1.2, 60, np.where(soil > 0.0, 30, 20)).astype(np.uint8)
         out[tree] = 10
         out[crop] = 40
         out[built] = 50
-        out[self.moisture > self.t_wet] = 90
-        out[self.moisture > self.t_water] = 80
+        out[moisture > self.t_wet] = 90
+        out[moisture > self.t_water] = 80
         return out
 
 
@@ -236,7 +245,10 @@ def land_cover_sequence(cfg: SimulationConfig, rng: np.random.Generator) -> np.n
     """(dates, H, W) uint8 WorldCover maps of a new ``Landscape``, whose latent fields (seven
     region-sized arrays) are let go once the maps are drawn."""
     landscape = Landscape(cfg, rng)
-    return np.stack([landscape.classes(t) for t in range(cfg.n_dates)])
+    maps = np.empty((cfg.n_dates, cfg.region_px, cfg.region_px), dtype=np.uint8)
+    for t in range(cfg.n_dates):
+        maps[t] = landscape.classes(t)
+    return maps
 
 
 class NeighbourhoodFractions(Mapping[int, np.ndarray]):
