@@ -123,8 +123,9 @@ def fit_on_survey(places: pd.DataFrame, cube: xr.Dataset, fitted, device, seed: 
 
 
 def predict_map(model: WealthModel, grid: GridEmbedding) -> GridMap:
-    """Predicted wealth over the grid (layer ``wealth_prediction``)."""
-    return grid.to_map({"wealth_prediction": model.predict(grid.per_model[model.encoder_model])})
+    """Predicted wealth over the grid (layer ``wealth_prediction``), block by block (``GridEmbedding.blocks``)."""
+    blocks = grid.blocks(models=[model.encoder_model])
+    return grid.to_map({"wealth_prediction": np.concatenate([model.predict(e) for _, (e,) in blocks])})
 
 
 def predictor(model: WealthModel, fitted, device) -> Callable[[SequenceData], np.ndarray]:

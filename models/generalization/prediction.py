@@ -5,17 +5,22 @@ from __future__ import annotations
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
-from models.representation.grid import GridEmbedding, GridMap
+from models.representation.grid import BLOCK_CELLS, GridEmbedding, GridMap
 
 
-def extrapolation_ratio(trial: np.ndarray, new: np.ndarray, quantile: float = 0.95) -> np.ndarray:
-    """Distance from each new point to its nearest trial unit (standardized feature space), over the
-    ``quantile`` of nearest-neighbour distances within the trial. Above 1: outside the trial's support."""
-    mean, sd = trial.mean(axis=0), trial.std(axis=0) + 1e-9
-    trial_z, new_z = (trial - mean) / sd, (new - mean) / sd
-    nn = NearestNeighbors(n_neighbors=2).fit(trial_z)
-    within = nn.kneighbors(trial_z)[0][:, 1]
-    return nn.kneighbors(new_z, n_neighbors=1)[0][:, 0] / np.quantile(within, quantile)
+class TrialSupport:
+    """Where the trial's units lie in (standardized) feature space, to tell how far a new point lies
+    outside it: the distance to its nearest trial unit over the ``quantile`` of nearest-neighbour
+    distances within the trial (``ratio``; above 1: outside the trial's support)."""
+
+    def __init__(self, trial: np.ndarray, quantile: float = 0.95):
+        self.mean, self.sd = trial.mean(axis=0), trial.std(axis=0) + 1e-9
+        trial_z = (trial - self.mean) / self.sd
+        self.nn = NearestNeighbors(n_neighbors=2).fit(trial_z)
+        self.scale = np.quantile(self.nn.kneighbors(trial_z)[0][:, 1], quantile)
+
+    def ratio(self, new: np.ndarray) -> np.ndarray:
+        return self.nn.kneighbors((new - self.mean) / self.sd, n_neighbors=1)[0][:, 0] / self.scale
 
 
 def training_sample(n: int, max_units: int, seed: int = 0, groups: np.ndarray | None = None) -> np.ndarray:
@@ -36,12 +41,17 @@ def training_sample(n: int, max_units: int, seed: int = 0, groups: np.ndarray | 
     return np.flatnonzero(np.isin(codes, chosen))
 
 
-def cate_map(model, X_trial: np.ndarray, grid: GridEmbedding) -> GridMap:
-    """Layers ``cate``, ``extrapolation_ratio`` and ``outside_support`` (ratio > 1) over the grid.
+def cate_map(model, X_trial: np.ndarray, grid: GridEmbedding, block_cells: int = BLOCK_CELLS) -> GridMap:
+    """Layers ``cate``, ``extrapolation_ratio`` and ``outside_support`` (ratio > 1) over the grid,
+    predicted ``block_cells`` cells at a time (``GridEmbedding.blocks``), so a national grid's
+    embeddings are never in memory at once.
 
     Each fold model embeds the cells in its own space, so predictions and ratios are computed per
     fold model and averaged, never the embeddings themselves.
     """
-    tau = np.mean([model.effect(e) for e in grid.per_model], axis=0)
-    ratio = np.mean([extrapolation_ratio(X_trial, e) for e in grid.per_model], axis=0)
+    support, tau, ratio = TrialSupport(X_trial), [], []
+    for _, per_model in grid.blocks(block_cells):
+        tau.append(np.mean([model.effect(e) for e in per_model], axis=0))
+        ratio.append(np.mean([support.ratio(e) for e in per_model], axis=0))
+    tau, ratio = np.concatenate(tau), np.concatenate(ratio)
     return grid.to_map({"cate": tau, "extrapolation_ratio": ratio, "outside_support": (ratio > 1).astype(float)})

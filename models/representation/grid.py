@@ -6,6 +6,7 @@ trial unit's is read, so the encoder sees the same kind of input everywhere.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,12 +131,15 @@ class GridMap:
             return cls(dict(zip(src.descriptions, src.read(), strict=True)), src.transform, src.crs.to_string())
 
 
+BLOCK_CELLS = 50_000  # cells a map predicts at a time: a national grid's embeddings never all in memory
+
+
 @dataclass
 class GridEmbedding:
     """The cells of a grid that have imagery, with their embeddings by every fold model."""
 
     cells: pd.DataFrame  # unit_id, lon, lat, row, col of the cells kept
-    per_model: list[np.ndarray]
+    per_model: Sequence[np.ndarray | xr.DataArray]  # (cell, feature) per fold model; lazy when read from a cube
     transform: Affine
     shape: tuple[int, int]
     crs: str
@@ -157,10 +161,19 @@ class GridEmbedding:
             attrs={"transform": [float(v) for v in list(self.transform)[:6]], "shape": [int(v) for v in self.shape], "crs": str(self.crs)},
         )
 
+    def blocks(self, size: int = BLOCK_CELLS, models: Sequence[int] | None = None) -> Iterator[tuple[slice, list[np.ndarray]]]:
+        """Consecutive cells, ``size`` at a time, with the embeddings of them by each fold model (or
+        by ``models``), read from the cube only then: memory bounded by the block, not the grid."""
+        chosen = [self.per_model[k] for k in (range(len(self.per_model)) if models is None else models)]
+        for start in range(0, len(self.cells), size):
+            rows = slice(start, start + size)
+            yield rows, [np.asarray(e[rows]) for e in chosen]
+
     @classmethod
     def from_dataset(cls, ds: xr.Dataset) -> GridEmbedding:
+        """The grid of a cube; the embeddings stay in the cube until ``blocks`` reads them."""
         cells = pd.DataFrame({"unit_id": [str(c) for c in ds["cell"].values], **{c: ds[c].values for c in ("lon", "lat", "row", "col")}})
-        per_model = list(ds["embedding"].values)
+        per_model = [ds["embedding"][k] for k in range(ds.sizes["model"])]
         return cls(cells, per_model, Affine(*ds.attrs["transform"]), tuple(ds.attrs["shape"]), ds.attrs["crs"])
 
 

@@ -32,7 +32,7 @@ import rasterio
 from pyproj import Transformer
 from rasterio.transform import from_origin
 from rasterio.windows import Window
-from scipy import ndimage, stats
+from scipy import ndimage, spatial, special
 
 from models.ingest.mosaic import write_mosaic
 from models.interpretation.landcover import colormap
@@ -507,23 +507,34 @@ class PostTreatmentPlaces:
         return place_windows(self.shape, self.rows, self.cols, self.size)
 
     def order(self, pattern: ChangePattern, seed: int) -> np.ndarray:
-        """Per pixel, a value in [0, 1]: pixels below a share s switch when a change of share s
-        happens (``switch_land_cover``), so each pattern switches about s of a window.
+        """Per pixel of the places' windows, a value in [0, 1]: pixels below a share s switch when a
+        change of share s happens (``switch_land_cover``), so each pattern switches about s of a
+        window. Outside the windows nothing switches and the value is not meaningful.
 
         scattered: independent uniforms; patchy: a smooth field (3 px) mapped to uniforms; ring: the
         annulus area between an unchanged core (a sixth of the window wide) and the distance to the
-        nearest place, as a share of the window, so change spreads outward from the core."""
+        nearest place, as a share of the window, so change spreads outward from the core. One
+        region-sized float64 array at most besides the result: a large region's is a GB."""
         rng = np.random.default_rng([seed, 1])  # own stream: the observed study stays as it was
-        scattered = rng.random(self.shape)  # drawn first, so scattered change is the same as before patterns existed
         if pattern == "scattered":
-            return scattered
+            return rng.random(self.shape)  # the stream's first draws, as before patterns existed
         if pattern == "patchy":
-            return stats.norm.cdf(gaussian_field(self.shape, 3, rng))
-        centres = np.ones(self.shape, bool)
-        centres[np.clip(self.rows, 0, self.shape[0] - 1), np.clip(self.cols, 0, self.shape[1] - 1)] = False
-        distance, half = ndimage.distance_transform_edt(centres), self.size / 2
+            rng.bit_generator.advance(self.shape[0] * self.shape[1])  # skip the scattered draws: one output per uniform
+            field = gaussian_field(self.shape, 3, rng)
+            return special.ndtr(field, out=field)  # the standard normal cdf, in place
+        return self._ring()
+
+    def _ring(self) -> np.ndarray:
+        """The ring order inside the windows (1, never switching, elsewhere), from each window pixel's
+        exact Euclidean distance to the nearest place (a k-d tree over the places)."""
+        places = np.unique(np.column_stack([np.clip(self.rows, 0, self.shape[0] - 1), np.clip(self.cols, 0, self.shape[1] - 1)]), axis=0)
+        inside = np.nonzero(self.windows)
+        distance, _ = spatial.cKDTree(places).query(np.column_stack(inside))
+        half = self.size / 2
         core = half / 3
-        return np.where(distance < core, 1.0, np.clip(np.pi * (distance**2 - core**2) / (4 * half**2), 0.0, 1.0))
+        out = np.ones(self.shape)
+        out[inside] = np.where(distance < core, 1.0, np.clip(np.pi * (distance**2 - core**2) / (4 * half**2), 0.0, 1.0))
+        return out
 
 
 def _write_post_treatment(

@@ -8,13 +8,23 @@ import pandas as pd
 import pytest
 import rasterio
 from pyproj import Transformer
-from scipy import ndimage
+from scipy import ndimage, stats
 
 from models.debiasing.corrections import LinearCalibrationCorrection, TweedieCorrection
 from models.debiasing.imagery_study import PostTreatmentImagery, imagery_trials
 from models.debiasing.trial_effects import TrialDesign, evaluate
 from models.ingest.catalog import build_catalog
-from models.simulation.simulator import BANDS, SPECTRA, SimulationConfig, place_windows, simulate_study, switch_land_cover, treatment_gains
+from models.simulation.simulator import (
+    BANDS,
+    SPECTRA,
+    PostTreatmentPlaces,
+    SimulationConfig,
+    gaussian_field,
+    place_windows,
+    simulate_study,
+    switch_land_cover,
+    treatment_gains,
+)
 
 CONFIG = SimulationConfig(
     n_units=20, n_survey=40, n_dates=3, region_px=160, chip_size=16, post_treatment_effects=(-0.5, 0.5, 1.0), trial_dates=2
@@ -92,6 +102,24 @@ def test_the_change_patterns_lay_the_change_out_differently(study):
     core = CONFIG.chip_size / 6
     assert not ring[distance < core - 1].any()  # the core is left as it was
     assert np.median(distance[ring]) < np.median(distance[scattered])  # the ring hugs the places
+
+
+def test_the_pattern_orders_are_their_region_wide_definitions_inside_the_windows():
+    """The ring from a k-d tree over the places and the patchy field drawn after skipping the
+    scattered uniforms (both to spare a large region's memory) are the distance transform's ring and
+    the field drawn after the uniforms themselves."""
+    rng, shape, size = np.random.default_rng(3), (300, 260), 16
+    rows, cols = rng.integers(-5, 305, 60), rng.integers(-5, 265, 60)
+    places = PostTreatmentPlaces(rows, cols, size, shape)
+    windows = places.windows
+    centres = np.ones(shape, bool)
+    centres[np.clip(rows, 0, shape[0] - 1), np.clip(cols, 0, shape[1] - 1)] = False
+    distance, core = ndimage.distance_transform_edt(centres), size / 6
+    ring = np.where(distance < core, 1.0, np.clip(np.pi * (distance**2 - core**2) / size**2, 0.0, 1.0))
+    np.testing.assert_array_equal(places.order("ring", 0)[windows], ring[windows])
+    stream = np.random.default_rng([0, 1])
+    stream.random(shape)
+    np.testing.assert_array_equal(places.order("patchy", 0), stats.norm.cdf(gaussian_field(shape, 3, stream)))
 
 
 def test_land_cover_switches_by_the_gains_and_nests_across_effects():
