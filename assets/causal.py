@@ -41,13 +41,18 @@ class CateConfig(Config):
     # 0.45 of them), so trials up to 50,000 units (5 folds) fit exactly as without; at 100,000 one forest
     # takes 130 s instead of 248 s, PEHE 0.179 vs 0.167 (benchmarks/results/cate_100k_tree_cap.json).
     max_tree_units: int | None = 25_000
+    # Features tried per forest split (None: all). A large trial's speed setting: 28 of 64 halve the forests'
+    # time, at a PEHE cost that grows with the signal's sparsity (LearnerConfig; cate_forest_settings.json).
+    mtry: int | None = None
     n_jobs: int = LearnerConfig.n_jobs  # each fit's threads: -1 every core; 1 when the executor runs a fit per core
     seed: int = LearnerConfig.seed
     sequential_rate: bool = True  # also fit grf's rate_cv scheme (fold k from folds < k): about 30% more fitting
 
 
 def _learner_config(config: CateConfig) -> LearnerConfig:
-    return LearnerConfig(n_estimators=config.n_estimators, max_tree_units=config.max_tree_units, n_jobs=config.n_jobs, seed=config.seed)
+    return LearnerConfig(
+        n_estimators=config.n_estimators, max_tree_units=config.max_tree_units, mtry=config.mtry, n_jobs=config.n_jobs, seed=config.seed
+    )
 
 
 def _arrays(design: pd.DataFrame) -> tuple[np.ndarray, ...]:

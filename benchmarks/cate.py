@@ -72,7 +72,7 @@ def _fit(name: str, variant: str, n: int, seed: int, fit_units: int = 0, overrid
     if 0 < fit_units < n:
         X, T, Y = X[:fit_units], T[:fit_units], Y[:fit_units]
     Xt, _, _, tau_t = dgp(2000, 1000 + seed)
-    model = make_learner(name, LearnerConfig(seed=seed).for_units(len(T))) if variant == "eotrials" else econml_default(name, seed)
+    model = make_learner(name, LearnerConfig(seed=seed).for_data(*X.shape)) if variant == "eotrials" else econml_default(name, seed)
     for key, value in (overrides or {}).items():
         setattr(model, key, value)
     started = time.perf_counter()

@@ -20,10 +20,10 @@ import pandas as pd
 from econml.dml import CausalForestDML
 from econml.dr import ForestDRLearner
 from econml.metalearners import TLearner
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import LassoCV
-from sklearn.model_selection import GridSearchCV
+from sklearn.model_selection import GridSearchCV, ShuffleSplit
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import KBinsDiscretizer, StandardScaler
 
@@ -35,6 +35,7 @@ DataChoice = Literal["tabular", "image", "image_sequence", "image_sequence_tabul
 DATA_CHOICES: tuple[DataChoice, ...] = ("tabular", "image", "image_sequence", "image_sequence_tabular")
 SCORE_CHOICE: DataChoice = "image_sequence_tabular"  # the richest features: the DR scores' outcome models
 OUTCOME_CV = 5  # the outcome model's CV folds: each arm of every training split needs at least this many units
+OUTCOME_HOLDOUT_UNITS = 50_000  # fits on more units choose their outcome model on one 20% holdout instead
 
 
 class KnownPropensity(ClassifierMixin, BaseEstimator):
@@ -68,19 +69,25 @@ HISTOGRAM_MIN_UNITS_PER_BIN = 20  # smaller fits split on the raw values: too fe
 @dataclass(frozen=True)
 class LearnerConfig:
     """Settings shared by the learners (their speed vs. econml defaults: benchmarks/cate.py; at trial
-    scale: benchmarks/cate_estimates.py).
+    scale: benchmarks/cate_estimates.py; each forest setting's time and PEHE at 10,000 and 100,000
+    units: benchmarks/results/cate_forest_settings.json).
 
-    Tree building is nearly all of a forest's time (first stages and intervals are under 1%), and
-    grows as n log n in each tree's subsample. ``histogram_bins``: the forests' final trees split
-    between quantile bins of each feature, as histogram gradient boosting does (econml's
-    ``featurizer``; the first-stage models see the raw features); fewer distinct values make
-    econml's sorting and split search cheaper; off below ``HISTOGRAM_MIN_UNITS_PER_BIN`` units per
-    bin. With both cores' threads, 50,000 units and 64 features: 457 s -> 111 s, PEHE 0.185 -> 0.188
-    (benchmarks/results/cate_histogram_bins.json). ``n_jobs``: the
-    forests' threads (-1: every core of the process; 1 where the executor already runs one fit per
-    core). ``max_samples``: each tree's share of the units (econml's default, grf's
+    Tree building is nearly all of a forest's time (first stages and intervals are under 5%; both
+    cores busy), and grows as n log n in each tree's subsample and linearly in the features tried
+    per split. ``histogram_bins``: the forests' final trees split between quantile bins of each
+    feature, as histogram gradient boosting does (econml's ``featurizer``; the first-stage models
+    see the raw features); fewer distinct values make econml's sorting and split search cheaper;
+    off below ``HISTOGRAM_MIN_UNITS_PER_BIN`` units per bin. With both cores' threads, 50,000 units
+    and 64 features: 457 s -> 111 s, PEHE 0.185 -> 0.188 (benchmarks/results/cate_histogram_bins.json).
+    ``n_jobs``: the forests' threads (-1: every core of the process; 1 where the executor already
+    runs one fit per core). ``max_samples``: each tree's share of the units (econml's default, grf's
     ``sample.fraction``); ``max_tree_units`` caps it in units for large trials, at some accuracy
     (100,000 units, 64 features: 0.45 takes 248 s, PEHE 0.167; 25,000 units per tree 130 s, 0.179).
+    ``mtry``: features tried per split (None: all; grf's default is min(ceil(sqrt(p) + 20), p)),
+    a speed setting for large trials whose accuracy cost depends on how sparse the signal is: 100,000
+    units, 64 features of which 3 carry the effect, 28 of them per split halve the time at PEHE
+    0.191 -> 0.221. ``outcome_holdout``: the outcome model is chosen on one holdout (set by
+    ``for_data`` above ``OUTCOME_HOLDOUT_UNITS``).
     """
 
     n_estimators: int = 200
@@ -90,16 +97,23 @@ class LearnerConfig:
     max_samples: float = 0.45
     max_tree_units: int | None = None
     histogram_bins: int | None = 255
+    mtry: int | None = None
+    outcome_holdout: bool = False
     seed: int = 0
 
-    def for_units(self, n: int) -> LearnerConfig:
-        """These settings for a fit on ``n`` units: the per-tree share capped at ``max_tree_units``,
-        no bins where there are too few units per bin."""
+    def for_data(self, n_units: int, n_features: int) -> LearnerConfig:
+        """These settings for a fit on ``n_units`` x ``n_features``: the per-tree share capped at
+        ``max_tree_units``, no bins where there are too few units per bin, at most ``n_features``
+        tried per split, the outcome model chosen on a holdout above ``OUTCOME_HOLDOUT_UNITS``."""
         changes: dict = {}
-        if self.max_tree_units is not None and self.max_tree_units < self.max_samples * n:
-            changes["max_samples"] = self.max_tree_units / n
-        if self.histogram_bins and n < HISTOGRAM_MIN_UNITS_PER_BIN * self.histogram_bins:
+        if self.max_tree_units is not None and self.max_tree_units < self.max_samples * n_units:
+            changes["max_samples"] = self.max_tree_units / n_units
+        if self.histogram_bins and n_units < HISTOGRAM_MIN_UNITS_PER_BIN * self.histogram_bins:
             changes["histogram_bins"] = None
+        if self.mtry is not None and self.mtry > n_features:
+            changes["mtry"] = n_features
+        if n_units > OUTCOME_HOLDOUT_UNITS:
+            changes["outcome_holdout"] = True
         return dataclasses.replace(self, **changes) if changes else self
 
     def featurizer(self) -> QuantileBins | None:
@@ -132,11 +146,13 @@ def outcome_model(cfg: LearnerConfig) -> GridSearchCV:
 
     econml's ``'auto'`` makes the same linear-vs-trees choice (lasso vs. forest) at several times
     the cost: embeddings often carry a sparse, near-linear prognostic signal that deep trees
-    overfit, and sometimes a non-linear one that the lasso misses.
+    overfit, and sometimes a non-linear one that the lasso misses. With ``outcome_holdout`` (large
+    fits) the choice is made on one random 20% of the units, thousands of them: a third of the fits.
     """
     lasso = residual_model(cfg, cv=3)
     trees = HistGradientBoostingRegressor(max_depth=3, max_iter=500, early_stopping=True, random_state=cfg.seed)
-    return GridSearchCV(lasso, {"model": [lasso.named_steps["model"], trees]}, cv=OUTCOME_CV)  # the boosted trees thread already
+    cv = ShuffleSplit(n_splits=1, test_size=0.2, random_state=cfg.seed) if cfg.outcome_holdout else OUTCOME_CV
+    return GridSearchCV(lasso, {"model": [lasso.named_steps["model"], trees]}, cv=cv)  # the boosted trees thread already
 
 
 def make_learner(name: Learner, cfg: LearnerConfig = LearnerConfig()):
@@ -147,6 +163,7 @@ def make_learner(name: Learner, cfg: LearnerConfig = LearnerConfig()):
             model_y=residual_model(cfg),
             model_t=KnownPropensity(),
             discrete_treatment=True,
+            max_features=cfg.mtry,
             cv=cfg.inner_folds,
             n_estimators=n_trees,
             min_samples_leaf=cfg.min_samples_leaf,
@@ -159,6 +176,7 @@ def make_learner(name: Learner, cfg: LearnerConfig = LearnerConfig()):
         return ForestDRLearner(
             model_regression=residual_model(cfg),
             model_propensity=KnownPropensity(),
+            max_features=cfg.mtry,
             cv=cfg.inner_folds,
             n_estimators=n_trees,
             min_samples_leaf=cfg.min_samples_leaf,
@@ -225,9 +243,9 @@ def fit_learner(model, X: np.ndarray, T: np.ndarray, Y: np.ndarray, propensity: 
 
 
 def _fit_rows(name: Learner, make: MakeLearner, cfg: LearnerConfig, rows: np.ndarray, X, T, Y, propensity, groups):
-    """``make``'s learner fitted on the units in ``rows``, with settings sized to them (``LearnerConfig.for_units``)."""
+    """``make``'s learner fitted on the units in ``rows``, with settings sized to them (``LearnerConfig.for_data``)."""
     part = None if groups is None else groups[rows]
-    return fit_learner(make(name, cfg.for_units(int(rows.sum()))), X[rows], T[rows], Y[rows], propensity[rows], part)
+    return fit_learner(make(name, cfg.for_data(int(rows.sum()), X.shape[1])), X[rows], T[rows], Y[rows], propensity[rows], part)
 
 
 def effect_with_interval(model, X: np.ndarray, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -308,7 +326,7 @@ def fit_full(
 ):
     """One model on every unit, for predicting new places (the CATE map); ``groups`` as in ``fit_learner``."""
     check_trial_arrays(X, T, Y, propensity)
-    return fit_learner(make_learner(name, cfg.for_units(len(T))), X, T, Y, propensity, groups)
+    return fit_learner(make_learner(name, cfg.for_data(*X.shape)), X, T, Y, propensity, groups)
 
 
 def outcome_predictions(
@@ -318,9 +336,10 @@ def outcome_predictions(
     mu0, mu1 = np.empty(len(T)), np.empty(len(T))
     for k in np.unique(folds):
         test, train = folds == k, folds != k
+        sized = cfg.for_data(int(train.sum()), X.shape[1])  # as the T-learner's arms on the same units
         for arm, target in ((0, mu0), (1, mu1)):
             fit_on = train & (arm == T)
-            target[test] = clone(outcome_model(cfg)).fit(X[fit_on], Y[fit_on]).predict(X[test])
+            target[test] = outcome_model(sized).fit(X[fit_on], Y[fit_on]).predict(X[test])
     return mu0, mu1
 
 

@@ -20,7 +20,8 @@ from tests.conftest import materialize_modules
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")]
 
 OPS = {
-    "cate_estimates": CateConfig(learners=["causal_forest", "t_learner"], n_estimators=50),
+    # 8 features per split: the image choices try 8 of ~36, the 4-feature tabular choice all 4
+    "cate_estimates": CateConfig(learners=["causal_forest", "t_learner"], n_estimators=50, mtry=8),
     "cate_map": CateMapConfig(n_estimators=50, max_fit_units=150),  # a sample of the 240 units
     "unit_land_cover": interpretation.UnitLandCoverConfig(chip_size=16),
     "heterogeneity_attribution": interpretation.AttributionConfig(n_estimators=50),

@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from models.causal.cate import LearnerConfig, cross_fit_cate, make_learner, outcome_model, outcome_predictions, sequential_cate
+from models.causal.cate import (
+    OUTCOME_HOLDOUT_UNITS,
+    LearnerConfig,
+    cross_fit_cate,
+    make_learner,
+    outcome_model,
+    outcome_predictions,
+    sequential_cate,
+)
 from models.causal.heterogeneity import (
     ate,
     calibration_test,
@@ -100,13 +108,20 @@ def test_learners_refuse_bad_input():
         cross_fit_cate("t_learner", X, T, Y, e, folds)
 
 
+@pytest.mark.parametrize("holdout", [False, True])
 @pytest.mark.parametrize("shape, chosen", [("linear", "LassoCV"), ("steps", "HistGradientBoostingRegressor")])
-def test_outcome_model_chooses_by_cross_validation(shape, chosen):
+def test_outcome_model_chooses_by_cross_validation_or_on_one_holdout(shape, chosen, holdout):
     rng = np.random.default_rng(3)
     X = rng.standard_normal((600, 8))
     signal = X @ np.linspace(1, 0.2, 8) if shape == "linear" else 2.0 * np.sign(X[:, 0]) * (X[:, 1] > 0.5)
-    fitted = outcome_model(LearnerConfig()).fit(X, signal + 0.3 * rng.standard_normal(600))
+    fitted = outcome_model(LearnerConfig(outcome_holdout=holdout)).fit(X, signal + 0.3 * rng.standard_normal(600))
     assert type(fitted.best_estimator_[-1]).__name__ == chosen
+    assert ("split1_test_score" in fitted.cv_results_) is not holdout  # one split, not five
+
+
+def test_only_fits_above_the_holdout_size_choose_their_outcome_model_on_a_holdout():
+    assert not LearnerConfig().for_data(OUTCOME_HOLDOUT_UNITS, 36).outcome_holdout
+    assert LearnerConfig().for_data(OUTCOME_HOLDOUT_UNITS + 1, 36).outcome_holdout
 
 
 @pytest.mark.parametrize("strength, expect_heterogeneity", [(0.0, False), (1.0, True)])
@@ -138,19 +153,26 @@ def test_sequential_scheme_reuses_the_cross_fitted_last_fold_model(learner):
 
 def test_max_tree_units_caps_each_trees_share_only_when_it_binds():
     cfg = LearnerConfig(max_tree_units=25_000)
-    assert cfg.for_units(40_000) is cfg  # 0.45 x 40,000 = 18,000 units per tree: below the cap
-    assert cfg.for_units(100_000).max_samples == pytest.approx(0.25)
-    assert LearnerConfig().for_units(10**7).max_samples == 0.45
+    assert cfg.for_data(40_000, 36).max_samples == 0.45  # 0.45 x 40,000 = 18,000 units per tree: below the cap
+    assert cfg.for_data(100_000, 36).max_samples == pytest.approx(0.25)
+    assert LearnerConfig().for_data(10**7, 36).max_samples == 0.45
+
+
+def test_mtry_sets_the_features_tried_per_split_at_most_all_of_them():
+    for learner in ("causal_forest", "dr_learner"):
+        assert make_learner(learner, LearnerConfig().for_data(5000, 36)).max_features is None  # all: econml's default
+        assert make_learner(learner, LearnerConfig(mtry=28).for_data(5000, 36)).max_features == 28
+        assert make_learner(learner, LearnerConfig(mtry=28).for_data(5000, 4)).max_features == 4  # the tabular choice
 
 
 def test_forests_split_on_quantile_bins_only_when_there_are_units_enough_per_bin():
     cfg = LearnerConfig(histogram_bins=16)
-    assert cfg.for_units(100).featurizer() is None
-    bins = cfg.for_units(1000).featurizer()
+    assert cfg.for_data(100, 2).featurizer() is None
+    bins = cfg.for_data(1000, 2).featurizer()
     X = np.column_stack([np.random.default_rng(0).standard_normal(1000), np.tile([0.0, 1.0], 500)])
     binned = bins.fit_transform(X)
     assert len(np.unique(binned[:, 0])) == 16 and len(np.unique(binned[:, 1])) == 2  # a binary feature keeps two
     assert (np.diff(binned[np.argsort(X[:, 0]), 0]) >= 0).all()  # monotone: the forest's splits keep their order
     for learner in ("causal_forest", "dr_learner"):
-        assert make_learner(learner, cfg.for_units(1000)).featurizer.n_bins == 16
-        assert make_learner(learner, cfg.for_units(100)).featurizer is None
+        assert make_learner(learner, cfg.for_data(1000, 2)).featurizer.n_bins == 16
+        assert make_learner(learner, cfg.for_data(100, 2)).featurizer is None
