@@ -42,7 +42,7 @@ class CateConfig(Config):
     # takes 130 s instead of 248 s, PEHE 0.179 vs 0.167 (benchmarks/results/cate_100k_tree_cap.json).
     max_tree_units: int | None = 25_000
     # Features tried per forest split (None: all). A large trial's speed setting: 28 of 64 halve the forests'
-    # time, at a PEHE cost that grows with the signal's sparsity (LearnerConfig; cate_forest_settings.json).
+    # time, at a PEHE cost that grows with the signal's sparsity (figures in LearnerConfig's docstring).
     mtry: int | None = None
     n_jobs: int = LearnerConfig.n_jobs  # each fit's threads: -1 every core; 1 when the executor runs a fit per core
     seed: int = LearnerConfig.seed

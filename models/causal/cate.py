@@ -85,8 +85,8 @@ class LearnerConfig:
     ``mtry``: features tried per split (None: all; grf's default is min(ceil(sqrt(p) + 20), p)),
     a speed setting for large trials whose accuracy cost depends on how sparse the signal is: 100,000
     units, 64 features of which 3 carry the effect (64 bins), 28 of them per split halve the time at
-    PEHE 0.191 -> 0.221; 27 of 36 denser ones: 63 s -> 50 s, 0.157 -> 0.158. ``outcome_holdout``: the outcome model is chosen on one holdout (set by
-    ``for_data`` above ``OUTCOME_HOLDOUT_UNITS``).
+    PEHE 0.191 -> 0.221; 27 of 36 denser ones: 63 s -> 50 s, 0.157 -> 0.158. ``outcome_holdout``:
+    the outcome model is chosen on one holdout (set by ``for_data`` above ``OUTCOME_HOLDOUT_UNITS``).
     """
 
     n_estimators: int = 200

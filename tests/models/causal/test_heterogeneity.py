@@ -153,7 +153,7 @@ def test_sequential_scheme_reuses_the_cross_fitted_last_fold_model(learner):
 
 def test_max_tree_units_caps_each_trees_share_only_when_it_binds():
     cfg = LearnerConfig(max_tree_units=25_000)
-    assert cfg.for_data(40_000, 36).max_samples == 0.45  # 0.45 x 40,000 = 18,000 units per tree: below the cap
+    assert cfg.for_data(40_000, 36) is cfg  # 0.45 x 40,000 = 18,000 units per tree: below the cap
     assert cfg.for_data(100_000, 36).max_samples == pytest.approx(0.25)
     assert LearnerConfig().for_data(10**7, 36).max_samples == 0.45
 
