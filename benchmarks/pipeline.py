@@ -132,9 +132,9 @@ def environment(executor: str, workdir: Path):
 
 
 def step_table(env: dict, per_pid: dict[int, float]) -> pd.DataFrame:
-    """Every step that succeeded, from the run's event log: its group, duration and the peak RSS of
-    the process it ran in (its own process on the multiprocess executor; the run's or a worker's,
-    shared with other steps, on the others)."""
+    """Every step that succeeded, from the run's event log: its group, start (seconds after the
+    first step's), duration and the peak RSS of the process it ran in (its own process on the
+    multiprocess executor; the run's or a worker's, shared with other steps, on the others)."""
     import dagster as dg
 
     from pipelines.definitions import defs
@@ -154,8 +154,17 @@ def step_table(env: dict, per_pid: dict[int, float]) -> pd.DataFrame:
             elif kind == dg.DagsterEventType.STEP_SUCCESS and event.step_key in starts:
                 started, pid = starts[event.step_key]
                 group = group_of.get(event.step_key.split(".")[0], "checks")
-                rows.append({"step": event.step_key, "group": group, "seconds": event.timestamp - started, "peak_rss_mb": per_pid.get(pid)})
-    return pd.DataFrame(rows, columns=["step", "group", "seconds", "peak_rss_mb"])
+                first = min(start for start, _ in starts.values())
+                rows.append(
+                    {
+                        "step": event.step_key,
+                        "group": group,
+                        "started_s": started - first,
+                        "seconds": event.timestamp - started,
+                        "peak_rss_mb": per_pid.get(pid),
+                    }
+                )
+    return pd.DataFrame(rows, columns=["step", "group", "started_s", "seconds", "peak_rss_mb"])
 
 
 def exponents(table: pd.DataFrame) -> pd.DataFrame:

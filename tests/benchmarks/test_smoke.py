@@ -50,6 +50,8 @@ def test_pipeline_benchmark_runs_the_graph_at_a_tiny_size(tmp_path):
     steps = pd.DataFrame(result["steps"])
     assert {"study_inputs", "cate_estimates.fit_cate"} <= {s.split("[")[0] for s in steps["step"]}
     assert (steps["peak_rss_mb"] > 100).all()  # the step's process (here the run's own), found by its pid
+    first = steps.set_index("step")["started_s"]
+    assert first["study_inputs"] == 0 and (first.drop("study_inputs") > 0).all()  # the graph's root starts it
     by_group = steps.groupby("group")["seconds"].sum()
     assert {g["group"]: round(g["seconds"], 6) for g in result["groups"]} == by_group.round(6).to_dict()
 

@@ -105,3 +105,39 @@ def test_a_region_written_in_strips_keeps_its_land_cover_masks_tables_and_replay
     with rasterio.open(moved / "truth" / "post_treatment" / "scattered_1" / "effect_+1.00" / scene.replace(".tif", ".vrt")) as post:
         changed = (post.read() != rb).any(axis=0)
     assert 0 < changed.mean() < 0.5  # the replayed strips match the observed scene outside the changed places
+
+
+def test_fields_and_class_shares_filtered_in_blocks_on_threads_are_scipys_whole_filters(monkeypatch):
+    from scipy import ndimage
+
+    from models.simulation import simulator
+
+    monkeypatch.setattr(simulator.os, "cpu_count", lambda: 3)  # uneven blocks of whole lines
+    field = np.random.default_rng(0).standard_normal((70, 50))
+    expected = ndimage.gaussian_filter(field, sigma=6, mode="wrap")
+    np.testing.assert_array_equal(simulator._gaussian_filter(field.copy(), 6), expected)
+    labels = (field > 0).astype(np.uint8)
+    shares = simulator.NeighbourhoodFractions(labels, (0, 1), 5)[1]
+    np.testing.assert_array_equal(shares, ndimage.uniform_filter(labels.astype(np.float32), size=5, mode="nearest"))
+
+
+def test_a_scene_computed_at_some_pixels_is_the_whole_scene_there_bit_for_bit(monkeypatch):
+    """The post-treatment overlays are computed in the places' windows only, from the date's noise
+    drawn once: the same numbers as replaying the whole scene."""
+    from models.simulation import simulator
+
+    monkeypatch.setattr(simulator, "STRIP_PX", 16)  # three strips, the last one short
+    rng = np.random.default_rng(1)
+    labels = rng.choice(np.array(list(simulator.SPECTRA)), size=(40, 24)).astype(np.uint8)
+    texture = rng.standard_normal((40, 24)).astype(np.float32)
+    where = rng.random((40, 24)) < 0.2
+    state = rng.bit_generator.state
+    scene = np.concatenate([refl for _, refl in simulator.reflectance_strips(labels, texture, rng)], axis=1)
+    gain, noise = simulator.noise_at(where, state)
+    at = simulator.scene_dn(simulator._reflectance(labels[where], texture[where], gain, noise))
+    np.testing.assert_array_equal(at, simulator.scene_dn(scene)[:, where])
+    strips = dict(simulator._scattered_strips(where, at, simulator.REFLECTANCE_NODATA))
+    assert sorted(strips) == [0, 16, 32]
+    laid = np.concatenate([strips[row0] for row0 in sorted(strips)], axis=1)
+    np.testing.assert_array_equal(laid[:, where], at)
+    assert (laid[:, ~where] == simulator.REFLECTANCE_NODATA).all()
