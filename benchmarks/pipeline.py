@@ -59,13 +59,19 @@ TRIAL = "west"
 EXECUTORS = ("multiprocess", "in_process", "celery")
 
 
+def region_px(units: int) -> int:
+    """The side of a region that holds ``units`` at the demo's density (1,024 px for 1,000 units)."""
+    return int(1024 * math.sqrt(units / 1000) // 64 * 64)
+
+
 def run_config(units: int, executor: str, processes: int, shrink_above: int, extra_ops: dict | None = None) -> dict:
     """Demo settings for a trial of ``units``; above ``shrink_above`` the region stops growing (see
     the module docstring). ``extra_ops`` (op config, as in
     run config) is merged under the size's own settings: a smoke run's fewer epochs, say."""
-    region_px = int(1024 * math.sqrt(min(units, shrink_above) / 1000) // 64 * 64)
     ops: dict = {name: {"config": dict(value.get("config", {}))} for name, value in (extra_ops or {}).items()}
-    ops.setdefault("study_inputs", {"config": {}})["config"].update({"n_units": units, "region_px": region_px, "trials": [TRIAL]})
+    ops.setdefault("study_inputs", {"config": {}})["config"].update(
+        {"n_units": units, "region_px": region_px(min(units, shrink_above)), "trials": [TRIAL]}
+    )
     config: dict = {"ops": ops}
     if executor != "celery":  # Celery's executor is chosen by EOTRIALS_CELERY_BROKER and configured in pipelines/executors.py
         chosen = {"in_process": {}} if executor == "in_process" else {"multiprocess": {"max_concurrent": processes}}

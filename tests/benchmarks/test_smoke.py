@@ -23,6 +23,7 @@ TINY = {
     "landcover": ["--large-px", "256", "--demo-px", "256", "--demo-dates", "2"],
     "landcover_real_labels": ["--seeds", "0"],
     "correction_diagnostics": ["--seeds", "0"],
+    "simulator": ["--units", "60", "--survey", "40"],
 }
 
 
