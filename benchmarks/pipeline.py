@@ -147,7 +147,7 @@ def step_table(env: dict, per_pid: dict[int, float]) -> pd.DataFrame:
 
     graph = defs.resolve_asset_graph()
     group_of = {a.node_def.name: graph.get(next(iter(a.keys))).group_name for a in graph.assets_defs if a.keys}
-    rows, starts = [], {}
+    rows, starts, first = [], {}, 0.0
     os.environ.update({k: v for k, v in env.items() if k.startswith("DAGSTER_PG_")})
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         run = instance.get_runs(limit=1)[0]
@@ -156,11 +156,11 @@ def step_table(env: dict, per_pid: dict[int, float]) -> pd.DataFrame:
                 continue
             kind = event.dagster_event.event_type
             if kind == dg.DagsterEventType.STEP_START:
+                first = first if starts else event.timestamp
                 starts[event.step_key] = (event.timestamp, event.dagster_event.pid)
             elif kind == dg.DagsterEventType.STEP_SUCCESS and event.step_key in starts:
                 started, pid = starts[event.step_key]
                 group = group_of.get(event.step_key.split(".")[0], "checks")
-                first = min(start for start, _ in starts.values())
                 rows.append(
                     {
                         "step": event.step_key,

@@ -61,6 +61,7 @@ SPECTRA: dict[int, tuple[float, ...]] = {
     80: (0.06, 0.05, 0.03, 0.02, 0.01, 0.01),
     90: (0.04, 0.07, 0.05, 0.20, 0.10, 0.05),
 }
+_SPECTRA_LUT = np.array([SPECTRA.get(code, (0.0,) * len(BANDS)) for code in range(256)], dtype=np.float32)  # code -> spectrum
 UNIT_WEIGHT = {10: 0.3, 20: 1.0, 30: 1.0, 40: 3.0, 50: 3.0, 60: 0.5, 80: 0.0, 90: 0.2}
 COVARIATES = ("age_head", "female_head", "hh_size", "education_years", "baseline_assets")
 Heterogeneity = Literal["both", "static", "change", "none"]
@@ -301,18 +302,19 @@ def _date_gain(rng: np.random.Generator) -> np.ndarray:
     return (1.0 + 0.04 * rng.standard_normal(len(BANDS))).astype(np.float32)
 
 
-def _noise(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    return 0.008 * rng.standard_normal(shape).astype(np.float32)
+def _noise_strips(rng: np.random.Generator, shape: tuple[int, int]) -> Iterator[tuple[slice, np.ndarray]]:
+    """(rows, bands x rows x W noise) of a ``shape`` scene, ``STRIP_PX`` rows at a time, drawn in the
+    order every scene draws it."""
+    for row0 in range(0, shape[0], STRIP_PX):
+        rows = slice(row0, min(row0 + STRIP_PX, shape[0]))
+        yield rows, 0.008 * rng.standard_normal((len(BANDS), rows.stop - row0, shape[1])).astype(np.float32)
 
 
 def _reflectance(labels: np.ndarray, texture: np.ndarray, gain: np.ndarray, noise: np.ndarray) -> np.ndarray:
     """Class spectra x texture x the date's gain + noise, clipped to [0, 1], bands first, for pixels
     laid out as ``labels`` (a strip or a list of pixels): elementwise, so any layout gives the same
     numbers for the same pixel."""
-    lut = np.zeros((256, len(BANDS)), dtype=np.float32)
-    for code, spectrum in SPECTRA.items():
-        lut[code] = spectrum
-    refl = np.moveaxis(lut[labels], -1, 0) * (1.0 + 0.08 * texture)[None] * gain.reshape((-1,) + (1,) * labels.ndim)
+    refl = np.moveaxis(_SPECTRA_LUT[labels], -1, 0) * (1.0 + 0.08 * texture)[None] * gain.reshape((-1,) + (1,) * labels.ndim)
     refl += noise
     return np.clip(refl, 0.0, 1.0)
 
@@ -321,24 +323,18 @@ def reflectance_strips(labels: np.ndarray, texture: np.ndarray, rng: np.random.G
     """(first row, (6, rows, W) reflectance) for one date, ``STRIP_PX`` rows at a time, the noise
     drawn strip by strip as the strips are consumed."""
     gain = _date_gain(rng)
-    for row0 in range(0, labels.shape[0], STRIP_PX):
-        rows = slice(row0, row0 + STRIP_PX)
-        noise = _noise(rng, (len(BANDS), *labels[rows].shape))
-        yield row0, _reflectance(labels[rows], texture[rows], gain, noise)
+    for rows, noise in _noise_strips(rng, labels.shape):
+        yield rows.start, _reflectance(labels[rows], texture[rows], gain, noise)
 
 
 def noise_at(where: np.ndarray, state: dict) -> tuple[np.ndarray, np.ndarray]:
     """A date's gain and its noise at the pixels ``where`` (bands x pixels, row-major order), its
-    generator replayed from ``state`` strip by strip as ``reflectance_strips`` draws it: a scene
-    changed at those pixels only is computed there, bit for bit as a whole-scene replay."""
+    generator replayed from ``state`` as ``reflectance_strips`` draws it: a scene changed at those
+    pixels only is computed there, bit for bit as a whole-scene replay."""
     rng = np.random.Generator(np.random.PCG64())
     rng.bit_generator.state = state
     gain = _date_gain(rng)
-    parts = []
-    for row0 in range(0, where.shape[0], STRIP_PX):
-        rows = slice(row0, row0 + STRIP_PX)
-        parts.append(_noise(rng, (len(BANDS), *where[rows].shape))[:, where[rows]])
-    return gain, np.concatenate(parts, axis=1)
+    return gain, np.concatenate([noise[:, where[rows]] for rows, noise in _noise_strips(rng, where.shape)], axis=1)
 
 
 def _invalid_mask(shape: tuple[int, int], cfg: SimulationConfig, rng: np.random.Generator) -> np.ndarray:
