@@ -5,6 +5,7 @@ one process (in-process), and Celery workers on Redis with PostgreSQL storage (d
     python benchmarks/pipeline.py                                   # 1,000 and 3,000 units, in-process
     python benchmarks/pipeline.py --units 1000 10000 100000 --limit 3300
     python benchmarks/pipeline.py --units 1000 --executors multiprocess in_process celery --executor-units 1000
+    python benchmarks/pipeline.py --merge results/a.json results/b.json --out results/pipeline.json  # one commit's sizes
     python benchmarks/pipeline.py --units 100000 --shrink-above 100000 --executor multiprocess \
         --select '+key:"land_cover_maps" or +key:"grid_embeddings" or +key:"map_grid_embeddings"'  # the region's steps
 
@@ -184,6 +185,23 @@ def exponents(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def merge(paths: list[str], out: str) -> None:
+    """Results files of one commit (sizes run separately, e.g. the 100,000-unit row alone) as one:
+    every row with its commit, their groups and steps, and exponents across all their unshrunk sizes."""
+    results = [json.loads(Path(path).read_text()) for path in paths]
+    commits = {result["environment"]["git_sha"].removesuffix("-dirty")[:7] for result in results}
+    if len(commits) != 1:
+        raise SystemExit(f"exponents need every size on one commit; these files come from {sorted(commits)}")
+    commit = commits.pop()
+    rows = [{**row, "commit": commit} for result in results for row in result["rows"]]
+    groups = [group for result in results for group in result.get("groups", [])]
+    steps = [step for result in results for step in result.get("steps", [])]
+    unshrunk = {row["units"] for row in rows if not row["shrunk"]}
+    growth = exponents(pd.DataFrame([g for g in groups if g["units"] in unshrunk]))
+    print(growth.to_markdown(index=False))
+    write_results(out, rows, {"merged": paths}, groups=groups, steps=steps, exponents=growth.to_dict("records"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--units", type=int, nargs="+", default=[1000, 3000])
@@ -197,8 +215,12 @@ def main() -> None:
     parser.add_argument("--limit", type=float, default=3600, help="seconds before a run is stopped")
     parser.add_argument("--ops-json", default="{}", help="extra op config merged under each size's (e.g. fewer epochs for a smoke run)")
     parser.add_argument("--select", default=SELECTION, help="the assets run (Dagster's selection syntax)")
+    parser.add_argument("--merge", nargs="+", metavar="RESULTS", help="merge these results files of one commit into --out (runs nothing)")
     parser.add_argument("--out", default="benchmarks/results/pipeline.json")
     args = parser.parse_args()
+    if args.merge:
+        merge(args.merge, args.out)
+        return
     runs, groups, steps = [], [], []
     for units in args.units:
         for executor in dict.fromkeys([args.executor, *(args.executors if units in args.executor_units else [])]):

@@ -57,6 +57,28 @@ def test_pipeline_benchmark_runs_the_graph_at_a_tiny_size(tmp_path):
     assert {g["group"]: round(g["seconds"], 6) for g in result["groups"]} == by_group.round(6).to_dict()
 
 
+def _results(path: Path, sha: str, units: int, seconds: float, shrunk: bool = False) -> str:
+    rows = [{"units": units, "shrunk": shrunk, "status": "ok"}]
+    groups = [{"units": units, "group": "causal", "seconds": seconds}]
+    path.write_text(json.dumps({"environment": {"git_sha": sha}, "rows": rows, "groups": groups, "steps": []}))
+    return str(path)
+
+
+def test_pipeline_merge_fits_exponents_across_files_of_one_commit(tmp_path):
+    small = _results(tmp_path / "a.json", "abc1234def", 1_000, 10.0)
+    large = _results(tmp_path / "b.json", "abc1234def-dirty", 100_000, 10.0 * 100**1.2)
+    shrunk = _results(tmp_path / "c.json", "abc1234def", 1_000_000, 1.0, shrunk=True)
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "pipeline.py"), "--merge", small, large, shrunk, "--out", str(tmp_path / "m.json")]
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, timeout=120)
+    merged = json.loads((tmp_path / "m.json").read_text())
+    assert [row["units"] for row in merged["rows"]] == [1_000, 100_000, 1_000_000]
+    assert {row["commit"] for row in merged["rows"]} == {"abc1234"}
+    assert merged["exponents"] == [{"group": "causal", "exponent": 1.2}]  # the shrunk size left out
+    other = _results(tmp_path / "d.json", "fff0000aaa", 10_000, 1.0)
+    refused = subprocess.run([*cmd[:3], small, other, "--out", str(tmp_path / "n.json")], cwd=ROOT, capture_output=True, text=True)
+    assert refused.returncode != 0 and "one commit" in refused.stderr
+
+
 def test_demo_figures_read_the_tiny_demo(tiny_demo):
     cmd = [sys.executable, str(ROOT / "benchmarks" / "demo_figures.py"), str(tiny_demo.data), str(tiny_demo.home)]
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
