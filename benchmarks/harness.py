@@ -1,5 +1,5 @@
 """What every benchmark shares: one fresh process per measurement, its wall time and peak RSS, and a
-record of the environment the figures came from.
+record of the environment the figures came from, the machine's speed (``host_seconds``) among it.
 
     from harness import measure, write_results
     row = measure(fit_one, "causal_forest", 10_000, limit=1200)   # {'seconds': ..., 'peak_rss_mb': ..., **fit_one's dict}
@@ -11,6 +11,7 @@ largest so far), imports and caches start cold, and a run past ``limit`` is stop
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import json
 import multiprocessing as mp
@@ -95,8 +96,28 @@ def _gpu() -> dict | None:
     return {"name": torch.cuda.get_device_name(0), "cuda": torch.version.cuda, "count": torch.cuda.device_count()}
 
 
+@functools.cache
+def host_seconds(repeats: int = 3) -> float:
+    """Seconds a fixed single-thread workload takes here (the best of ``repeats``): a regression tree
+    on 10,000 x 20 seeded values, like the tree building that dominates the large runs. Machines of
+    one kind differ from day to day (on 2026-12-07 the same code ran 1.35x to 1.7x slower than the
+    day before), so figures from different results files compare only at a similar ``host_seconds``."""
+    import numpy as np
+    from sklearn.tree import DecisionTreeRegressor
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(10_000, 20))
+    y = X[:, 0] * X[:, 1] + rng.normal(size=len(X))
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        DecisionTreeRegressor(min_samples_leaf=5, random_state=0).fit(X, y)
+        best = min(best, time.perf_counter() - started)
+    return round(best, 4)
+
+
 def environment() -> dict:
-    """Git SHA, Python, package versions, CPU, GPU and thread settings of this machine."""
+    """Git SHA, Python, package versions, CPU, GPU, thread settings and ``host_seconds`` of this machine."""
     versions = {}
     for name in PACKAGES:
         try:
@@ -118,6 +139,7 @@ def environment() -> dict:
         "cpu_count": os.cpu_count(),
         "gpu": _gpu(),
         "threads": threads,
+        "host_seconds": host_seconds(),
         "packages": versions,
         "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

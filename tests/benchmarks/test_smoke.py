@@ -38,7 +38,7 @@ def run_benchmark(name: str, args: list[str], tmp_path: Path) -> dict:
 @pytest.mark.parametrize("name", list(TINY))
 def test_benchmark_runs_at_a_tiny_size(name, tmp_path):
     result = run_benchmark(name, TINY[name], tmp_path)
-    assert result["rows"] and result["environment"]["python"]
+    assert result["rows"] and result["environment"]["python"] and result["environment"]["host_seconds"] > 0
     failed = [row for row in result["rows"] if str(row.get("status", "ok")) not in ("ok", "")]
     assert not failed, failed
 
