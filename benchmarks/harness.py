@@ -100,8 +100,8 @@ def _gpu() -> dict | None:
 def host_seconds(repeats: int = 3) -> float:
     """Seconds a fixed single-thread workload takes here (the best of ``repeats``): a regression tree
     on 10,000 x 20 seeded values, like the tree building that dominates the large runs. Machines of
-    one kind differ from day to day (on 2026-12-07 the same code ran 1.35x to 1.7x slower than the
-    day before), so figures from different results files compare only at a similar ``host_seconds``."""
+    one kind differ from day to day (1.35x to 1.7x for the same code, docs/scaling.md), so figures
+    from different results files compare only at a similar ``host_seconds``."""
     import numpy as np
     from sklearn.tree import DecisionTreeRegressor
 

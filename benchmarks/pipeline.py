@@ -185,6 +185,13 @@ def exponents(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def unshrunk_exponents(rows: list[dict], groups: list[dict]) -> pd.DataFrame:
+    """``exponents`` over the sizes whose region grew with the trial (rows not ``shrunk``)."""
+    unshrunk = {row["units"] for row in rows if not row["shrunk"]}
+    kept = [group for group in groups if group["units"] in unshrunk]
+    return exponents(pd.DataFrame(kept)) if kept else pd.DataFrame()
+
+
 def merge(paths: list[str], out: str) -> None:
     """Results files of one commit (sizes run separately, e.g. the 100,000-unit row alone) as one:
     every row with its commit, their groups and steps, and exponents across all their unshrunk sizes."""
@@ -196,8 +203,7 @@ def merge(paths: list[str], out: str) -> None:
     rows = [{**row, "commit": commit} for result in results for row in result["rows"]]
     groups = [group for result in results for group in result.get("groups", [])]
     steps = [step for result in results for step in result.get("steps", [])]
-    unshrunk = {row["units"] for row in rows if not row["shrunk"]}
-    growth = exponents(pd.DataFrame([g for g in groups if g["units"] in unshrunk]))
+    growth = unshrunk_exponents(rows, groups)
     print(growth.to_markdown(index=False))
     write_results(out, rows, {"merged": paths}, groups=groups, steps=steps, exponents=growth.to_dict("records"))
 
@@ -237,7 +243,7 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             write_results(args.out, runs, vars(args), groups=groups, steps=steps)  # so far: a run stopped late keeps what finished
     runs_table, groups_table = pd.DataFrame(runs), pd.DataFrame(groups)
-    growth = exponents(groups_table[groups_table["units"] <= args.shrink_above]) if len(groups_table) else pd.DataFrame()
+    growth = unshrunk_exponents(runs, groups)
     print(runs_table.round(1).to_markdown(index=False))
     if len(groups_table):
         print(groups_table.pivot(index="group", columns="units", values="seconds").round(1).to_markdown())
