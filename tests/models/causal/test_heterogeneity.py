@@ -152,10 +152,20 @@ def test_sequential_scheme_reuses_the_cross_fitted_last_fold_model(learner):
 
 
 def test_max_tree_units_caps_each_trees_share_only_when_it_binds():
-    cfg = LearnerConfig(max_tree_units=25_000)
+    cfg = LearnerConfig(max_tree_units=25_000, leaf_share=0)
     assert cfg.for_data(40_000, 36) is cfg  # 0.45 x 40,000 = 18,000 units per tree: below the cap
     assert cfg.for_data(100_000, 36).max_samples == pytest.approx(0.25)
     assert LearnerConfig().for_data(10**7, 36).max_samples == 0.45
+
+
+def test_leaves_hold_a_share_of_each_trees_units_above_the_floor():
+    cfg = LearnerConfig(max_tree_units=25_000, leaf_share=0.002)
+    assert cfg.for_data(1_000, 36).min_samples_leaf == 5  # 450 units per tree: the floor
+    assert cfg.for_data(40_000, 36).min_samples_leaf == 36  # 18,000 units per tree
+    assert cfg.for_data(100_000, 36).min_samples_leaf == 50  # 25,000: the capped share
+    assert LearnerConfig(leaf_share=0).for_data(100_000, 36).min_samples_leaf == 5
+    for learner in ("causal_forest", "dr_learner"):
+        assert make_learner(learner, cfg.for_data(100_000, 36)).min_samples_leaf == 50
 
 
 def test_mtry_sets_the_features_tried_per_split_at_most_all_of_them():
