@@ -51,16 +51,16 @@ class CateConfig(Config):
     seed: int = LearnerConfig.seed
     sequential_rate: bool = True  # also fit grf's rate_cv scheme (fold k from folds < k): about 30% more fitting
 
-
-def _learner_config(config: CateConfig) -> LearnerConfig:
-    return LearnerConfig(
-        n_estimators=config.n_estimators,
-        max_tree_units=config.max_tree_units,
-        mtry=config.mtry,
-        leaf_share=config.leaf_share,
-        n_jobs=config.n_jobs,
-        seed=config.seed,
-    )
+    def learner_config(self) -> LearnerConfig:
+        """The learners' settings (``models.causal.cate.LearnerConfig``) these fields choose."""
+        return LearnerConfig(
+            n_estimators=self.n_estimators,
+            max_tree_units=self.max_tree_units,
+            mtry=self.mtry,
+            leaf_share=self.leaf_share,
+            n_jobs=self.n_jobs,
+            seed=self.seed,
+        )
 
 
 def _arrays(design: pd.DataFrame) -> tuple[np.ndarray, ...]:
@@ -108,7 +108,7 @@ def plan_cate_fits(
 def score_units(config: CateConfig, scoring: pd.DataFrame) -> pd.DataFrame:
     """Each unit's DR score ``gamma`` from out-of-fold outcome models on the richest features,
     shared by every data choice so that their RATEs compare."""
-    return pd.DataFrame({"unit_id": scoring["unit_id"], "gamma": shared_scores(*_arrays(scoring), _learner_config(config))})
+    return pd.DataFrame({"unit_id": scoring["unit_id"], "gamma": shared_scores(*_arrays(scoring), config.learner_config())})
 
 
 @dg.op
@@ -116,7 +116,7 @@ def fit_cate(context: dg.OpExecutionContext, config: CateConfig, design: pd.Data
     """One data choice x learner (the step's mapping key, ``<choice>__<learner>``) fitted out of fold."""
     choice, learner = context.get_mapping_key().split("__")
     est, record = fit_choice(
-        learner, *_arrays(design), _learner_config(config), sequential=config.sequential_rate, groups=cluster_groups(design)
+        learner, *_arrays(design), config.learner_config(), sequential=config.sequential_rate, groups=cluster_groups(design)
     )
     context.log.info(f"{choice} x {learner}: {record['seconds']:.1f}s")
     return est.assign(unit_id=design["unit_id"].to_numpy(), data_choice=choice, learner=learner, seconds=record["seconds"])

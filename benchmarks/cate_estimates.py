@@ -4,12 +4,14 @@ and calibration test (``evaluate_choices``), timed stage by stage, with PEHE aga
 
     python benchmarks/cate_estimates.py --units 1000 10000 100000          # one process, every core
     python benchmarks/cate_estimates.py --units 100000 --workers 2          # the fits spread over 2 processes
-    python benchmarks/cate_estimates.py --units 100000 --learner-json '{"max_tree_units": 25000}'   # trees on 25,000 units at most
+    python benchmarks/cate_estimates.py --units 100000 --learner-json '{"max_tree_units": null}'   # without the step's tree cap
 
 Synthetic data with the pipeline's feature widths (tabular 4, image 32, image sequence 32, image
 sequence + tabular 36): the true CATE depends on a covariate, on a 'level' dimension every image
 choice sees and on a 'change' dimension only the sequences see; a linear prognostic part; outcome
 noise sd 1; randomized treatment with p = 0.5; 5 folds by unit id, as ``CrossFitting`` assigns them.
+
+The learners' settings are the step's (``CateConfig``), with ``--learner-json`` overriding fields.
 
 One process (``--workers 1``): the fits one after another, each forest on every core (econml's
 threads), as the in-process executor runs them. ``--workers W``: the fits in W processes, one core
@@ -19,6 +21,7 @@ each, as the multiprocess and Celery executors run the asset graph's fit steps s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -26,8 +29,9 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import pandas as pd
 
+from assets.causal import CateConfig
 from harness import measure, write_results
-from models.causal.cate import DATA_CHOICES, LEARNERS, SCORE_CHOICE, LearnerConfig, fit_choice, shared_scores
+from models.causal.cate import DATA_CHOICES, LEARNERS, SCORE_CHOICE, fit_choice, shared_scores
 from models.causal.heterogeneity import evaluate_choices
 from models.ingest.folds import CrossFitting
 
@@ -57,7 +61,7 @@ def run(n: int, seed: int, workers: int, sequential: bool, overrides: dict) -> d
     """Every stage of ``cate_estimates`` and the RATE evaluation on ``n`` units; seconds per stage."""
     ids, features, T, Y, tau = synthetic_trial(n, seed)
     folds = CrossFitting().assign(ids)
-    cfg = LearnerConfig(seed=seed, n_jobs=1 if workers > 1 else -1, **overrides)
+    cfg = dataclasses.replace(CateConfig().learner_config(), seed=seed, n_jobs=1 if workers > 1 else -1, **overrides)
     started = time.perf_counter()
     gamma = shared_scores(features[SCORE_CHOICE], T, Y, np.full(n, 0.5), folds, cfg)
     scores_s = time.perf_counter() - started

@@ -1,6 +1,7 @@
 """Config and resources cannot be silently wrong: an unknown field (a typo, a renamed setting) is
 refused naming the valid ones, for every Config of the assets and every resource and IO manager."""
 
+import dataclasses
 import inspect
 
 import dagster as dg
@@ -8,6 +9,7 @@ import pydantic
 import pytest
 
 from assets import analyst, causal, debiasing, generalization, ingest, interpretation, representation, simulation
+from models.causal.cate import LearnerConfig
 from pipelines import io_managers, resources
 
 MODULES = [analyst, causal, debiasing, generalization, ingest, interpretation, representation, simulation, io_managers, resources]
@@ -37,3 +39,13 @@ def test_the_field_renamed_away_is_refused():
     """``rct_table`` was replaced by the trials folder: a leftover is an error, not a silent demo run."""
     with pytest.raises(pydantic.ValidationError, match="StudySource has no field 'rct_table'; its fields are band_files, band_names"):
         resources.StudySource(rct_table="trial.csv", imagery="scenes/")
+
+
+def test_every_learner_setting_of_the_cate_config_reaches_the_learners():
+    """A field added to ``CateConfig`` for the learners (like ``leaf_share``) and left out of
+    ``learner_config`` would be a setting that silently does nothing."""
+    shared = {f.name for f in dataclasses.fields(LearnerConfig)} & set(causal.CateConfig.model_fields)
+    assert {"n_estimators", "max_tree_units", "mtry", "leaf_share", "n_jobs", "seed"} <= shared
+    changed = {"n_estimators": 7, "max_tree_units": 123, "mtry": 3, "leaf_share": 0.5, "n_jobs": 1, "seed": 9}
+    cfg = causal.CateConfig(**{name: changed[name] for name in shared}).learner_config()
+    assert {name: getattr(cfg, name) for name in shared} == {name: changed[name] for name in shared}
