@@ -1,5 +1,6 @@
 """Causal: CATEs per data choice and learner, heterogeneity evaluation, ATE, and randomization checks."""
 
+import dataclasses
 from typing import Literal
 
 import dagster as dg
@@ -52,15 +53,10 @@ class CateConfig(Config):
     sequential_rate: bool = True  # also fit grf's rate_cv scheme (fold k from folds < k): about 30% more fitting
 
     def learner_config(self) -> LearnerConfig:
-        """The learners' settings (``models.causal.cate.LearnerConfig``) these fields choose."""
-        return LearnerConfig(
-            n_estimators=self.n_estimators,
-            max_tree_units=self.max_tree_units,
-            mtry=self.mtry,
-            leaf_share=self.leaf_share,
-            n_jobs=self.n_jobs,
-            seed=self.seed,
-        )
+        """The learners' settings (``models.causal.cate.LearnerConfig``): every field the two share,
+        so a learner setting added here reaches the learners without a second list."""
+        shared = {f.name for f in dataclasses.fields(LearnerConfig)} & set(type(self).model_fields)
+        return LearnerConfig(**{name: getattr(self, name) for name in shared})
 
 
 def _arrays(design: pd.DataFrame) -> tuple[np.ndarray, ...]:

@@ -20,7 +20,7 @@ learner and data choice, PEHE against the simulator's true CATE.
 eotrials settings: the known propensity instead of an estimated one, the lasso as the forests' first
 stage (``models.causal.cate.residual_model``), outcome models chosen by CV between the lasso and depth-3
 boosted trees for the T-learner (``models.causal.cate.outcome_model``), 200 trees, 255 quantile bins
-above 5,100 units and every core (forests: ``LearnerConfig``).
+above 5,100 units, leaves of at least 0.2% of each tree's units and every core (forests: ``LearnerConfig``).
 econml defaults: the learner with no arguments ('auto' first stages, estimated propensity);
 TLearner has no default model, so scikit-learn's GradientBoostingRegressor, as in econml's docs.
 """

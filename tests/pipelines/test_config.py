@@ -42,9 +42,11 @@ def test_the_field_renamed_away_is_refused():
 
 
 def test_every_learner_setting_of_the_cate_config_reaches_the_learners():
-    """A field added to ``CateConfig`` for the learners (like ``leaf_share``) and left out of
-    ``learner_config`` would be a setting that silently does nothing."""
+    """``learner_config`` passes the fields ``CateConfig`` shares with ``LearnerConfig``: a field
+    named differently on one side (a rename) would be a setting that silently does nothing."""
+    step_only = {"learners", "sequential_rate"}  # the step's own settings, not the learners'
     shared = {f.name for f in dataclasses.fields(LearnerConfig)} & set(causal.CateConfig.model_fields)
+    assert set(causal.CateConfig.model_fields) - step_only == shared
     assert {"n_estimators", "max_tree_units", "mtry", "leaf_share", "n_jobs", "seed"} <= shared
     changed = {"n_estimators": 7, "max_tree_units": 123, "mtry": 3, "leaf_share": 0.5, "n_jobs": 1, "seed": 9}
     cfg = causal.CateConfig(**{name: changed[name] for name in shared}).learner_config()
